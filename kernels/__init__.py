@@ -1,0 +1,1 @@
+"""mmvmamba.kernels: cross scan, selective scan and the SS2D core."""

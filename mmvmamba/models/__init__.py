@@ -1,0 +1,1 @@
+"""Model modules; importing this registers them in ``mmvmamba.registry.MODELS``."""

@@ -1,0 +1,13 @@
+"""The ``mmvmamba`` child registry.
+
+``dict(type='mmvmamba.VMamba')`` resolves from any OpenMMLab scope (mmdet, mmseg,
+mmpretrain): mmengine sees the ``mmvmamba.`` prefix, imports this module and then the
+``locations`` below, so no ``custom_imports`` is needed and no downstream package is
+imported by us.
+"""
+from mmengine.registry import MODELS as MMENGINE_MODELS
+from mmengine.registry import Registry
+
+MODELS = Registry(
+    'model', parent=MMENGINE_MODELS, scope='mmvmamba',
+    locations=['mmvmamba.models'])
