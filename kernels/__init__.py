@@ -1,1 +1,101 @@
-"""mmvmamba.kernels: cross scan, selective scan and the SS2D core."""
+"""mmvmamba.kernels: the SS2D ops with a backend choice.
+
+Public ops: :func:`cross_scan`, :func:`cross_merge`, :func:`selective_scan`,
+:func:`ss2d_core`. ``backend=None`` picks Triton for CUDA tensors and the PyTorch
+reference otherwise; ``'triton'`` forces Triton (on a CPU only under
+``TRITON_INTERPRET=1``); ``'torch'`` forces the reference.
+"""
+import os
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from .reference import (cross_merge_ref, cross_scan_ref, linear_scan_ref,
+                        selective_scan_ref, ss2d_core_ref)
+
+BACKENDS = ('torch', 'triton')
+
+__all__ = [
+    'BACKENDS', 'resolve_backend', 'cross_scan', 'cross_merge',
+    'selective_scan', 'ss2d_core', 'cross_scan_ref', 'cross_merge_ref',
+    'selective_scan_ref', 'ss2d_core_ref', 'linear_scan_ref'
+]
+
+
+def _triton_usable(t: Tensor) -> bool:
+    if t.is_cuda:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            return False
+        return True
+    return os.environ.get('TRITON_INTERPRET') == '1'
+
+
+def resolve_backend(backend: Optional[str], t: Tensor) -> str:
+    """The backend that runs ``t``: 'torch' or 'triton'."""
+    if backend is None:
+        return 'triton' if t.is_cuda and _triton_usable(t) else 'torch'
+    if backend not in BACKENDS:
+        raise ValueError(f'unknown backend {backend!r}; expected one of '
+                         f'{BACKENDS} or None (automatic)')
+    if backend == 'triton' and not _triton_usable(t):
+        raise RuntimeError(
+            'backend="triton" needs a CUDA tensor (or TRITON_INTERPRET=1 on '
+            'a CPU); use backend="torch" or backend=None')
+    return backend
+
+
+def cross_scan(x: Tensor, backend: Optional[str] = None) -> Tensor:
+    """(B, C, H, W) -> (B, 4, C, H·W) in the four scan orders."""
+    if resolve_backend(backend, x) == 'triton':
+        from .cross_scan import cross_scan_triton
+        return cross_scan_triton(x)
+    return cross_scan_ref(x)
+
+
+def cross_merge(y: Tensor, backend: Optional[str] = None) -> Tensor:
+    """(B, 4, C, H, W) -> (B, C, H·W), the adjoint of :func:`cross_scan`."""
+    if resolve_backend(backend, y) == 'triton':
+        from .cross_scan import cross_merge_triton
+        return cross_merge_triton(y)
+    return cross_merge_ref(y)
+
+
+def selective_scan(u: Tensor,
+                   delta: Tensor,
+                   A: Tensor,
+                   B: Tensor,
+                   C: Tensor,
+                   D: Optional[Tensor] = None,
+                   delta_bias: Optional[Tensor] = None,
+                   delta_softplus: bool = False,
+                   out_dtype: Optional[torch.dtype] = torch.float32,
+                   backend: Optional[str] = None) -> Tensor:
+    """S6 selective scan; see :func:`selective_scan_ref` for the semantics."""
+    if resolve_backend(backend, u) == 'triton':
+        from .selective_scan import selective_scan_triton
+        return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
+                                     delta_softplus, out_dtype)
+    return selective_scan_ref(u, delta, A, B, C, D, delta_bias,
+                              delta_softplus, out_dtype)
+
+
+def ss2d_core(x: Tensor,
+              x_proj_weight: Tensor,
+              dt_projs_weight: Tensor,
+              dt_projs_bias: Tensor,
+              A_logs: Tensor,
+              Ds: Tensor,
+              backend: Optional[str] = None) -> Tensor:
+    """The SS2D core (cross scan → x_proj → dt_proj → selective scan → merge).
+
+    x (B, Di, H, W) → (B, Di, H, W) float32; see :func:`ss2d_core_ref`.
+    """
+    if resolve_backend(backend, x) == 'triton':
+        from .ss2d import ss2d_core_triton
+        return ss2d_core_triton(x, x_proj_weight, dt_projs_weight,
+                                dt_projs_bias, A_logs, Ds)
+    return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
+                         A_logs, Ds)

@@ -1,0 +1,139 @@
+"""Plain PyTorch definitions of the SS2D ops.
+
+They are the CPU path of the model and the ground truth of the Triton kernels'
+tests. Everything here is differentiable by autograd and device-agnostic.
+
+Shapes (spec §3): x (B, C, H, W); the four scan directions of an H×W map are
+row-major, column-major, reversed row-major and reversed column-major, stacked as
+(B, 4, C, L) with L = H·W.
+"""
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = [
+    'cross_scan_ref', 'cross_merge_ref', 'selective_scan_ref',
+    'linear_scan_ref', 'ss2d_core_ref'
+]
+
+
+def cross_scan_ref(x: Tensor) -> Tensor:
+    """(B, C, H, W) -> (B, 4, C, H·W) in the four scan orders."""
+    B, C, H, W = x.shape
+    row = x.flatten(2)
+    col = x.transpose(2, 3).flatten(2)
+    return torch.stack([row, col, row.flip(-1), col.flip(-1)], dim=1)
+
+
+def cross_merge_ref(y: Tensor) -> Tensor:
+    """(B, 4, C, H, W) -> (B, C, H·W): the adjoint of :func:`cross_scan_ref`.
+
+    ``y[:, k]`` holds direction k's sequence laid out as an H×W buffer (the
+    official layout), i.e. position t of direction k is ``y[:, k].flatten(2)[..., t]``.
+    """
+    B, K, C, H, W = y.shape
+    assert K == 4, f'cross_merge expects 4 directions, got {K}'
+    y = y.flatten(3)
+    y = y[:, 0:2] + y[:, 2:4].flip(-1)
+    col = y[:, 1].view(B, C, W, H).transpose(2, 3).flatten(2)
+    return y[:, 0] + col
+
+
+def linear_scan_ref(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
+    """h_t = a_t · h_{t-1} + b_t along the last dim, h_{-1} = h0 (or 0).
+
+    Hillis-Steele doubling: log2(L) vectorised passes, no loop over positions and
+    no division (stable for any decay, unlike cumprod/cumsum closed forms).
+    """
+    if h0 is not None:
+        b = torch.cat([b[..., :1] + a[..., :1] * h0.unsqueeze(-1), b[..., 1:]], -1)
+    L = a.shape[-1]
+    k = 1
+    while k < L:
+        b = torch.cat([b[..., :k], b[..., k:] + a[..., k:] * b[..., :-k]], -1)
+        if 2 * k < L:
+            a = torch.cat([a[..., :k], a[..., k:] * a[..., :-k]], -1)
+        k *= 2
+    return b
+
+
+def selective_scan_ref(u: Tensor,
+                       delta: Tensor,
+                       A: Tensor,
+                       B: Tensor,
+                       C: Tensor,
+                       D: Optional[Tensor] = None,
+                       delta_bias: Optional[Tensor] = None,
+                       delta_softplus: bool = False,
+                       out_dtype: Optional[torch.dtype] = torch.float32) -> Tensor:
+    """S6 selective scan with the official semantics (spec §3.4).
+
+    Args:
+        u, delta: (batch, G·D, L), any float dtype.
+        A: (G·D, N) float32.
+        B, C: (batch, G, N, L).
+        D, delta_bias: (G·D,) float32 or None.
+        delta_softplus: apply softplus to ``delta + delta_bias``.
+        out_dtype: dtype of the result (float32 by default, as the official
+            ``oflex`` kernel); ``None`` keeps u's dtype.
+
+    Returns:
+        y: (batch, G·D, L) with h_t = exp(Δ_t A) h_{t-1} + Δ_t u_t B_t and
+        y_t = <C_t, h_t> + D u_t, computed in float32.
+    """
+    out_dtype = u.dtype if out_dtype is None else out_dtype
+    batch, GD, L = u.shape
+    G, N = B.shape[1], A.shape[1]
+    if GD % G:
+        raise ValueError(f'channels {GD} are not divisible by groups {G}')
+    u32, dt = u.float(), delta.float()
+    if delta_bias is not None:
+        dt = dt + delta_bias.float()[:, None]
+    if delta_softplus:
+        dt = F.softplus(dt)
+    Bx = B.float().repeat_interleave(GD // G, dim=1)  # (batch, GD, N, L)
+    Cx = C.float().repeat_interleave(GD // G, dim=1)
+    a = torch.exp(dt[:, :, None, :] * A.float()[None, :, :, None])
+    b = (dt * u32)[:, :, None, :] * Bx
+    h = linear_scan_ref(a, b)
+    y = (h * Cx).sum(2)
+    if D is not None:
+        y = y + D.float()[:, None] * u32
+    return y.to(out_dtype)
+
+
+def ss2d_core_ref(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+                  dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor) -> Tensor:
+    """The SS2D core: cross scan, projections, selective scan, cross merge.
+
+    Args:
+        x: (B, Di, H, W), the activated depthwise-conv output.
+        x_proj_weight: (4, R + 2N, Di).
+        dt_projs_weight: (4, Di, R).
+        dt_projs_bias: (4, Di).
+        A_logs: (4·Di, N); A = -exp(A_logs).
+        Ds: (4·Di,).
+
+    Returns:
+        (B, Di, H, W) float32, the merged scan output before ``out_norm``.
+    """
+    Bsz, Di, H, W = x.shape
+    K, RN2, _ = x_proj_weight.shape
+    R = dt_projs_weight.shape[-1]
+    N = A_logs.shape[-1]
+    if RN2 != R + 2 * N:
+        raise ValueError(f'x_proj_weight has {RN2} rows, expected dt_rank + '
+                         f'2*d_state = {R} + 2*{N}')
+    L = H * W
+    xs = cross_scan_ref(x)  # (B, 4, Di, L)
+    x_dbl = torch.einsum('bkdl,kcd->bkcl', xs, x_proj_weight.to(xs.dtype))
+    dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
+    dts = torch.einsum('bkrl,kdr->bkdl', dts, dt_projs_weight.to(dts.dtype))
+    ys = selective_scan_ref(
+        xs.reshape(Bsz, K * Di, L), dts.reshape(Bsz, K * Di, L),
+        -torch.exp(A_logs.float()), Bs, Cs, Ds.float(),
+        dt_projs_bias.reshape(-1).float(), delta_softplus=True)
+    y = cross_merge_ref(ys.view(Bsz, K, Di, H, W))
+    return y.view(Bsz, Di, H, W)
