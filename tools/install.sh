@@ -46,11 +46,18 @@ if [[ ! -x "$VENV/bin/python" ]]; then
 fi
 PY="$ROOT/$VENV/bin/python"
 PIP=("$PY" -m pip --disable-pip-version-check)
+# setuptools >= 82 dropped pkg_resources, which mmcv's setup.py and mmengine's
+# 'mmdet::' configs import; torch would otherwise upgrade it.
+CONSTRAINTS="$ROOT/$VENV/mmvmamba-constraints.txt"
+printf 'setuptools<82\nnumpy<2.4\nmmcv==%s\n' "$MMCV_VERSION" > "$CONSTRAINTS"
+PIPI=("${PIP[@]}" install -c "$CONSTRAINTS")
 "${PIP[@]}" install -q --upgrade "pip>=24" >/dev/null 2>&1 || true
 
 STEP="build tools"
 say "build tools: setuptools<82 (mmcv and mmengine still import pkg_resources), wheel, ninja"
-"${PIP[@]}" install -q "setuptools<82" wheel ninja "numpy<2.4" psutil
+"${PIPI[@]}" -q "setuptools<82" wheel ninja "numpy<2.4" psutil
+# mmcv imports mmengine: install it first so a cached mmcv wheel can be checked
+"${PIPI[@]}" -q "mmengine==0.10.7"
 
 STEP="torch"
 if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
@@ -58,7 +65,7 @@ if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
 else
   say "installing $TORCH_SPEC (large download on a machine without a local copy)"
   # shellcheck disable=SC2086
-  "${PIP[@]}" install -q $TORCH_SPEC || fail "could not install $TORCH_SPEC" \
+  "${PIPI[@]}" -q $TORCH_SPEC || fail "could not install $TORCH_SPEC" \
     "set TORCH_SPEC to a torch/torchvision pair available to pip, e.g. TORCH_SPEC='torch==2.14.1 torchvision==0.29.1'"
 fi
 "$PY" -c "import torchvision.ops; import torch; torch.ops.torchvision.nms" >/dev/null 2>&1 || fail \
@@ -108,7 +115,7 @@ fi
 STEP="OpenMMLab stack"
 say "installing mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0 and their undeclared deps"
 # mmcv is installed above: pin it so pip never replaces it with the op-less sdist.
-"${PIP[@]}" install -q "mmcv==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
+"${PIPI[@]}" -q "mmcv==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
   "mmpretrain==1.2.0" ftfy regex model-index pycocotools shapely terminaltables \
   timm matplotlib opencv-python-headless pytest "numpy<2.4" "setuptools<82"
 # mmpretrain 1.2.0 crashes at import with transformers >= 5; we need none at all
