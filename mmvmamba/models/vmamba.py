@@ -130,8 +130,7 @@ def make_patch_embed_v2(in_chans: int, embed_dim: int, patch_size: int,
         nn.Conv2d(in_chans, mid, kernel, stride, padding=1),
         _to_bhwc(channel_first),
         norm_layer(mid) if patch_norm else nn.Identity(),
-        _to_bchw(channel_first),
-        nn.GELU(),
+        _to_bchw(channel_first), nn.GELU(),
         nn.Conv2d(mid, embed_dim, kernel, stride, padding=1),
         _to_bhwc(channel_first),
         norm_layer(embed_dim) if patch_norm else nn.Identity())
@@ -376,8 +375,8 @@ class SS2D(nn.Module):
             dt = dt.clamp(min=dt_init_floor)
             # inverse of softplus, so softplus(bias) == dt
             self.dt_projs_bias.copy_(dt + torch.log(-torch.expm1(-dt)))
-            A = torch.arange(1, N + 1, dtype=torch.float32,
-                             device=self.A_logs.device)
+            A = torch.arange(
+                1, N + 1, dtype=torch.float32, device=self.A_logs.device)
             self.A_logs.copy_(torch.log(A).expand(K * Di, N))
         elif initialize in ('v1', 'v2'):
             bound = Di**-0.5
@@ -592,8 +591,8 @@ ARCH_ALIASES = {
 
 # Arguments of Swin's mmdet/mmseg backbone that official VMamba configs
 # inherit by not using ``_delete_=True`` (the official class ignores them).
-_SWIN_KEYS = ('embed_dims', 'num_heads', 'window_size', 'qkv_bias',
-              'qk_scale', 'drop_rate', 'attn_drop_rate', 'convert_weights',
+_SWIN_KEYS = ('embed_dims', 'num_heads', 'window_size', 'qkv_bias', 'qk_scale',
+              'drop_rate', 'attn_drop_rate', 'convert_weights',
               'pretrain_img_size', 'strides', 'act_cfg', 'norm_cfg',
               'in_channels', 'use_abs_pos_embed')
 
@@ -736,8 +735,8 @@ class VMamba(BaseModule):
         self.backend = backend
         self.num_classes = num_classes
 
-        self.patch_embed = make_stem(in_chans, dims[0], patch_size,
-                                     patch_norm, norm, channel_first)
+        self.patch_embed = make_stem(in_chans, dims[0], patch_size, patch_norm,
+                                     norm, channel_first)
         self.pos_embed = None
         if posembed:
             size = imgsize // patch_size
@@ -835,8 +834,9 @@ class VMamba(BaseModule):
             self.init_cfg = cfgs if len(cfgs) > 1 else cfgs[0]
         from mmvmamba.checkpoint import load_pretrained
         for c in pretrained:
-            extra = set(c) - {'type', 'checkpoint', 'prefix', 'map_location',
-                              'use_ema'}
+            extra = set(c) - {
+                'type', 'checkpoint', 'prefix', 'map_location', 'use_ema'
+            }
             if extra:
                 raise ValueError(f'unsupported keys {sorted(extra)} in '
                                  'Pretrained init_cfg of VMamba')
