@@ -12,9 +12,9 @@ import pytest
 import torch
 
 FIXTURE_DIR = Path(
-    os.environ.get('MMVMAMBA_FIXTURES',
-                   Path(__file__).resolve().parents[2].parent / 'shared' /
-                   'fixtures'))
+    os.environ.get(
+        'MMVMAMBA_FIXTURES',
+        Path(__file__).resolve().parents[2].parent / 'shared' / 'fixtures'))
 
 MODEL_FIXTURES = ('vmamba_v05noz_ln2d_small', 'vmamba_v05noz_ln_dstate4_small',
                   'vmamba_v0_vanilla_small')

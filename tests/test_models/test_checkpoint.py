@@ -52,7 +52,8 @@ def save_official(path, objects: dict, monkeypatch) -> None:
     fake = types.ModuleType('fake_yacs.config')
     CfgNode.__module__ = 'fake_yacs.config'
     fake.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'fake_yacs', types.ModuleType('fake_yacs'))
+    monkeypatch.setitem(sys.modules, 'fake_yacs',
+                        types.ModuleType('fake_yacs'))
     monkeypatch.setitem(sys.modules, 'fake_yacs.config', fake)
     cfg = CfgNode(MODEL=CfgNode(NAME='vssm', TYPE='vssm'), SEED=0)
     torch.save(dict(config=cfg, **objects), path)
@@ -80,8 +81,7 @@ def logits_of(model, fx):
                     fx['state_dict']['classifier.head.bias'])
 
 
-def test_official_checkpoint_loads_via_init_cfg(tmp_path, golden,
-                                                monkeypatch):
+def test_official_checkpoint_loads_via_init_cfg(tmp_path, golden, monkeypatch):
     fx = golden.load('vmamba_v05noz_ln2d_small')
     path = tmp_path / 'vssm_ckpt_epoch_262.pth'
     save_official(path, official_objects(fx['state_dict']), monkeypatch)
@@ -107,8 +107,8 @@ def test_official_checkpoint_loads_via_init_cfg(tmp_path, golden,
     torch.testing.assert_close(ema.patch_embed[0].bias,
                                fx['state_dict']['patch_embed.0.bias'] + 1)
     # outnorm3 comes from classifier.norm; outnorm0-2 keep their fresh init
-    torch.testing.assert_close(
-        ema.outnorm3.weight, fx['state_dict']['classifier.norm.weight'] + 1)
+    torch.testing.assert_close(ema.outnorm3.weight,
+                               fx['state_dict']['classifier.norm.weight'] + 1)
     assert torch.all(ema.outnorm0.weight == 1)
 
 
@@ -154,12 +154,15 @@ def test_wrong_config_fails_loudly_with_a_hint(tmp_path, golden):
     model = VMamba(
         **golden.kwargs(fx4, ssm_d_state=1),
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    with pytest.raises(CheckpointMismatchError, match=r'(?s)mis-shaped.*'
-                       r'A_logs \(64, 4\) vs \(64, 1\).*ssm_d_state=4'):
+    with pytest.raises(
+            CheckpointMismatchError,
+            match=r'(?s)mis-shaped.*'
+            r'A_logs \(64, 4\) vs \(64, 1\).*ssm_d_state=4'):
         model.init_weights()
 
     model = VMamba(
-        dims=16, depths=(1, 1, 1, 1),
+        dims=16,
+        depths=(1, 1, 1, 1),
         init_cfg=dict(type='Pretrained', checkpoint=str(tmp_path / 'no.pth')))
     with pytest.raises(FileNotFoundError, match='no.pth'):
         model.init_weights()
@@ -174,17 +177,17 @@ def test_preset_hint_and_infer_arch():
     assert implied['forward_type'] == 'v0' and implied['ssm_d_state'] == 16
     assert implied['downsample_version'] == 'v1'
     from mmvmamba.checkpoint import load_state_dict_checked
-    with pytest.raises(CheckpointMismatchError,
-                       match="matches arch='vanilla_tiny'"):
+    with pytest.raises(
+            CheckpointMismatchError, match="matches arch='vanilla_tiny'"):
         load_state_dict_checked(model, sd)
 
 
 def to_legacy(state_dict):
     """Official names → the Jan-2024 names of the first v0 releases."""
     rules = [('patch_embed.0.', 'patch_embed.proj.'),
-             ('patch_embed.2.', 'patch_embed.norm.'), ('.op.',
-                                                        '.self_attention.'),
-             ('classifier.norm.', 'norm.'), ('classifier.head.', 'head.')]
+             ('patch_embed.2.', 'patch_embed.norm.'),
+             ('.op.', '.self_attention.'), ('classifier.norm.', 'norm.'),
+             ('classifier.head.', 'head.')]
     out = OrderedDict()
     for k, v in state_dict.items():
         k = k.replace('.norm.', '.ln_1.') if '.blocks.' in k else k
@@ -199,7 +202,8 @@ def test_legacy_v0_names(tmp_path, golden):
     legacy = to_legacy(fx['state_dict'])
     assert 'layers.0.blocks.0.ln_1.weight' in legacy and 'head.bias' in legacy
     assert list(convert_legacy_keys(legacy)) == list(fx['state_dict'])
-    assert list(convert_legacy_keys(fx['state_dict'])) == list(fx['state_dict'])
+    assert list(convert_legacy_keys(fx['state_dict'])) == list(
+        fx['state_dict'])
     path = tmp_path / 'vssmtiny_dp01_ckpt_epoch_292.pth'
     torch.save(dict(model=legacy, epoch=292), path)
     model = VMamba(

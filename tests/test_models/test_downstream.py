@@ -49,16 +49,18 @@ def test_mmpretrain_image_classifier():
         model = MODELS.build(cfg)
         model.init_weights()
         data = dict(
-            inputs=[torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8)
-                    for _ in range(2)],
+            inputs=[
+                torch.randint(0, 255, (3, 40, 48), dtype=torch.uint8)
+                for _ in range(2)
+            ],
             data_samples=[DataSample().set_gt_label(i) for i in (1, 3)])
         batch = model.data_preprocessor(data, True)
         model.train()
         assert_trains(model, model(**batch, mode='loss'))
         model.eval()
         with torch.no_grad():
-            preds = model(**model.data_preprocessor(data, False),
-                          mode='predict')
+            preds = model(
+                **model.data_preprocessor(data, False), mode='predict')
     assert len(preds) == 2 and preds[0].pred_score.shape == (5, )
 
 
@@ -108,22 +110,24 @@ def test_mmseg_upernet():
         samples = []
         for _ in range(2):
             s = SegDataSample(
-                metainfo=dict(img_shape=(64, 64), ori_shape=(64, 64),
-                              pad_shape=(64, 64)))
+                metainfo=dict(
+                    img_shape=(64, 64), ori_shape=(64, 64), pad_shape=(64,
+                                                                       64)))
             s.gt_sem_seg = PixelData(data=torch.randint(0, 4, (1, 64, 64)))
             samples.append(s)
         data = dict(
-            inputs=[torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
-                    for _ in range(2)],
+            inputs=[
+                torch.randint(0, 255, (3, 64, 64), dtype=torch.uint8)
+                for _ in range(2)
+            ],
             data_samples=samples)
         model.train()
-        assert_trains(model,
-                      model(**model.data_preprocessor(data, True),
-                            mode='loss'))
+        assert_trains(
+            model, model(**model.data_preprocessor(data, True), mode='loss'))
         model.eval()
         with torch.no_grad():
-            preds = model(**model.data_preprocessor(data, False),
-                          mode='predict')
+            preds = model(
+                **model.data_preprocessor(data, False), mode='predict')
     assert preds[0].pred_sem_seg.data.shape == (1, 64, 64)
 
 
@@ -131,10 +135,12 @@ def test_mmdet_mask_rcnn():
     import mmdet
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
-    base = (Path(mmdet.__file__).parent / '.mim' / 'configs' / '_base_' /
-            'models' / 'mask-rcnn_r50_fpn.py')
+    base = (
+        Path(mmdet.__file__).parent / '.mim' / 'configs' / '_base_' /
+        'models' / 'mask-rcnn_r50_fpn.py')
     cfg = Config.fromfile(str(base)).model
-    cfg.backbone = copy.deepcopy(BACKBONE)  # replaces ResNet (no _delete_ needed)
+    cfg.backbone = copy.deepcopy(
+        BACKBONE)  # replaces ResNet (no _delete_ needed)
     cfg.neck.in_channels = CHANNELS
     cfg.neck.out_channels = 32
     cfg.rpn_head.in_channels = 32
@@ -161,8 +167,8 @@ def test_mmdet_mask_rcnn():
         assert_trains(model, losses)
         model.eval()
         with torch.no_grad():
-            preds = model(**model.data_preprocessor(data, False),
-                          mode='predict')
+            preds = model(
+                **model.data_preprocessor(data, False), mode='predict')
     assert len(preds) == 2
     assert preds[0].pred_instances.bboxes.shape[-1] == 4
     assert 'masks' in preds[0].pred_instances

@@ -81,9 +81,9 @@ def test_classifier_logits_parity_with_official(golden, name):
     model.load_state_dict(official_to_backbone(fx['state_dict']), strict=True)
     with torch.no_grad():
         feat = model(fx['input'])[-1].mean((2, 3))
-        logits = nn.functional.linear(feat,
-                                      fx['state_dict']['classifier.head.weight'],
-                                      fx['state_dict']['classifier.head.bias'])
+        logits = nn.functional.linear(
+            feat, fx['state_dict']['classifier.head.weight'],
+            fx['state_dict']['classifier.head.bias'])
     assert golden.rel(logits, fx['logits']) <= 1e-5
 
 
@@ -112,8 +112,7 @@ def test_selective_scan_op_parity_with_official(golden):
     assert out.dtype == torch.float32
     assert golden.rel(out, fx['out']) <= 1e-5
     out.backward(fx['grad_out'])
-    assert set(fx['grads']) == {'u', 'delta', 'A', 'B', 'C', 'D',
-                                'delta_bias'}
+    assert set(fx['grads']) == {'u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias'}
     for name, ref in fx['grads'].items():
         assert golden.rel(inputs[name].grad, ref) <= 1e-5, name
 
@@ -183,8 +182,10 @@ def test_out_indices_and_outnorms():
 def test_frozen_stages_and_norm_eval():
     model = VMamba(**TINY, frozen_stages=2, norm_eval=True, norm_layer='bn')
     model.train()
-    frozen = [model.patch_embed, model.layers[0], model.layers[1],
-              model.outnorm0, model.outnorm1]
+    frozen = [
+        model.patch_embed, model.layers[0], model.layers[1], model.outnorm0,
+        model.outnorm1
+    ]
     for m in frozen:
         assert not m.training
         assert all(not p.requires_grad for p in m.parameters())
@@ -251,7 +252,8 @@ def test_ssm_hyper_parameters_shape_the_parameters():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match=r"unknown forward_type 'v2x'.*v05_noz"):
+    with pytest.raises(
+            ValueError, match=r"unknown forward_type 'v2x'.*v05_noz"):
         VMamba(**TINY, forward_type='v2x')
     with pytest.raises(ValueError, match='unknown forward_type'):
         VMamba(**TINY, forward_type='v052d')  # another scan pattern
