@@ -6,6 +6,8 @@ reference otherwise; ``'triton'`` forces Triton (on a CPU only under
 ``TRITON_INTERPRET=1``); ``'torch'`` forces the reference.
 """
 import os
+import sys
+import types
 from typing import Optional
 
 import torch
@@ -78,8 +80,8 @@ def selective_scan(u: Tensor,
         from .selective_scan import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
                                      delta_softplus, out_dtype)
-    return selective_scan_ref(u, delta, A, B, C, D, delta_bias,
-                              delta_softplus, out_dtype)
+    return selective_scan_ref(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                              out_dtype)
 
 
 def ss2d_core(x: Tensor,
@@ -99,3 +101,21 @@ def ss2d_core(x: Tensor,
                                 dt_projs_bias, A_logs, Ds)
     return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                          A_logs, Ds)
+
+
+class _KernelsPackage(types.ModuleType):
+    """Keeps the public ops bound when their same-named submodules load.
+
+    Importing ``mmvmamba.kernels.cross_scan`` (the Triton module) would
+    otherwise rebind ``mmvmamba.kernels.cross_scan`` from the op to the
+    module; the modules stay reachable through ``sys.modules``/importlib.
+    """
+
+    def __setattr__(self, name: str, value) -> None:
+        if isinstance(value, types.ModuleType) and callable(
+                self.__dict__.get(name)):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _KernelsPackage

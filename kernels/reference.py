@@ -41,14 +41,17 @@ def cross_merge_ref(y: Tensor) -> Tensor:
     return y[:, 0] + col
 
 
-def linear_scan_ref(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor:
+def linear_scan_ref(a: Tensor,
+                    b: Tensor,
+                    h0: Optional[Tensor] = None) -> Tensor:
     """h_t = a_t · h_{t-1} + b_t along the last dim, h_{-1} = h0 (or 0).
 
     Hillis-Steele doubling: log2(L) vectorised passes, no loop over positions and
     no division (stable for any decay, unlike cumprod/cumsum closed forms).
     """
     if h0 is not None:
-        b = torch.cat([b[..., :1] + a[..., :1] * h0.unsqueeze(-1), b[..., 1:]], -1)
+        b = torch.cat([b[..., :1] + a[..., :1] * h0.unsqueeze(-1), b[..., 1:]],
+                      -1)
     L = a.shape[-1]
     k = 1
     while k < L:
@@ -59,15 +62,16 @@ def linear_scan_ref(a: Tensor, b: Tensor, h0: Optional[Tensor] = None) -> Tensor
     return b
 
 
-def selective_scan_ref(u: Tensor,
-                       delta: Tensor,
-                       A: Tensor,
-                       B: Tensor,
-                       C: Tensor,
-                       D: Optional[Tensor] = None,
-                       delta_bias: Optional[Tensor] = None,
-                       delta_softplus: bool = False,
-                       out_dtype: Optional[torch.dtype] = torch.float32) -> Tensor:
+def selective_scan_ref(
+        u: Tensor,
+        delta: Tensor,
+        A: Tensor,
+        B: Tensor,
+        C: Tensor,
+        D: Optional[Tensor] = None,
+        delta_bias: Optional[Tensor] = None,
+        delta_softplus: bool = False,
+        out_dtype: Optional[torch.dtype] = torch.float32) -> Tensor:
     """S6 selective scan with the official semantics (spec §3.4).
 
     Args:
@@ -85,22 +89,24 @@ def selective_scan_ref(u: Tensor,
     """
     out_dtype = u.dtype if out_dtype is None else out_dtype
     batch, GD, L = u.shape
-    G, N = B.shape[1], A.shape[1]
+    G = B.shape[1]
     if GD % G:
         raise ValueError(f'channels {GD} are not divisible by groups {G}')
-    u32, dt = u.float(), delta.float()
+    # float32 state, float64 when the inputs are float64 (for gradcheck).
+    cdt = torch.float64 if u.dtype == torch.float64 else torch.float32
+    u32, dt = u.to(cdt), delta.to(cdt)
     if delta_bias is not None:
-        dt = dt + delta_bias.float()[:, None]
+        dt = dt + delta_bias.to(cdt)[:, None]
     if delta_softplus:
         dt = F.softplus(dt)
-    Bx = B.float().repeat_interleave(GD // G, dim=1)  # (batch, GD, N, L)
-    Cx = C.float().repeat_interleave(GD // G, dim=1)
-    a = torch.exp(dt[:, :, None, :] * A.float()[None, :, :, None])
+    Bx = B.to(cdt).repeat_interleave(GD // G, dim=1)  # (batch, GD, N, L)
+    Cx = C.to(cdt).repeat_interleave(GD // G, dim=1)
+    a = torch.exp(dt[:, :, None, :] * A.to(cdt)[None, :, :, None])
     b = (dt * u32)[:, :, None, :] * Bx
     h = linear_scan_ref(a, b)
     y = (h * Cx).sum(2)
     if D is not None:
-        y = y + D.float()[:, None] * u32
+        y = y + D.to(cdt)[:, None] * u32
     return y.to(out_dtype)
 
 
@@ -117,7 +123,8 @@ def ss2d_core_ref(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
         Ds: (4·Di,).
 
     Returns:
-        (B, Di, H, W) float32, the merged scan output before ``out_norm``.
+        (B, Di, H, W) float32 (float64 for float64 x), the merged scan
+        output before ``out_norm``.
     """
     Bsz, Di, H, W = x.shape
     K, RN2, _ = x_proj_weight.shape
@@ -131,9 +138,16 @@ def ss2d_core_ref(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     x_dbl = torch.einsum('bkdl,kcd->bkcl', xs, x_proj_weight.to(xs.dtype))
     dts, Bs, Cs = torch.split(x_dbl, [R, N, N], dim=2)
     dts = torch.einsum('bkrl,kdr->bkdl', dts, dt_projs_weight.to(dts.dtype))
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     ys = selective_scan_ref(
-        xs.reshape(Bsz, K * Di, L), dts.reshape(Bsz, K * Di, L),
-        -torch.exp(A_logs.float()), Bs, Cs, Ds.float(),
-        dt_projs_bias.reshape(-1).float(), delta_softplus=True)
+        xs.reshape(Bsz, K * Di, L),
+        dts.reshape(Bsz, K * Di, L),
+        -torch.exp(A_logs.to(cdt)),
+        Bs,
+        Cs,
+        Ds.to(cdt),
+        dt_projs_bias.reshape(-1).to(cdt),
+        delta_softplus=True,
+        out_dtype=cdt)
     y = cross_merge_ref(ys.view(Bsz, K, Di, H, W))
     return y.view(Bsz, Di, H, W)

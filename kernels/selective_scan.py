@@ -1,0 +1,457 @@
+"""Triton selective scan (S6) with the official semantics, and the launchers of
+the chunked scan kernels that :mod:`.ss2d` shares.
+
+``selective_scan_triton`` is registered as the custom ops
+``mmvmamba::selective_scan_fwd`` / ``_bwd`` so that ``torch.compile`` treats it
+as one opaque call instead of breaking the graph.
+"""
+import os
+from typing import List, NamedTuple, Optional, Tuple
+
+import torch
+import triton
+from torch import Tensor
+
+from ._scan_kernels import scan_bwd_kernel, scan_fwd_kernel
+from .reference import linear_scan_ref
+
+__all__ = ['selective_scan_triton']
+
+
+class ScanLayout(NamedTuple):
+    """Sizes and strides (in elements) that one scan launch reads and writes.
+
+    ``u``/``y``: (b, g, c, h, w) strides of the scan input and output;
+    ``delta``: the same for Δ (plain op only); ``x``: (b, g, j, p) strides of
+    the projection buffer that holds the dt-rank rows (fused op), B at row
+    ``b_off`` and C at row ``c_off`` (``bc``: its (b, g, n, p) strides).
+    """
+    G: int
+    DC: int
+    H: int
+    W: int
+    N: int
+    R: int
+    u: Tuple[int, ...]
+    delta: Tuple[int, ...]
+    x: Tuple[int, ...]
+    y: Tuple[int, ...]
+    w: Tuple[int, ...]
+    b_off: int
+    c_off: int
+    bc: Tuple[int, ...]
+    directional: bool
+    proj: bool
+
+
+def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
+    """(BD channels, T steps per chunk, NP padded states, RP padded rank).
+
+    Depends on N and R only, never on H/W/L, so image sizes do not recompile.
+    """
+    NP = triton.next_power_of_2(N)
+    RP = max(16, triton.next_power_of_2(max(R, 1)))
+    if os.environ.get('TRITON_INTERPRET') == '1':
+        # The interpreter runs a scan's combine once per tile element: keep
+        # tiles at the smallest size tl.dot allows.
+        return 16, 16, NP, RP
+    if NP == 1:
+        return 32, 64, NP, RP
+    if NP <= 4:
+        return 16, 32, NP, RP
+    return 16, 16, NP, RP
+
+
+def _target_programs(device: torch.device) -> int:
+    """Programs wanted per launch before time is split (two waves of SMs)."""
+    if device.type != 'cuda':
+        return 1
+    return 2 * torch.cuda.get_device_properties(device).multi_processor_count
+
+
+def _splits(programs: int, nch: int, device: torch.device) -> Tuple[int, int]:
+    want = triton.cdiv(_target_programs(device), programs)
+    S = max(1, min(nch, want))
+    cps = triton.cdiv(nch, S)
+    return triton.cdiv(nch, cps), cps
+
+
+def _rows_A(A: Tensor, batch: int, NP: int) -> Tensor:
+    """A (G·DC, N) → (batch·G·DC, NP) matching the kernels' row order."""
+    A = A.float()
+    if A.shape[1] < NP:
+        A = torch.nn.functional.pad(A, (0, NP - A.shape[1]))
+    return A.repeat(batch, 1)
+
+
+def _chain(decay: Tensor, local: Tensor, reverse: bool) -> Tensor:
+    """Incoming carry of each split from the splits' local end carries.
+
+    decay, local: (rows, S, NP). Forward: carry_s = end state of split s-1;
+    reverse: carry_s = gradient flowing back from split s+1.
+    """
+    if reverse:
+        decay, local = decay.flip(1), local.flip(1)
+    ends = linear_scan_ref(decay.transpose(1, 2), local.transpose(1, 2))
+    ends = ends.transpose(1, 2)
+    carry = torch.cat([torch.zeros_like(ends[:, :1]), ends[:, :-1]], 1)
+    if reverse:
+        carry = carry.flip(1)
+    return carry.contiguous()
+
+
+def _common_args(lay: ScanLayout, L: int, nch: int, cps: int) -> List:
+    return [
+        lay.DC, lay.H, lay.W, L, lay.R, nch, cps, *lay.u, *lay.delta, *lay.x,
+        *lay.y, *lay.w, lay.b_off, lay.c_off, *lay.bc
+    ]
+
+
+def _dot_prec(t: Tensor) -> str:
+    # fp32 inputs keep exact fp32 products; 16-bit inputs use tensor cores
+    # (not in the interpreter, whose 16-bit dot is wrong).
+    if t.dtype == torch.float32 or os.environ.get('TRITON_INTERPRET') == '1':
+        return 'ieee'
+    return 'tf32'
+
+
+def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
+                 x: Tensor, w: Tensor, A: Tensor, D: Optional[Tensor],
+                 bias: Optional[Tensor], softplus: bool, y: Tensor,
+                 atomic_y: bool, store_hs: bool) -> Tensor:
+    """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
+    BD, T, NP, RP = block_config(lay.N, lay.R)
+    L = lay.H * lay.W
+    nch = triton.cdiv(L, T)
+    rows = batch * lay.G * lay.DC
+    nd = triton.cdiv(lay.DC, BD)
+    S, cps = _splits(nd * batch * lay.G, nch, u.device)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    hs = torch.empty((rows, nch, NP) if store_hs else (1, ), **f32)
+    dummy = torch.empty(1, **f32)
+    Dt = D if D is not None else dummy
+    bt = bias if bias is not None else dummy
+    grid = (nd, batch * lay.G, S)
+    flags = dict(
+        G=lay.G,
+        N=lay.N,
+        NP=NP,
+        RP=RP,
+        BD=BD,
+        T=T,
+        DIRECTIONAL=lay.directional,
+        PROJ=lay.proj,
+        HAS_D=D is not None,
+        HAS_BIAS=bias is not None,
+        SOFTPLUS=softplus,
+        DOT_PREC=_dot_prec(x))
+    h0 = dummy
+    if S > 1:
+        hend = torch.empty((rows, S, NP), **f32)
+        dsum = torch.empty((rows, S), **f32)
+        scan_fwd_kernel[grid](
+            u,
+            delta,
+            x,
+            w,
+            A,
+            Dt,
+            bt,
+            y,
+            hs,
+            dummy,
+            hend,
+            dsum,
+            *_common_args(lay, L, nch, cps),
+            ATOMIC_Y=atomic_y,
+            STORE_HS=False,
+            HAS_H0=False,
+            CARRY_ONLY=True,
+            **flags)
+        decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
+        h0 = _chain(decay, hend, reverse=False)
+    scan_fwd_kernel[grid](
+        u,
+        delta,
+        x,
+        w,
+        A,
+        Dt,
+        bt,
+        y,
+        hs,
+        h0,
+        dummy,
+        dummy,
+        *_common_args(lay, L, nch, cps),
+        ATOMIC_Y=atomic_y,
+        STORE_HS=store_hs,
+        HAS_H0=S > 1,
+        CARRY_ONLY=False,
+        **flags)
+    return hs
+
+
+def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
+                  x: Tensor, w: Tensor, A: Tensor, D: Optional[Tensor],
+                  bias: Optional[Tensor], softplus: bool, gy: Tensor,
+                  hs: Tensor, du: Tensor, dz: Tensor, dbc: Tensor,
+                  atomic_u: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Launch the backward scan.
+
+    Writes (or atomically adds) du, dz (plain op), dbc (B/C or x_dbl grads);
+    returns float32 (dA, dD, dbias, dW) accumulated over batch and time.
+    """
+    BD, T, NP, RP = block_config(lay.N, lay.R)
+    BD = min(BD, 16)  # the backward keeps more tiles live than the forward
+    L = lay.H * lay.W
+    nch = triton.cdiv(L, T)
+    rows = batch * lay.G * lay.DC
+    nd = triton.cdiv(lay.DC, BD)
+    S, cps = _splits(nd * batch * lay.G, nch, u.device)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    dummy = torch.empty(1, **f32)
+    dA = torch.zeros(A.shape, **f32)
+    dD = torch.zeros(lay.G * lay.DC, **f32)
+    dbias = torch.zeros(lay.G * lay.DC, **f32)
+    dW = torch.zeros(w.shape if lay.proj else (1, ), **f32)
+    Dt = D if D is not None else dummy
+    bt = bias if bias is not None else dummy
+    grid = (nd, batch * lay.G, S)
+    flags = dict(
+        G=lay.G,
+        N=lay.N,
+        NP=NP,
+        RP=RP,
+        BD=BD,
+        T=T,
+        DIRECTIONAL=lay.directional,
+        PROJ=lay.proj,
+        HAS_D=D is not None,
+        HAS_BIAS=bias is not None,
+        SOFTPLUS=softplus,
+        ATOMIC_U=atomic_u,
+        DOT_PREC=_dot_prec(x))
+    outs = (du, dz, dbc, dW, dA, dD, dbias)
+    r0 = dummy
+    if S > 1:
+        rend = torch.empty((rows, S, NP), **f32)
+        dsum = torch.empty((rows, S), **f32)
+        scan_bwd_kernel[grid](
+            u,
+            delta,
+            x,
+            w,
+            A,
+            Dt,
+            bt,
+            gy,
+            hs,
+            dummy,
+            rend,
+            dsum,
+            *outs,
+            *_common_args(lay, L, nch, cps),
+            HAS_R0=False,
+            CARRY_ONLY=True,
+            **flags)
+        decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
+        r0 = _chain(decay, rend, reverse=True)
+    scan_bwd_kernel[grid](
+        u,
+        delta,
+        x,
+        w,
+        A,
+        Dt,
+        bt,
+        gy,
+        hs,
+        r0,
+        dummy,
+        dummy,
+        *outs,
+        *_common_args(lay, L, nch, cps),
+        HAS_R0=S > 1,
+        CARRY_ONLY=False,
+        **flags)
+    return dA, dD, dbias, dW
+
+
+# ----------------------------------------------------------------------------
+# The plain selective scan op.
+
+
+def _plain_layout(u: Tensor, B: Tensor, R: int = 0) -> ScanLayout:
+    batch, GD, L = u.shape
+    G, N = B.shape[1], B.shape[2]
+    DC = GD // G
+    su = (u.stride(0), DC * u.stride(1), u.stride(1), 0, u.stride(2))
+    # B and C travel concatenated along the state axis: (batch, G, 2N, L).
+    sbc = (G * 2 * N * L, 2 * N * L, L, 1)
+    return ScanLayout(
+        G=G,
+        DC=DC,
+        H=1,
+        W=L,
+        N=N,
+        R=R,
+        u=su,
+        delta=su,
+        x=sbc,
+        y=su,
+        w=(0, 0, 0),
+        b_off=0,
+        c_off=N * L,
+        bc=sbc,
+        directional=False,
+        proj=False)
+
+
+def _check_plain(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+                 D: Optional[Tensor], delta_bias: Optional[Tensor]) -> None:
+    if u.dim() != 3 or delta.shape != u.shape:
+        raise ValueError(f'u and delta must be (batch, G*D, L) of one shape, '
+                         f'got {tuple(u.shape)} and {tuple(delta.shape)}')
+    batch, GD, L = u.shape
+    if B.dim() != 4 or B.shape != C.shape or B.shape[0] != batch or \
+            B.shape[3] != L:
+        raise ValueError(f'B and C must be (batch, G, N, L) = ({batch}, G, N, '
+                         f'{L}), got {tuple(B.shape)} and {tuple(C.shape)}')
+    G, N = B.shape[1], B.shape[2]
+    if GD % G:
+        raise ValueError(f'channels {GD} are not divisible by groups {G}')
+    if A.shape != (GD, N):
+        raise ValueError(f'A must be (G*D, N) = ({GD}, {N}), got '
+                         f'{tuple(A.shape)}')
+    for name, t in (('D', D), ('delta_bias', delta_bias)):
+        if t is not None and t.shape != (GD, ):
+            raise ValueError(f'{name} must be ({GD},), got {tuple(t.shape)}')
+
+
+def _opt_f32(t: Optional[Tensor]) -> Optional[Tensor]:
+    return None if t is None else t.float().contiguous()
+
+
+@torch.library.custom_op('mmvmamba::selective_scan_fwd', mutates_args=())
+def _ss_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+            D: Optional[Tensor], delta_bias: Optional[Tensor],
+            delta_softplus: bool,
+            out_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    u, delta = u.contiguous(), delta.contiguous()
+    BC = torch.cat([B, C], 2).contiguous()
+    lay = _plain_layout(u, B)
+    y = torch.empty(u.shape, dtype=out_dtype, device=u.device)
+    hs = scan_forward(
+        lay,
+        u.shape[0],
+        u,
+        delta,
+        BC,
+        BC,
+        A.float().contiguous(),
+        _opt_f32(D),
+        _opt_f32(delta_bias),
+        delta_softplus,
+        y,
+        atomic_y=False,
+        store_hs=True)
+    return y, hs
+
+
+@_ss_fwd.register_fake
+def _(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
+    N = B.shape[2]
+    _, T, NP, _ = block_config(N, 0)
+    rows = u.shape[0] * u.shape[1]
+    y = u.new_empty(u.shape, dtype=out_dtype)
+    hs = u.new_empty((rows, triton.cdiv(u.shape[2], T), NP),
+                     dtype=torch.float32)
+    return y, hs
+
+
+@torch.library.custom_op('mmvmamba::selective_scan_bwd', mutates_args=())
+def _ss_bwd(
+    u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
+    D: Optional[Tensor], delta_bias: Optional[Tensor], delta_softplus: bool,
+    gy: Tensor, hs: Tensor
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    u, delta, gy = u.contiguous(), delta.contiguous(), gy.contiguous()
+    BC = torch.cat([B, C], 2).contiguous()
+    lay = _plain_layout(u, B)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    du = torch.empty(u.shape, **f32)
+    dz = torch.empty(u.shape, **f32)
+    dbc = torch.zeros(BC.shape, **f32)
+    dA, dD, dbias, _ = scan_backward(
+        lay,
+        u.shape[0],
+        u,
+        delta,
+        BC,
+        BC,
+        A.float().contiguous(),
+        _opt_f32(D),
+        _opt_f32(delta_bias),
+        delta_softplus,
+        gy,
+        hs,
+        du,
+        dz,
+        dbc,
+        atomic_u=False)
+    N = B.shape[2]
+    dB = dbc[:, :, :N].to(B.dtype, copy=True)
+    dC = dbc[:, :, N:].to(C.dtype, copy=True)
+    return (du.to(u.dtype), dz.to(delta.dtype), dA, dB, dC, dD, dbias)
+
+
+@_ss_bwd.register_fake
+def _(u, delta, A, B, C, D, delta_bias, delta_softplus, gy, hs):
+    GD = u.shape[1]
+    f32 = dict(dtype=torch.float32)
+    return (torch.empty_like(u), torch.empty_like(delta),
+            A.new_empty(A.shape, **f32), torch.empty_like(B),
+            torch.empty_like(C), u.new_empty(
+                (GD, ), **f32), u.new_empty((GD, ), **f32))
+
+
+def _ss_setup(ctx, inputs, output):
+    u, delta, A, B, C, D, delta_bias, delta_softplus, _ = inputs
+    ctx.save_for_backward(u, delta, A, B, C, D, delta_bias, output[1])
+    ctx.delta_softplus = delta_softplus
+
+
+def _ss_backward(ctx, gy, _ghs):
+    u, delta, A, B, C, D, delta_bias, hs = ctx.saved_tensors
+    du, dz, dA, dB, dC, dD, dbias = _ss_bwd(u, delta, A, B, C, D, delta_bias,
+                                            ctx.delta_softplus, gy, hs)
+    return (du, dz, dA.to(A.dtype), dB, dC,
+            None if D is None else dD.to(D.dtype),
+            None if delta_bias is None else dbias.to(delta_bias.dtype), None,
+            None)
+
+
+_ss_fwd.register_autograd(_ss_backward, setup_context=_ss_setup)
+
+
+def selective_scan_triton(
+        u: Tensor,
+        delta: Tensor,
+        A: Tensor,
+        B: Tensor,
+        C: Tensor,
+        D: Optional[Tensor] = None,
+        delta_bias: Optional[Tensor] = None,
+        delta_softplus: bool = False,
+        out_dtype: Optional[torch.dtype] = torch.float32) -> Tensor:
+    """S6 selective scan in Triton; see :func:`selective_scan_ref`.
+
+    u, delta (batch, G·D, L) fp32/fp16/bf16; A (G·D, N); B, C (batch, G, N,
+    L); D, delta_bias (G·D,). Float32 state; returns (batch, G·D, L) in
+    ``out_dtype`` (u's dtype when None).
+    """
+    _check_plain(u, delta, A, B, C, D, delta_bias)
+    out_dtype = u.dtype if out_dtype is None else out_dtype
+    return _ss_fwd(u, delta, A, B, C, D, delta_bias, bool(delta_softplus),
+                   out_dtype)[0]

@@ -1,0 +1,215 @@
+"""The fused SS2D core in Triton: cross scan, dt projection, selective scan and
+cross merge in one kernel per pass.
+
+The x projection of all four directions is ONE GEMM over pixels,
+(B·L, Di) @ (Di, 4·(R+2N)), because the projection of direction k at time t
+only depends on the pixel it visits. The scan kernel then visits the pixels
+of direction k by index arithmetic, recomputes Δ = softplus(W_dt·dt + b) from
+the R-dim vectors, runs the float32 recurrence chunk by chunk and adds its
+output into the merged map (atomics over the four directions). The backward
+stores nothing but chunk-start states and recomputes.
+
+Registered as ``mmvmamba::ss2d_scan_fwd`` / ``_bwd`` custom ops, so
+``torch.compile`` traces around them.
+"""
+from typing import Tuple
+
+import torch
+import triton
+from torch import Tensor
+
+from .selective_scan import (ScanLayout, block_config, scan_backward,
+                             scan_forward)
+
+__all__ = ['ss2d_core_triton']
+
+K = 4
+
+
+def _channels_last(x: Tensor) -> bool:
+    return x.stride(1) == 1 and x.shape[1] > 1
+
+
+def _layout(x: Tensor, x_dbl: Tensor, w: Tensor, N: int) -> ScanLayout:
+    """Kernel strides for x (B, Di, H, W) and x_dbl (B, J, L) / (B, L, J)."""
+    Bsz, Di, H, W = x.shape
+    R = w.shape[2]
+    J = R + 2 * N
+    if _channels_last(x):  # x_dbl (B, L, 4J)
+        sb, sp, sj = x_dbl.stride(0), x_dbl.stride(1), x_dbl.stride(2)
+    else:  # x_dbl (B, 4J, L)
+        sb, sj, sp = x_dbl.stride(0), x_dbl.stride(1), x_dbl.stride(2)
+    su = (x.stride(0), 0, x.stride(1), x.stride(2), x.stride(3))
+    sx = (sb, J * sj, sj, sp)
+    return ScanLayout(
+        G=K,
+        DC=Di,
+        H=H,
+        W=W,
+        N=N,
+        R=R,
+        u=su,
+        delta=su,
+        x=sx,
+        y=su,
+        w=(w.stride(0), w.stride(1), w.stride(2)),
+        b_off=R * sj,
+        c_off=(R + N) * sj,
+        bc=sx,
+        directional=True,
+        proj=True)
+
+
+def _empty_like_x(x: Tensor, zeros: bool = True) -> Tensor:
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    y = torch.empty(
+        x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
+    return y.zero_() if zeros else y
+
+
+@torch.library.custom_op('mmvmamba::ss2d_scan_fwd', mutates_args=())
+def _ss2d_fwd(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
+              Ds: Tensor, store_hs: bool) -> Tuple[Tensor, Tensor]:
+    lay = _layout(x, x_dbl, dt_w, A.shape[1])
+    y = _empty_like_x(x)
+    hs = scan_forward(
+        lay,
+        x.shape[0],
+        x,
+        x,
+        x_dbl,
+        dt_w,
+        A,
+        Ds,
+        dt_b,
+        True,
+        y,
+        atomic_y=True,
+        store_hs=store_hs)
+    return y, hs
+
+
+@_ss2d_fwd.register_fake
+def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
+    N = A.shape[1]
+    _, T, NP, _ = block_config(N, dt_w.shape[2])
+    Bsz, Di, H, W = x.shape
+    fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
+    y = x.new_empty(x.shape, dtype=torch.float32, memory_format=fmt)
+    shape = ((Bsz * K * Di, triton.cdiv(H * W, T), NP) if store_hs else (1, ))
+    return y, x.new_empty(shape, dtype=torch.float32)
+
+
+@torch.library.custom_op('mmvmamba::ss2d_scan_bwd', mutates_args=())
+def _ss2d_bwd(
+        x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
+        Ds: Tensor, gy: Tensor,
+        hs: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    lay = _layout(x, x_dbl, dt_w, A.shape[1])
+    # gy is read with x's strides.
+    gy = gy.float().contiguous(
+        memory_format=torch.channels_last if _channels_last(x) else torch.
+        contiguous_format)
+    dx = _empty_like_x(x)
+    dxdbl = torch.zeros(x_dbl.shape, dtype=torch.float32, device=x.device)
+    dA, dD, dbias, dW = scan_backward(
+        lay,
+        x.shape[0],
+        x,
+        x,
+        x_dbl,
+        dt_w,
+        A,
+        Ds,
+        dt_b,
+        True,
+        gy,
+        hs,
+        dx,
+        dx,
+        dxdbl,
+        atomic_u=True)
+    return (dx.to(x.dtype), dxdbl.to(x_dbl.dtype), dW, dbias, dA, dD)
+
+
+@_ss2d_bwd.register_fake
+def _(x, x_dbl, dt_w, dt_b, A, Ds, gy, hs):
+    f32 = dict(dtype=torch.float32)
+    return (torch.empty_like(x), torch.empty_like(x_dbl),
+            dt_w.new_empty(dt_w.shape,
+                           **f32), dt_b.new_empty(dt_b.shape, **f32),
+            A.new_empty(A.shape, **f32), Ds.new_empty(Ds.shape, **f32))
+
+
+def _fwd_setup(ctx, inputs, output):
+    x, x_dbl, dt_w, dt_b, A, Ds, _ = inputs
+    ctx.save_for_backward(x, x_dbl, dt_w, dt_b, A, Ds, output[1])
+
+
+def _fwd_backward(ctx, gy, _ghs):
+    x, x_dbl, dt_w, dt_b, A, Ds, hs = ctx.saved_tensors
+    if hs.numel() == 1:
+        raise RuntimeError('ss2d_scan_fwd ran without stored states '
+                           '(store_hs=False); it cannot be differentiated')
+    dx, dxdbl, dW, dbias, dA, dD = _ss2d_bwd(x, x_dbl, dt_w, dt_b, A, Ds, gy,
+                                             hs)
+    return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype), dA.to(A.dtype),
+            dD.to(Ds.dtype), None)
+
+
+_ss2d_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+
+
+def _check(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+           dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'x must be (B, Di, H, W), got {tuple(x.shape)}')
+    Di = x.shape[1]
+    if x_proj_weight.dim() != 3 or x_proj_weight.shape[0] != K or \
+            x_proj_weight.shape[2] != Di:
+        raise ValueError(f'x_proj_weight must be (4, R + 2N, {Di}), got '
+                         f'{tuple(x_proj_weight.shape)}')
+    R, N = dt_projs_weight.shape[-1], A_logs.shape[-1]
+    if x_proj_weight.shape[1] != R + 2 * N:
+        raise ValueError(f'x_proj_weight has {x_proj_weight.shape[1]} rows, '
+                         f'expected dt_rank + 2*d_state = {R} + 2*{N}')
+    if dt_projs_weight.shape != (K, Di, R):
+        raise ValueError(f'dt_projs_weight must be (4, {Di}, R), got '
+                         f'{tuple(dt_projs_weight.shape)}')
+    if dt_projs_bias.shape != (K, Di):
+        raise ValueError(f'dt_projs_bias must be (4, {Di}), got '
+                         f'{tuple(dt_projs_bias.shape)}')
+    if A_logs.shape != (K * Di, N) or Ds.shape != (K * Di, ):
+        raise ValueError(f'A_logs must be (4*{Di}, N) and Ds (4*{Di},), got '
+                         f'{tuple(A_logs.shape)} and {tuple(Ds.shape)}')
+
+
+def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+                     dt_projs_bias: Tensor, A_logs: Tensor,
+                     Ds: Tensor) -> Tensor:
+    """Fused SS2D core; same contract as :func:`ss2d_core_ref`.
+
+    x (B, Di, H, W) in either memory format (channels_last is the fast one)
+    → (B, Di, H, W) float32 in x's memory format.
+    """
+    _check(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    Bsz, Di, H, W = x.shape
+    L = H * W
+    wcat = x_proj_weight.reshape(-1, Di)
+    if not torch.is_autocast_enabled(x.device.type):
+        wcat = wcat.to(x.dtype)
+    if _channels_last(x):
+        # (B·L, Di) @ (Di, 4J): the pixel-major view of x is free.
+        x_dbl = torch.matmul(
+            x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
+    else:
+        x = x.contiguous()
+        x_dbl = torch.matmul(wcat, x.reshape(Bsz, Di, L))
+    A = -torch.exp(A_logs.float())
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,
+                                  dt_projs_bias, A_logs, Ds))
+    y, _ = _ss2d_fwd(x, x_dbl.contiguous(), dt_projs_weight.contiguous(),
+                     dt_projs_bias.reshape(-1).float(), A, Ds.float(),
+                     need_grad)
+    return y

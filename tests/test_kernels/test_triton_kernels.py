@@ -1,0 +1,179 @@
+"""Triton kernels against the PyTorch reference, forward and backward.
+
+On a CPU they run under ``TRITON_INTERPRET=1`` (set by this folder's
+conftest); on a GPU machine compiled. Shapes are small on purpose: the
+interpreter runs a scan's combine once per tile element.
+"""
+import pytest
+import torch
+
+from mmvmamba.kernels import (cross_merge, cross_merge_ref, cross_scan,
+                              cross_scan_ref, resolve_backend, selective_scan,
+                              selective_scan_ref, ss2d_core, ss2d_core_ref)
+from ._helpers import DEVICE, force_splits, grads, load_fixture, rel_err
+
+# (forward, gradient) relative tolerances by input dtype
+TOL = {torch.float32: (2e-5, 1e-4), torch.bfloat16: (2e-2, 5e-2)}
+
+
+@pytest.mark.parametrize('shape', [(2, 3, 5, 7), (1, 2, 1, 1), (1, 17, 4, 9)])
+@pytest.mark.parametrize('channels_last', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_cross_scan_and_merge(shape, channels_last, dtype):
+    x = torch.randn(shape, device=DEVICE).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    x.requires_grad_()
+    ys = cross_scan(x, backend='triton')
+    assert torch.equal(ys, cross_scan_ref(x))  # a pure copy: exact
+    B, C, H, W = shape
+    g = torch.randn_like(ys)
+    (gx, ) = grads(ys, [x], g)
+    # the merge sums in float32, then rounds once
+    assert rel_err(gx,
+                   cross_merge_ref(g.float().view(
+                       B, 4, C, H, W)).view(shape)) < TOL[dtype][0]
+
+    y = torch.randn(B, 4, C, H, W, device=DEVICE).to(dtype).requires_grad_()
+    out = cross_merge(y, backend='triton')
+    ref = cross_merge_ref(y.float())
+    assert rel_err(out, ref) < TOL[dtype][0]
+    gm = torch.randn_like(out)
+    (gy, ) = grads(out, [y], gm)
+    assert torch.equal(gy,
+                       cross_scan_ref(gm.view(B, C, H, W)).view(B, 4, C, H, W))
+
+
+def _scan_inputs(batch, G, D, N, L, dtype, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*s, scale=1.):
+        return scale * torch.randn(*s, generator=gen)
+
+    ins = [
+        rnd(batch, G * D, L).to(dtype),
+        rnd(batch, G * D, L, scale=0.5).to(dtype),
+        -torch.rand(G * D, N, generator=gen) - 0.2,
+        rnd(batch, G, N, L).to(dtype),
+        rnd(batch, G, N, L).to(dtype),
+        rnd(G * D),
+        rnd(G * D),
+    ]
+    return [t.to(DEVICE).requires_grad_() for t in ins]
+
+
+@pytest.mark.parametrize('batch,G,D,N,L,splits,dtype', [
+    (2, 4, 12, 1, 35, False, torch.float32),
+    (1, 2, 16, 1, 1, False, torch.float32),
+    (1, 2, 16, 1, 70, True, torch.float32),
+    (1, 2, 5, 4, 23, False, torch.float32),
+    (1, 1, 16, 16, 20, True, torch.float32),
+    (1, 4, 8, 1, 40, False, torch.bfloat16),
+])
+def test_selective_scan(monkeypatch, batch, G, D, N, L, splits, dtype):
+    force_splits(monkeypatch, splits)
+    ins = _scan_inputs(batch, G, D, N, L, dtype)
+    y = selective_scan(*ins, delta_softplus=True, backend='triton')
+    ref = selective_scan_ref(*[t.float() for t in ins], delta_softplus=True)
+    assert y.dtype == torch.float32
+    tol_f, tol_g = TOL[dtype]
+    assert rel_err(y, ref) < tol_f
+    g = torch.randn_like(y)
+    gt = grads(y, ins, g)
+    gr = grads(selective_scan_ref(*ins, delta_softplus=True), ins, g)
+    for name, a, b in zip('u delta A B C D delta_bias'.split(), gt, gr):
+        assert rel_err(a, b) < tol_g, name
+
+
+def test_selective_scan_options_and_fixture():
+    fx = load_fixture('selective_scan_ref_small')
+    inp = {
+        k: v.to(DEVICE).requires_grad_() if torch.is_tensor(v) else v
+        for k, v in fx['inputs'].items()
+    }
+    names = ('u', 'delta', 'A', 'B', 'C', 'D', 'delta_bias')
+    out = selective_scan(**inp, backend='triton')
+    assert rel_err(out.cpu(), fx['out']) < 1e-5
+    gs = grads(out, [inp[n] for n in names], fx['grad_out'].to(DEVICE))
+    for name, g in zip(names, gs):
+        assert rel_err(g.cpu(), fx['grads'][name]) < 1e-4, name
+    # no D, no bias, no softplus, output in u's dtype
+    u, delta, A, B, C = (inp[n].detach() for n in names[:5])
+    delta = delta.abs()
+    y = selective_scan(
+        u.half(),
+        delta.half(),
+        A,
+        B.half(),
+        C.half(),
+        out_dtype=None,
+        backend='triton')
+    ref = selective_scan_ref(u.half(), delta.half(), A, B.half(), C.half())
+    assert y.dtype == torch.float16
+    assert rel_err(y, ref) < 2e-3
+
+
+def _ss2d_inputs(B, Di, H, W, N, R, dtype, channels_last, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+
+    def rnd(*s, scale=1., shift=0.):
+        return scale * torch.randn(*s, generator=gen) + shift
+
+    x = rnd(B, Di, H, W).to(dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    ins = [
+        x,
+        rnd(4, R + 2 * N, Di, scale=Di**-0.5),
+        rnd(4, Di, R, scale=R**-0.5),
+        rnd(4, Di, scale=0.5, shift=-2.),
+        torch.log(torch.rand(4 * Di, N, generator=gen) + 0.5),
+        rnd(4 * Di),
+    ]
+    return [t.to(DEVICE).requires_grad_() for t in ins]
+
+
+@pytest.mark.parametrize('B,Di,H,W,N,R,channels_last,splits,dtype', [
+    (1, 16, 3, 5, 1, 2, False, False, torch.float32),
+    (2, 16, 5, 4, 1, 3, True, False, torch.float32),
+    (1, 16, 1, 1, 1, 2, True, False, torch.float32),
+    (1, 20, 5, 6, 4, 2, False, True, torch.float32),
+    (1, 16, 2, 3, 16, 1, True, False, torch.float32),
+    (1, 16, 4, 4, 1, 2, True, False, torch.bfloat16),
+])
+def test_ss2d_core(monkeypatch, B, Di, H, W, N, R, channels_last, splits,
+                   dtype):
+    force_splits(monkeypatch, splits)
+    ins = _ss2d_inputs(B, Di, H, W, N, R, dtype, channels_last)
+    y = ss2d_core(*ins, backend='triton')
+    ref = ss2d_core_ref(*ins)
+    assert y.shape == ref.shape and y.dtype == torch.float32
+    tol_f, tol_g = TOL[dtype]
+    assert rel_err(y, ref) < tol_f
+    g = torch.randn_like(ref)
+    gt = grads(y, ins, g)
+    gr = grads(ref, ins, g)
+    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), gt, gr):
+        assert rel_err(a, b) < tol_g, name
+
+
+def test_ss2d_core_rejects_bad_shapes():
+    ins = _ss2d_inputs(1, 16, 2, 2, 1, 2, torch.float32, False)
+    with pytest.raises(ValueError, match='dt_projs_weight'):
+        ss2d_core(ins[0], ins[1], ins[2][:, :8], *ins[3:], backend='triton')
+    with pytest.raises(ValueError, match='x must be'):
+        ss2d_core(ins[0][0], *ins[1:], backend='triton')
+
+
+def test_backend_choice():
+    x = torch.randn(1, 2, 3, 3)
+    assert resolve_backend(None, x) == 'torch'
+    assert resolve_backend('torch', x) == 'torch'
+    with pytest.raises(ValueError, match='unknown backend'):
+        resolve_backend('cuda', x)
+    with pytest.raises(ValueError, match='not divisible'):
+        selective_scan(
+            *_scan_inputs(1, 3, 2, 1, 4, torch.float32)[:3],
+            torch.randn(1, 4, 1, 4),
+            torch.randn(1, 4, 1, 4),
+            backend='triton')

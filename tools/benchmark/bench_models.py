@@ -1,0 +1,167 @@
+"""VMamba-T/S/B beside timm's Swin and ConvNeXt of the same size, one run.
+
+For each model at 224² (batch 128 by default): fp32 inference, AMP (fp16
+autocast) inference, an AMP training step (forward, backward, AdamW with a
+GradScaler) and the training step's peak memory. Median of ``--iters``
+timed steps after ``--warmup`` steps, random weights and inputs, same card.
+
+    python tools/benchmark/bench_models.py [--models vmamba_t swin_t ...]
+        [--batch 128] [--json out.json] [--compile]
+"""
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn as nn
+
+# Each entry: builder name, arguments.
+MODELS = {
+    'vmamba_t': ('vmamba', dict(arch='tiny')),
+    'vmamba_t_ln': ('vmamba', dict(arch='tiny', norm_layer='ln')),
+    'vmamba_s': ('vmamba', dict(arch='small_s1l20')),
+    'vmamba_b': ('vmamba', dict(arch='base_s1l20')),
+    'swin_t': ('timm', 'swin_tiny_patch4_window7_224'),
+    'swin_s': ('timm', 'swin_small_patch4_window7_224'),
+    'swin_b': ('timm', 'swin_base_patch4_window7_224'),
+    'convnext_t': ('timm', 'convnext_tiny'),
+    'convnext_s': ('timm', 'convnext_small'),
+    'convnext_b': ('timm', 'convnext_base'),
+}
+
+
+class VMambaClassifier(nn.Module):
+    """VMamba backbone (last stage) + global pooling + linear head."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__()
+        from mmvmamba.models import VMamba
+        self.backbone = VMamba(out_indices=(3, ), **kwargs)
+        self.head = nn.Linear(self.backbone.num_features, 1000)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        feat = self.backbone(x)[-1]
+        return self.head(feat.mean((2, 3)))
+
+
+def build(name: str) -> nn.Module:
+    kind, arg = MODELS[name]
+    if kind == 'vmamba':
+        return VMambaClassifier(**arg)
+    import timm
+    return timm.create_model(arg, num_classes=1000)
+
+
+def timed(fn, warmup: int, iters: int) -> float:
+    """Median seconds per call."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(iters):
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end) / 1e3)
+    return statistics.median(times)
+
+
+def run_model(name: str, batch: int, warmup: int, iters: int,
+              compile_model: bool) -> dict:
+    torch.manual_seed(0)
+    model = build(name).cuda()
+    params = sum(p.numel() for p in model.parameters()) / 1e6
+    if compile_model:
+        model = torch.compile(model)
+    x = torch.randn(batch, 3, 224, 224, device='cuda')
+    target = torch.randint(0, 1000, (batch, ), device='cuda')
+    res = dict(model=name, params_m=round(params, 1), batch=batch)
+
+    model.eval()
+    with torch.no_grad():
+        t = timed(lambda: model(x), warmup, iters)
+        res['infer_fp32'] = batch / t
+        with torch.autocast('cuda', dtype=torch.float16):
+            t = timed(lambda: model(x), warmup, iters)
+        res['infer_amp'] = batch / t
+
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler('cuda')
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast('cuda', dtype=torch.float16):
+            loss = loss_fn(model(x), target)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    step()
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    t = timed(step, warmup, iters)
+    res['train_amp'] = batch / t
+    res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    del model, opt, x
+    torch.cuda.empty_cache()
+    return res
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        '--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+    parser.add_argument('--batch', type=int, default=128)
+    parser.add_argument('--warmup', type=int, default=5)
+    parser.add_argument('--iters', type=int, default=20)
+    parser.add_argument(
+        '--compile', action='store_true', help='torch.compile every model')
+    parser.add_argument('--json', help='write the results here')
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    dev = torch.cuda.get_device_name()
+    print(f'{dev}  torch {torch.__version__}  batch {args.batch}  224²  '
+          f'tf32 matmul={torch.backends.cuda.matmul.allow_tf32} '
+          f'cudnn={torch.backends.cudnn.allow_tf32}  '
+          f'compile={args.compile}')
+    print(f'{"model":12s} {"params":>7s} {"inf fp32":>9s} {"inf amp":>9s} '
+          f'{"train amp":>10s} {"peak GiB":>9s}   (img/s)')
+    results = []
+    for name in args.models:
+        t0 = time.time()
+        try:
+            r = run_model(name, args.batch, args.warmup, args.iters,
+                          args.compile)
+        except Exception as exc:  # report and go on with the other models
+            print(f'{name:12s} failed: {type(exc).__name__}: {exc}')
+            torch.cuda.empty_cache()
+            continue
+        results.append(r)
+        print(
+            f'{name:12s} {r["params_m"]:6.1f}M {r["infer_fp32"]:9.0f} '
+            f'{r["infer_amp"]:9.0f} {r["train_amp"]:10.0f} '
+            f'{r["train_peak_gib"]:9.2f}   ({time.time() - t0:.0f} s)',
+            flush=True)
+    by = {r['model']: r for r in results}
+    for v, s in (('vmamba_t', 'swin_t'), ('vmamba_t_ln', 'swin_t'),
+                 ('vmamba_s', 'swin_s'), ('vmamba_b', 'swin_b')):
+        if v in by and s in by:
+            a, b = by[v], by[s]
+            print(
+                f'{v}/{s}: infer fp32 {a["infer_fp32"] / b["infer_fp32"]:.2f}'
+                f'  infer amp {a["infer_amp"] / b["infer_amp"]:.2f}  '
+                f'train amp {a["train_amp"] / b["train_amp"]:.2f}  '
+                f'peak mem {a["train_peak_gib"] / b["train_peak_gib"]:.2f}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(dict(device=dev, results=results), f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
