@@ -105,7 +105,6 @@ def main():
         ys = torch.randn(B, 4, C, H, W, device=dev, dtype=torch.float32)
         ms = bench(lambda: cross_merge(ys))
         report(name, 'cross_merge(fp32)', ms, 5 * E * 4)
-        del ys
 
         # plain selective scan on materialised 4-direction inputs
         u = cross_scan(x).view(B, 4 * C, L)
@@ -125,7 +124,6 @@ def main():
         ms = bench(lambda: selective_scan(u, delta, A, Bm, Cm, Dv, bias, True))
         # read u, delta (esz each), B, C; write y fp32
         report(name, 'selective_scan fwd', ms, 4 * E * (2 * esz + 4), sserr)
-        del u, delta
 
         # fused core, inference (no stored states), both layouts
         J = 4 * (R + 2)
@@ -149,7 +147,6 @@ def main():
         # fwd floor + bwd: read x, x_dbl, gy fp32; write dx, dx_dbl
         report(name, 'ss2d_core fwd+bwd', ms,
                floor + E * esz * 2 + E * 4 + 2 * B * L * J * esz)
-        del x, x_cl, xg, pg, gy
         torch.cuda.empty_cache()
 
     if args.json:

@@ -108,8 +108,6 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
     t = timed(step, warmup, iters)
     res['train_amp'] = batch / t
     res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
-    del model, opt, x
-    torch.cuda.empty_cache()
     return res
 
 

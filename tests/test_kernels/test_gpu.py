@@ -1,0 +1,131 @@
+"""GPU-only checks: full model shapes, torch.compile, whole VMamba-T."""
+import pytest
+import torch
+
+from mmvmamba.kernels import (cross_scan, selective_scan, selective_scan_ref,
+                              ss2d_core, ss2d_core_ref)
+from ._helpers import grads, rel_err
+
+pytestmark = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA GPU (H100 run)')
+
+
+def _params(C, N=1, R=None):
+    R = R or -(-C // 16)
+    p = [
+        torch.randn(4, R + 2 * N, C) * C**-0.5,
+        torch.randn(4, C, R) * R**-0.5,
+        torch.randn(4, C) * 0.5 - 3.,
+        torch.log(torch.arange(1, N + 1).float()).repeat(4 * C, 1),
+        torch.randn(4 * C),
+    ]
+    return [t.cuda().requires_grad_() for t in p]
+
+
+@pytest.mark.parametrize('C,H', [(96, 56), (192, 28), (384, 14), (768, 7)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_ss2d_core_stage_shapes(C, H, dtype):
+    torch.manual_seed(0)
+    x = torch.randn(
+        4, C, H, H, device='cuda').to(dtype).to(
+            memory_format=torch.channels_last).requires_grad_()
+    ps = _params(C)
+    y = ss2d_core(x, *ps)
+    ref = ss2d_core_ref(x, *ps)
+    fwd_tol, bwd_tol = (1e-4, 1e-3) if dtype == torch.float32 else (2e-2, 5e-2)
+    assert rel_err(y, ref) < fwd_tol
+    g = torch.randn_like(ref)
+    for a, b in zip(grads(y, [x] + ps, g), grads(ref, [x] + ps, g)):
+        assert rel_err(a, b) < bwd_tol
+
+
+def test_ss2d_core_detection_shape_splits_time():
+    # batch 2 at 800×1344, stage 1: L = 67200, time is split across programs
+    torch.manual_seed(0)
+    x = torch.randn(2, 96, 200, 336, device='cuda').requires_grad_()
+    ps = _params(96)
+    y = ss2d_core(x, *ps)
+    ref = ss2d_core_ref(x, *ps)
+    assert rel_err(y, ref) < 1e-4
+    g = torch.randn_like(ref)
+    for a, b in zip(grads(y, [x] + ps, g), grads(ref, [x] + ps, g)):
+        assert rel_err(a, b) < 1e-3
+
+
+def test_selective_scan_d_state_16():
+    torch.manual_seed(0)
+    b, G, D, N, L = 2, 4, 96, 16, 3136
+    ins = [
+        torch.randn(b, G * D, L),
+        torch.randn(b, G * D, L) * 0.5, -torch.rand(G * D, N) - 0.5,
+        torch.randn(b, G, N, L),
+        torch.randn(b, G, N, L),
+        torch.randn(G * D),
+        torch.randn(G * D)
+    ]
+    ins = [t.cuda().requires_grad_() for t in ins]
+    y = selective_scan(*ins, delta_softplus=True)
+    ref = selective_scan_ref(*ins, delta_softplus=True)
+    assert rel_err(y, ref) < 1e-4
+    g = torch.randn_like(ref)
+    for a, b_ in zip(grads(y, ins, g), grads(ref, ins, g)):
+        assert rel_err(a, b_) < 1e-3
+
+
+def test_torch_compile_through_the_ops():
+    torch.manual_seed(0)
+    x = torch.randn(2, 32, 9, 11, device='cuda').requires_grad_()
+    ps = _params(32)
+
+    def block(x, *ps):
+        y = ss2d_core(torch.nn.functional.silu(x), *ps)
+        return torch.nn.functional.layer_norm(y.permute(0, 2, 3, 1), (32, ))
+
+    compiled = torch.compile(block, fullgraph=True, dynamic=True)
+    out = compiled(x, *ps)
+    ref = block(x, *ps)
+    assert rel_err(out, ref) < 1e-5
+    g = torch.randn_like(ref)
+    for a, b in zip(grads(out, [x] + ps, g), grads(ref, [x] + ps, g)):
+        assert rel_err(a, b) < 1e-4
+    # a new image size runs without error (dynamic shapes)
+    out2 = compiled(torch.randn(2, 32, 7, 12, device='cuda'), *ps)
+    assert out2.shape == (2, 7, 12, 32)
+    xs = torch.randn(2, 8, 5, 6, device='cuda')
+    assert torch.equal(
+        torch.compile(cross_scan, fullgraph=True)(xs), cross_scan(xs))
+
+
+def test_new_image_size_does_not_recompile():
+    import importlib
+    kern = importlib.import_module('mmvmamba.kernels._scan_kernels')
+
+    def n_compiled():
+        caches = getattr(kern.scan_fwd_kernel, 'device_caches', None)
+        if caches is not None:
+            return sum(len(v[0]) for v in caches.values())
+        return sum(len(v) for v in kern.scan_fwd_kernel.cache.values())
+
+    ps = _params(32)
+    with torch.no_grad():
+        ss2d_core(torch.randn(2, 32, 10, 12, device='cuda'), *ps)
+        before = n_compiled()
+        for hw in [(11, 13), (17, 5), (64, 33)]:
+            ss2d_core(torch.randn(2, 32, *hw, device='cuda'), *ps)
+    assert n_compiled() == before
+
+
+@pytest.mark.parametrize('norm_layer', ['ln2d', 'ln'])
+def test_vmamba_tiny_cuda_matches_torch_path(norm_layer):
+    from mmvmamba.models import VMamba
+    torch.manual_seed(0)
+    model = VMamba(arch='tiny', norm_layer=norm_layer).cuda().eval()
+    x = torch.randn(2, 3, 224, 224, device='cuda')
+    with torch.no_grad():
+        outs = model(x)
+        for m in model.modules():
+            if hasattr(m, 'backend'):
+                m.backend = 'torch'
+        refs = model(x)
+    for a, b in zip(outs, refs):
+        assert rel_err(a, b) < 1e-3
