@@ -1,0 +1,1 @@
+"""Dataset helpers: the download-free demo data generator (``demo_shapes``)."""

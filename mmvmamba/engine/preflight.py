@@ -1,0 +1,263 @@
+"""Checks that run before an MMEngine ``Runner`` is built by ``tools/``.
+
+They turn the usual late failures (a missing dataset, a mistyped checkpoint
+path, an unreachable URL) into one clear message before anything is written,
+so a failed start leaves no work_dir, log or half-downloaded file behind.
+"""
+import os
+import os.path as osp
+import time
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import torch
+from mmengine.config import Config, ConfigDict
+
+DOWNSTREAMS = ('mmdet', 'mmseg', 'mmpretrain')
+_URL_PREFIXES = ('http://', 'https://')
+
+DEMO_HINT = ('No dataset at hand? The built-in demo set needs no download: '
+             'python tools/train.py '
+             'configs/demo/maskrcnn_vmamba_t_demo-shapes.py')
+
+# How to get each dataset, by dataset type.
+_DATA_HINTS = {
+    'CocoDataset':
+    'Download COCO 2017 (train2017.zip, val2017.zip, '
+    'annotations_trainval2017.zip) from https://cocodataset.org/#download '
+    'and unpack them so that {root} holds annotations/, train2017/ and '
+    'val2017/ (or link an existing copy: ln -s /path/to/coco {root}).',
+    'ADE20KDataset':
+    'Download ADEChallengeData2016.zip from '
+    'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip '
+    'and unzip it into data/ade/ so that {root} holds images/ and '
+    'annotations/ (or link an existing copy there).',
+    'ImageNet':
+    'Get ImageNet-1K (ILSVRC2012) from https://image-net.org/download.php '
+    'and arrange it as {root}/train/<class>/*.JPEG and '
+    '{root}/val/<class>/*.JPEG (or link an existing copy there).',
+}
+
+
+class PreflightError(RuntimeError):
+    """A problem found before training/testing starts, with the fix."""
+
+
+def downstream_of(cfg: Config) -> str:
+    """'mmdet', 'mmseg' or 'mmpretrain', from the config's ``default_scope``."""
+    scope = cfg.get('default_scope', None)
+    if scope not in DOWNSTREAMS:
+        raise PreflightError(
+            f'config has default_scope={scope!r}; expected one of '
+            f'{DOWNSTREAMS}. Inherit a downstream base config, e.g. '
+            "_base_ = ['mmdet::_base_/default_runtime.py'].")
+    return scope
+
+
+def ensure_demo_data(cfg: Config) -> None:
+    """Generate the demo dataset if the config asks for it (``demo_data``)."""
+    demo = cfg.get('demo_data', None)
+    if not demo:
+        return
+    from mmvmamba.datasets.demo_shapes import generate_demo_shapes
+    kwargs = dict(demo)
+    if _rank() == 0:
+        generate_demo_shapes(**kwargs)
+    else:
+        # other ranks wait for rank 0 (the dataset appears atomically)
+        _wait_for(osp.join(kwargs.get('root'), 'meta.json'), 600)
+
+
+def _datasets(dataset: Any) -> Iterator[Dict]:
+    """Leaf dataset configs below wrappers (Repeat/Concat/ClassBalanced)."""
+    if isinstance(dataset, (list, tuple)):
+        for d in dataset:
+            yield from _datasets(d)
+    elif isinstance(dataset, dict):
+        if 'dataset' in dataset:
+            yield from _datasets(dataset['dataset'])
+        elif 'datasets' in dataset:
+            yield from _datasets(dataset['datasets'])
+        else:
+            yield dataset
+
+
+def _join(root: Optional[str], path: str) -> str:
+    if not root or osp.isabs(path) or '://' in path:
+        return path
+    return osp.join(root, path)
+
+
+def _required_paths(ds: Dict) -> List[Tuple[str, str]]:
+    """(what, path) pairs a dataset config needs on disk."""
+    root = ds.get('data_root', None) or ''
+    paths = []
+    if root:
+        paths.append(('data_root', root))
+    ann = ds.get('ann_file', None)
+    if ann:
+        paths.append(('ann_file', _join(root, ann)))
+    prefix = ds.get('data_prefix', None)
+    if isinstance(prefix, dict):
+        for key, value in prefix.items():
+            if value:
+                paths.append((f'data_prefix.{key}', _join(root, value)))
+    elif isinstance(prefix, str) and prefix:
+        paths.append(('data_prefix', _join(root, prefix)))
+    split = ds.get('split', None)
+    if split and not ann and ds.get('type', '').endswith('ImageNet'):
+        paths.append((f'split {split!r}', _join(root, split)))
+    return paths
+
+
+def check_datasets(cfg: Config, loaders: Tuple[str, ...]) -> None:
+    """Fail early, naming the path and how to get the data, if it is absent.
+
+    Args:
+        cfg: the full config.
+        loaders: dataloader keys to check, e.g. ('train_dataloader',
+            'val_dataloader').
+    """
+    for key in loaders:
+        loader = cfg.get(key, None)
+        if not loader or 'dataset' not in loader:
+            continue
+        for ds in _datasets(loader['dataset']):
+            for what, path in _required_paths(ds):
+                if '://' in path or osp.exists(path):
+                    continue
+                ds_type = str(ds.get('type', 'dataset')).split('.')[-1]
+                root = ds.get('data_root', None) or osp.dirname(path)
+                hint = _DATA_HINTS.get(ds_type,
+                                       'Put the dataset at that path.')
+                raise PreflightError(
+                    f'{ds_type} for {key} not found: {what} {path!r} does '
+                    f'not exist (looked relative to {os.getcwd()!r}).\n'
+                    f'  -> {hint.format(root=root)}\n'
+                    '  -> or point the config at your copy: --cfg-options '
+                    f'{key}.dataset.data_root=/path/to/data (and the '
+                    'evaluator\'s ann_file where it has one)\n'
+                    f'  -> {DEMO_HINT}')
+    for key in (k.replace('dataloader', 'evaluator') for k in loaders):
+        evaluators = cfg.get(key, None)
+        if isinstance(evaluators, dict):
+            evaluators = [evaluators]
+        for ev in evaluators or []:
+            ann = ev.get('ann_file', None) if isinstance(ev, dict) else None
+            if ann and '://' not in ann and not osp.exists(ann):
+                raise PreflightError(
+                    f'{key} ann_file {ann!r} does not exist (looked relative '
+                    f'to {os.getcwd()!r}); set it with --cfg-options '
+                    f'{key}.ann_file=/path/to/annotations.json\n'
+                    f'  -> {DEMO_HINT}')
+
+
+def _pretrained_cfgs(node: Any,
+                     path: str = 'model') -> Iterator[Tuple[str, Dict]]:
+    """(dotted path, init_cfg dict) for every ``Pretrained`` init_cfg."""
+    if isinstance(node, dict):
+        if node.get('type') == 'Pretrained' and node.get('checkpoint'):
+            yield path, node
+        for key, value in node.items():
+            yield from _pretrained_cfgs(value, f'{path}.{key}')
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            yield from _pretrained_cfgs(value, f'{path}.{i}')
+
+
+def _rank() -> int:
+    return int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
+
+
+def _wait_for(path: str, timeout: float) -> None:
+    start = time.time()
+    while not osp.exists(path):
+        if time.time() - start > timeout:
+            raise PreflightError(f'timed out waiting for {path!r} from rank 0')
+        time.sleep(1)
+
+
+def cached_download(url: str) -> str:
+    """Download ``url`` into the torch hub cache once; returns the file.
+
+    ``torch.hub.download_url_to_file`` writes to a temporary file and renames
+    it, so a failed download leaves nothing half-written.
+    """
+    from urllib.parse import unquote, urlparse
+    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(unquote(urlparse(url).path))
+    dst = osp.join(cache_dir, name)
+    if osp.isfile(dst):
+        return dst
+    if int(os.environ.get('LOCAL_RANK', 0)) != 0:
+        _wait_for(dst, 3600)
+        return dst
+    os.makedirs(cache_dir, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, dst, progress=True)
+    except Exception as e:  # network errors come in many types
+        raise PreflightError(
+            f'could not download the checkpoint {name!r} from {url} '
+            f'({type(e).__name__}: {e}).\n'
+            f'  -> download it on a machine with internet access and put it '
+            f'at {dst!r}, or pass a local copy with --cfg-options '
+            '<path.to.init_cfg>.checkpoint=/path/to/file.pth') from e
+    return dst
+
+
+def check_checkpoints(cfg: Config, download: bool = True) -> None:
+    """Check every ``Pretrained`` checkpoint and the ``load_from`` file.
+
+    Local files must exist; URLs are fetched into the torch hub cache now
+    (rank 0) and the config is pointed at the cached file, so a network
+    failure is reported before a work_dir exists.
+    """
+    for path, init_cfg in _pretrained_cfgs(cfg.get('model', {})):
+        ckpt = init_cfg['checkpoint']
+        if ckpt.startswith(_URL_PREFIXES):
+            if download:
+                init_cfg['checkpoint'] = cached_download(ckpt)
+        elif '://' not in ckpt and not osp.isfile(ckpt):
+            raise PreflightError(
+                f'pretrained checkpoint {ckpt!r} ({path}.checkpoint) does not '
+                'exist. Fix the path with --cfg-options '
+                f'{path}.checkpoint=/path/to/file.pth '
+                f'or train from scratch with --cfg-options {path}=None')
+    load_from = cfg.get('load_from', None)
+    if load_from and not cfg.get('resume', False):
+        if load_from.startswith(_URL_PREFIXES):
+            if download:
+                cfg.load_from = cached_download(load_from)
+        elif '://' not in load_from and not osp.isfile(load_from):
+            raise PreflightError(f'checkpoint {load_from!r} does not exist')
+
+
+def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
+    """Make ``--launcher pytorch`` work without CUDA (gloo, no set_device).
+
+    MMEngine's ``init_dist`` calls ``torch.cuda.set_device`` and its default
+    DDP wrapper passes ``device_ids=[LOCAL_RANK]``; both fail on CPUs. We
+    start the gloo process group ourselves (the Runner then skips its own)
+    and wrap the model with ``device_ids=None``.
+    """
+    if launcher == 'none' or torch.cuda.is_available():
+        return
+    if launcher != 'pytorch':
+        raise PreflightError(
+            f'--launcher {launcher} without CUDA is not supported; use '
+            '--launcher pytorch (torchrun, tools/dist_train.sh) on CPUs')
+    import torch.distributed as dist
+    cfg.setdefault('env_cfg', ConfigDict())
+    cfg.env_cfg.setdefault('dist_cfg', ConfigDict())
+    cfg.env_cfg.dist_cfg.backend = 'gloo'
+    if not dist.is_initialized():
+        dist.init_process_group(
+            backend='gloo',
+            rank=int(os.environ['RANK']),
+            world_size=int(os.environ['WORLD_SIZE']))
+    wrapper = dict(cfg.get('model_wrapper_cfg', None) or {})
+    wrapper.setdefault('type', 'MMDistributedDataParallel')
+    wrapper.setdefault('broadcast_buffers', False)
+    wrapper.setdefault('find_unused_parameters',
+                       cfg.get('find_unused_parameters', False))
+    wrapper['device_ids'] = None
+    cfg.model_wrapper_cfg = wrapper

@@ -1,0 +1,155 @@
+"""Evaluate a checkpoint with an mmdet/mmseg/mmpretrain config (one entry
+point for all three).
+
+Examples::
+
+    python tools/test.py configs/demo/maskrcnn_vmamba_t_demo-shapes.py \\
+        work_dirs/maskrcnn_vmamba_t_demo-shapes/epoch_12.pth --show-dir vis
+    python tools/test.py configs/upernet_vmamba_t_ade20k-512x512-160k.py \\
+        upernet.pth --tta
+    bash tools/dist_test.sh configs/maskrcnn_vmamba_t_coco.py ckpt.pth 8
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+import mmvmamba  # noqa: F401,E402  isort:skip
+import torch
+from mmengine.config import Config, ConfigDict, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
+                                       check_datasets, downstream_of,
+                                       ensure_demo_data, setup_cpu_distributed)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Test (and evaluate) a model checkpoint')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
+    parser.add_argument(
+        '--work-dir', help='where the evaluation log and metrics go')
+    parser.add_argument(
+        '--show-dir',
+        help='write pictures of the predictions into this folder (relative '
+        'paths are inside work_dir/<timestamp>/)')
+    parser.add_argument(
+        '--tta',
+        action='store_true',
+        help='test-time augmentation (the config\'s tta_model/tta_pipeline; '
+        'for segmentation: multi-scale + flip)')
+    parser.add_argument(
+        '--amp', action='store_true', help='fp16 inference (needs a GPU)')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _enable_visualization(cfg: Config, downstream: str,
+                          show_dir: str) -> None:
+    hook = cfg.get('default_hooks', {}).get('visualization', None)
+    if hook is None:
+        raise PreflightError(
+            '--show-dir needs a visualization hook in default_hooks')
+    if downstream == 'mmpretrain':
+        hook.enable = True
+        hook.out_dir = show_dir
+    elif downstream == 'mmseg':
+        hook.draw = True
+        hook.interval = 1
+        cfg.visualizer['save_dir'] = show_dir
+    else:
+        hook.draw = True
+        hook.test_out_dir = show_dir
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """The config with all command-line choices applied and checked."""
+    if not osp.isfile(args.config):
+        raise PreflightError(f'config file {args.config!r} does not exist')
+    ckpt = args.checkpoint
+    if '://' not in ckpt and not osp.isfile(ckpt):
+        raise PreflightError(f'checkpoint {ckpt!r} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    downstream = downstream_of(cfg)
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+    cfg.load_from = ckpt
+    cfg.resume = False
+    # the weights come from the checkpoint: skip downloading pretrained ones
+    _drop_pretrained(cfg.model)
+
+    if args.show_dir:
+        _enable_visualization(cfg, downstream, args.show_dir)
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise PreflightError('--amp needs a CUDA GPU; drop it on a CPU')
+        cfg.setdefault('test_cfg', ConfigDict())
+        cfg.test_cfg.fp16 = True
+    if args.tta:
+        missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+        if missing:
+            raise PreflightError(
+                f'--tta needs {" and ".join(missing)} in the config; this '
+                f'{downstream} config defines no test-time augmentation')
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+        cfg.tta_model.module = cfg.model
+        cfg.model = cfg.tta_model
+    __import__(downstream)
+    return cfg
+
+
+def _drop_pretrained(node) -> None:
+    """Remove ``Pretrained`` init_cfgs: test weights come from load_from."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg', None)
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for value in node.values():
+            _drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            _drop_pretrained(value)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = build_cfg(args)
+        setup_cpu_distributed(cfg, args.launcher)
+        ensure_demo_data(cfg)
+        check_datasets(cfg, ('test_dataloader', ))
+        check_checkpoints(cfg)
+    except PreflightError as e:
+        print(f'[mmvmamba] error: {e}', file=sys.stderr)
+        sys.exit(2)
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,146 @@
+"""Train a detector, segmentor or classifier from an mmdet/mmseg/mmpretrain
+config with a VMamba backbone (one entry point for all three).
+
+Examples::
+
+    python tools/train.py configs/demo/maskrcnn_vmamba_t_demo-shapes.py
+    python tools/train.py configs/maskrcnn_vmamba_t_coco.py --amp
+    bash tools/dist_train.sh configs/maskrcnn_vmamba_t_coco.py 8
+"""
+import argparse
+import os
+import os.path as osp
+import sys
+
+# ``import mmvmamba`` first: it registers the model scope and lets resume
+# read MMEngine checkpoints under torch's weights_only default.
+import mmvmamba  # noqa: F401,E402  isort:skip
+import torch
+from mmengine.config import Config, DictAction
+from mmengine.registry import RUNNERS
+from mmengine.runner import Runner
+
+from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
+                                       check_datasets, downstream_of,
+                                       ensure_demo_data, setup_cpu_distributed)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description='Train a model (mmdet / mmseg / mmpretrain config)')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument(
+        '--work-dir',
+        help='where logs and checkpoints go (default ./work_dirs/<config>)')
+    parser.add_argument(
+        '--amp',
+        action='store_true',
+        help='automatic mixed precision (needs a CUDA GPU)')
+    parser.add_argument(
+        '--resume',
+        nargs='?',
+        type=str,
+        const='auto',
+        help='resume from the given checkpoint, or, without a value, from '
+        'the latest checkpoint in the work_dir')
+    parser.add_argument(
+        '--auto-scale-lr',
+        action='store_true',
+        help='scale the lr by the actual total batch size')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        help='override config settings, key=value pairs, e.g. '
+        'model.backbone.init_cfg.checkpoint=/path/to/vmamba_t.pth')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch', 'slurm', 'mpi'],
+        default='none',
+        help='job launcher (pytorch = torchrun, see tools/dist_train.sh)')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def build_cfg(args: argparse.Namespace) -> Config:
+    """The config with all command-line choices applied and checked."""
+    if not osp.isfile(args.config):
+        raise PreflightError(f'config file {args.config!r} does not exist')
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    downstream = downstream_of(cfg)
+
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        if not torch.cuda.is_available():
+            raise PreflightError(
+                '--amp needs a CUDA GPU (mixed precision is not supported on '
+                'CPUs by AmpOptimWrapper); drop --amp to train in fp32')
+        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
+                'OptimWrapper', 'AmpOptimWrapper'):
+            raise PreflightError(
+                '--amp works with optim_wrapper.type=OptimWrapper, got '
+                f'{cfg.optim_wrapper.type!r}')
+        cfg.optim_wrapper.type = 'AmpOptimWrapper'
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+    elif (cfg.get('optim_wrapper', {}).get('type') == 'AmpOptimWrapper'
+          and not torch.cuda.is_available()):
+        raise PreflightError(
+            'this config trains with AmpOptimWrapper, which needs a CUDA GPU; '
+            'on a CPU use --cfg-options optim_wrapper.type=OptimWrapper')
+
+    if args.auto_scale_lr:
+        if 'auto_scale_lr' not in cfg or not cfg.auto_scale_lr.get(
+                'base_batch_size'):
+            raise PreflightError(
+                '--auto-scale-lr needs auto_scale_lr=dict(base_batch_size=N) '
+                'in the config')
+        cfg.auto_scale_lr.enable = True
+
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        if '://' not in args.resume and not osp.isfile(args.resume):
+            raise PreflightError(
+                f'--resume checkpoint {args.resume!r} does not exist')
+        cfg.resume = True
+        cfg.load_from = args.resume
+
+    # the mmdet/mmseg/mmpretrain registries are found via default_scope;
+    # importing the package here gives a clear error if it is missing
+    __import__(downstream)
+    return cfg
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    try:
+        cfg = build_cfg(args)
+        setup_cpu_distributed(cfg, args.launcher)
+        ensure_demo_data(cfg)
+        check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
+        check_checkpoints(cfg)
+    except PreflightError as e:
+        print(f'[mmvmamba] error: {e}', file=sys.stderr)
+        sys.exit(2)
+    # the work_dir is created only now, after every check has passed
+    if 'runner_type' in cfg:
+        runner = RUNNERS.build(cfg)
+    else:
+        runner = Runner.from_cfg(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
