@@ -19,23 +19,31 @@ from typing import Dict, Optional
 
 from torch import Tensor, nn
 
-__all__ = ['LastStage', 'build_last_stage', 'PEERS', 'spec_label']
+__all__ = [
+    'LastStage', 'build_last_stage', 'build_from_config', 'PEERS', 'spec_label'
+]
 
 VMAMBA_ARCHS: Dict[str, str] = {'t': 'tiny', 's': 'small', 'b': 'base'}
 
 # mmpretrain backbones that return only their last stage, NCHW.
 PEERS: Dict[str, dict] = {
-    'swin-t': dict(type='mmpretrain.SwinTransformer', arch='tiny'),
-    'swin-s': dict(type='mmpretrain.SwinTransformer', arch='small'),
-    'swin-b': dict(type='mmpretrain.SwinTransformer', arch='base'),
-    'convnext-t': dict(type='mmpretrain.ConvNeXt', arch='tiny',
-                       gap_before_final_norm=False),
-    'convnext-s': dict(type='mmpretrain.ConvNeXt', arch='small',
-                       gap_before_final_norm=False),
-    'convnext-b': dict(type='mmpretrain.ConvNeXt', arch='base',
-                       gap_before_final_norm=False),
-    'resnet50': dict(type='mmpretrain.ResNet', depth=50),
-    'resnet101': dict(type='mmpretrain.ResNet', depth=101),
+    'swin-t':
+    dict(type='mmpretrain.SwinTransformer', arch='tiny', pad_small_map=True),
+    'swin-s':
+    dict(type='mmpretrain.SwinTransformer', arch='small', pad_small_map=True),
+    'swin-b':
+    dict(type='mmpretrain.SwinTransformer', arch='base', pad_small_map=True),
+    'convnext-t':
+    dict(type='mmpretrain.ConvNeXt', arch='tiny', gap_before_final_norm=False),
+    'convnext-s':
+    dict(
+        type='mmpretrain.ConvNeXt', arch='small', gap_before_final_norm=False),
+    'convnext-b':
+    dict(type='mmpretrain.ConvNeXt', arch='base', gap_before_final_norm=False),
+    'resnet50':
+    dict(type='mmpretrain.ResNet', depth=50),
+    'resnet101':
+    dict(type='mmpretrain.ResNet', depth=101),
 }
 
 
@@ -68,7 +76,13 @@ def spec_label(spec: str) -> str:
     return spec.split(':', 1)[-1] if spec.startswith('timm:') else spec
 
 
-def _build_from_config(path: str, checkpoint: Optional[str]) -> nn.Module:
+def build_from_config(path: str,
+                      checkpoint: Optional[str] = None) -> nn.Module:
+    """The full ``model`` of an OpenMMLab config, SyncBN reverted, no init.
+
+    Pretrained ``init_cfg`` weights are not fetched (``init_weights`` is not
+    called); ``checkpoint`` weights are loaded into the whole model.
+    """
     import importlib
 
     from mmengine.config import Config
@@ -88,8 +102,7 @@ def _build_from_config(path: str, checkpoint: Optional[str]) -> nn.Module:
         # torch.load defaults to weights_only on torch >= 2.6: an untrusted
         # file can only yield tensors
         load_checkpoint(model, checkpoint, map_location='cpu', strict=False)
-    model = revert_sync_batchnorm(model)
-    return getattr(model, 'backbone', model)
+    return revert_sync_batchnorm(model)
 
 
 def build_last_stage(spec: str,
@@ -108,7 +121,8 @@ def build_last_stage(spec: str,
 
     import mmvmamba  # noqa: F401  (registers the mmvmamba scope)
     if osp.isfile(spec):
-        return LastStage(_build_from_config(spec, checkpoint))
+        model = build_from_config(spec, checkpoint)
+        return LastStage(getattr(model, 'backbone', model))
     if checkpoint:
         raise ValueError(f'--checkpoint needs a config file spec, got {spec!r}'
                          '; pass the config of the checkpoint instead')

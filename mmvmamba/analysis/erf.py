@@ -32,8 +32,8 @@ def list_images(folder: str) -> List[str]:
         raise FileNotFoundError(f'image folder {folder!r} does not exist; '
                                 'pass --images DIR with .jpg/.png files')
     files = sorted(
-        osp.join(root, f) for root, _, names in os.walk(folder)
-        for f in names if f.lower().endswith(IMAGE_EXTS))
+        osp.join(root, f) for root, _, names in os.walk(folder) for f in names
+        if f.lower().endswith(IMAGE_EXTS))
     if not files:
         raise FileNotFoundError(f'no images ({", ".join(IMAGE_EXTS)}) under '
                                 f'{folder!r}')
@@ -67,8 +67,8 @@ def synthetic_images(size: int, num: int, seed: int = 0) -> Iterator[Tensor]:
     """Smooth random images (low-frequency noise), normalised like ImageNet."""
     gen = torch.Generator().manual_seed(seed)
     for _ in range(num):
-        coarse = torch.rand(1, 3, max(2, size // 16), max(2, size // 16),
-                            generator=gen)
+        coarse = torch.rand(
+            1, 3, max(2, size // 16), max(2, size // 16), generator=gen)
         img = nn.functional.interpolate(
             coarse, size=(size, size), mode='bicubic', align_corners=False)
         img = img + 0.05 * torch.randn(img.shape, generator=gen)
@@ -135,8 +135,11 @@ def square_area_fraction(erf: np.ndarray, mass: float) -> float:
     return 1.0
 
 
+MASSES = (0.5, 0.9)
+
+
 def erf_summary(erf: np.ndarray,
-                masses: Sequence[float] = (0.5, 0.9)) -> Dict[str, float]:
+                masses: Sequence[float] = MASSES) -> Dict[str, float]:
     """{'area@50%': …, 'square@50%': …} for each mass share."""
     out = {}
     for m in masses:

@@ -29,7 +29,8 @@ __all__ = [
     'SS2D_CORE_OP', 'SELECTIVE_SCAN_OP', 'selective_scan_flops',
     'ss2d_core_flops', 'ss2d_core_flop_jit', 'selective_scan_flop_jit',
     'counted_ss2d_core', 'count_flops', 'count_model_flops', 'flop_handles',
-    'ImageClassifierForFlops', 'SPEC_GFLOPS', 'SPEC_DOWNSTREAM_GFLOPS'
+    'model_kind', 'ImageClassifierForFlops', 'SPEC_GFLOPS',
+    'SPEC_DOWNSTREAM_GFLOPS'
 ]
 
 # Official fvcore counts at 224², classifier head included (spec §1.1).
@@ -63,11 +64,14 @@ SELECTIVE_SCAN_OP = 'prim::PythonOp.SelectiveScanCounted'
 
 # Ops the official counter registers as free (they are unsupported by the
 # default handles anyway; naming them silences the "unsupported op" warnings).
-FREE_OPS = ('aten::silu', 'aten::gelu', 'aten::neg', 'aten::exp',
-            'aten::flip', 'aten::softplus', 'aten::sigmoid')
+FREE_OPS = ('aten::silu', 'aten::gelu', 'aten::neg', 'aten::exp', 'aten::flip',
+            'aten::softplus', 'aten::sigmoid')
 
 
-def selective_scan_flops(B: int, L: int, D: int, N: int,
+def selective_scan_flops(B: int,
+                         L: int,
+                         D: int,
+                         N: int,
                          with_D: bool = True) -> int:
     """Official S6 count: 9·B·L·D·N (+ B·D·L for the D skip)."""
     return 9 * B * L * D * N + (B * D * L if with_D else 0)
@@ -122,9 +126,8 @@ class SS2DCoreCounted(torch.autograd.Function):
     impl = staticmethod(K.ss2d_core_ref)
 
     @staticmethod
-    def forward(ctx, x: Tensor, x_proj_weight: Tensor,
-                dt_projs_weight: Tensor, dt_projs_bias: Tensor,
-                A_logs: Tensor, Ds: Tensor) -> Tensor:
+    def forward(ctx, x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+                dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor) -> Tensor:
         with torch.no_grad():
             return SS2DCoreCounted.impl(x, x_proj_weight, dt_projs_weight,
                                         dt_projs_bias, A_logs, Ds)
@@ -150,14 +153,26 @@ class SelectiveScanCounted(torch.autograd.Function):
         raise RuntimeError('SelectiveScanCounted is for FLOP counting only')
 
 
-def _counted_core(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
-                  Ds, backend=None):
+def _counted_core(x,
+                  x_proj_weight,
+                  dt_projs_weight,
+                  dt_projs_bias,
+                  A_logs,
+                  Ds,
+                  backend=None):
     return SS2DCoreCounted.apply(x, x_proj_weight, dt_projs_weight,
                                  dt_projs_bias, A_logs, Ds)
 
 
-def _counted_scan(u, delta, A, B, C, D=None, delta_bias=None,
-                  delta_softplus=False, out_dtype=torch.float32,
+def _counted_scan(u,
+                  delta,
+                  A,
+                  B,
+                  C,
+                  D=None,
+                  delta_bias=None,
+                  delta_softplus=False,
+                  out_dtype=torch.float32,
                   backend=None):
     return SelectiveScanCounted.apply(u, delta, A, B, C, D, delta_bias,
                                       delta_softplus, out_dtype)
@@ -248,13 +263,15 @@ class ImageClassifierForFlops(nn.Sequential):
     last ``outnorm``; pooling and head as in mmpretrain's GAP + LinearClsHead).
     """
 
-    def __init__(self, last_stage: nn.Module, channels: int,
+    def __init__(self,
+                 last_stage: nn.Module,
+                 channels: int,
                  num_classes: int = 1000) -> None:
         super().__init__(last_stage, nn.AdaptiveAvgPool2d(1), nn.Flatten(1),
                          nn.Linear(channels, num_classes))
 
 
-def _model_kind(model: nn.Module) -> str:
+def model_kind(model: nn.Module) -> str:
     mod = type(model).__module__
     if hasattr(model, 'rpn_head') or hasattr(model, 'roi_head') or \
             mod.startswith('mmdet.'):
@@ -277,7 +294,7 @@ def count_model_flops(model: nn.Module,
     H, W = shape
     device = next(model.parameters()).device
     x = torch.randn(1, 3, H, W, device=device)
-    kind = _model_kind(model)
+    kind = model_kind(model)
     if kind == 'detector':
         from mmdet.structures import DetDataSample
         sample = DetDataSample(

@@ -7,6 +7,7 @@ device is present, :func:`write_table` writes CSV + Markdown and
 :func:`plot_scaling` draws the three curves.
 """
 import csv
+import ctypes
 import os
 import os.path as osp
 import threading
@@ -18,8 +19,8 @@ import torch
 from torch import nn
 
 __all__ = [
-    'DEFAULT_SIZES', 'batch_for_size', 'measure', 'run_scaling',
-    'write_table', 'plot_scaling'
+    'DEFAULT_SIZES', 'batch_for_size', 'measure', 'run_scaling', 'write_table',
+    'plot_scaling'
 ]
 
 DEFAULT_SIZES = (224, 288, 384, 512, 640, 768, 1024)
@@ -53,6 +54,12 @@ class _RSSPeak:
             time.sleep(self.period)
 
     def __enter__(self) -> '_RSSPeak':
+        # hand freed heap back to the OS first, or memory kept by glibc from
+        # earlier runs hides this run's allocations
+        try:
+            ctypes.CDLL('libc.so.6').malloc_trim(0)
+        except (OSError, AttributeError):
+            pass
         self.base = self._rss()
         self.peak = self.base
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -91,8 +98,9 @@ def measure(model: nn.Module,
     if dtype not in dtypes:
         raise ValueError(f'unknown dtype {dtype!r}; expected one of '
                          f'{tuple(dtypes)}')
-    amp = (torch.autocast(device.type, dtype=dtypes[dtype])
-           if dtypes[dtype] is not None else nullcontext())
+    amp = (
+        torch.autocast(device.type, dtype=dtypes[dtype])
+        if dtypes[dtype] is not None else nullcontext())
     model.train(mode == 'train')
     x = torch.randn(batch, 3, size, size, device=device)
 
@@ -169,16 +177,19 @@ def run_scaling(builders: Dict[str, Callable[[int], nn.Module]],
             batch = batch_for_size(size, batch_224)
             while True:
                 try:
-                    row = measure(model, size, batch, device,
-                                  **measure_kwargs)
+                    row = measure(model, size, batch, device, **measure_kwargs)
                     break
                 except torch.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     if batch == 1:
-                        row = dict(size=size, batch=0,
-                                   **{k: float('nan') for k in (
-                                       'ms_per_batch', 'img_per_s',
-                                       'mpix_per_s', 'peak_mem_mib')})
+                        row = dict(
+                            size=size,
+                            batch=0,
+                            **{
+                                k: float('nan')
+                                for k in ('ms_per_batch', 'img_per_s',
+                                          'mpix_per_s', 'peak_mem_mib')
+                            })
                         break
                     batch = max(1, batch // 2)
             row = dict(model=label, **row)
@@ -196,7 +207,8 @@ def run_scaling(builders: Dict[str, Callable[[int], nn.Module]],
     return rows
 
 
-def write_table(rows: List[Dict], csv_path: str,
+def write_table(rows: List[Dict],
+                csv_path: str,
                 md_path: Optional[str] = None) -> None:
     """Write the rows as CSV and, optionally, as a Markdown table."""
     os.makedirs(osp.dirname(osp.abspath(csv_path)), exist_ok=True)
@@ -208,11 +220,10 @@ def write_table(rows: List[Dict], csv_path: str,
     if md_path:
         head = ('| model | size | batch | img/s | Mpix/s | peak MiB | '
                 'ms/batch |\n| --- | --- | --- | --- | --- | --- | --- |\n')
-        body = ''.join(
-            f'| {r["model"]} | {r["size"]}² | {r["batch"]} | '
-            f'{r["img_per_s"]:.1f} | {r["mpix_per_s"]:.2f} | '
-            f'{r["peak_mem_mib"]:.0f} | {r["ms_per_batch"]:.1f} |\n'
-            for r in rows)
+        body = ''.join(f'| {r["model"]} | {r["size"]}² | {r["batch"]} | '
+                       f'{r["img_per_s"]:.1f} | {r["mpix_per_s"]:.2f} | '
+                       f'{r["peak_mem_mib"]:.0f} | {r["ms_per_batch"]:.1f} |\n'
+                       for r in rows)
         dev = rows[0]['device'] if rows else ''
         mode = f'{rows[0]["mode"]}, {rows[0]["dtype"]}' if rows else ''
         with open(md_path, 'w') as f:
@@ -224,14 +235,15 @@ def plot_scaling(rows: List[Dict], path: str) -> str:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(15, 4.2), dpi=100)
     axes = fig.subplots(1, 3)
-    panels = (('img_per_s', 'images / s', True),
-              ('mpix_per_s', 'Mpixels / s', False),
+    panels = (('img_per_s', 'images / s', True), ('mpix_per_s', 'Mpixels / s',
+                                                  False),
               ('peak_mem_mib', 'peak memory (MiB)', True))
     models = list(dict.fromkeys(r['model'] for r in rows))
     for ax, (key, title, logy) in zip(axes, panels):
         for m in models:
             pts = [(r['size'], r[key]) for r in rows if r['model'] == m]
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker='o',
+            ax.plot([p[0] for p in pts], [p[1] for p in pts],
+                    marker='o',
                     label=m)
         ax.set_xlabel('input size (pixels per side)')
         ax.set_title(title)
@@ -241,8 +253,10 @@ def plot_scaling(rows: List[Dict], path: str) -> str:
     axes[0].legend(fontsize=8)
     if rows:
         r = rows[0]
-        fig.suptitle(f'{r["device"]} — {r["mode"]}, {r["dtype"]}; batch '
-                     'scaled to constant pixels per batch', fontsize=10)
+        fig.suptitle(
+            f'{r["device"]} — {r["mode"]}, {r["dtype"]}; batch '
+            'scaled to constant pixels per batch',
+            fontsize=10)
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
     fig.savefig(path, bbox_inches='tight')
     return path
