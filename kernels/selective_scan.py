@@ -44,6 +44,23 @@ class ScanLayout(NamedTuple):
     proj: bool
 
 
+#: Tuning hook (tools/benchmark/sweep_scan.py): {N: (BD_fwd, BD_bwd, T,
+#: warps_fwd, warps_bwd)} replaces the defaults below.
+TUNE: dict = {}
+
+
+def launch_config(N: int) -> Tuple[int, int, int, int]:
+    """(BD forward, BD backward, warps forward, warps backward)."""
+    if N in TUNE:
+        bdf, bdb, _, wf, wb = TUNE[N]
+        return bdf, bdb, wf, wb
+    BD = block_config(N, 0)[0]
+    if os.environ.get('TRITON_INTERPRET') == '1':
+        return BD, BD, 4, 4
+    # H100 sweep (sweep_scan.py): the backward keeps more tiles live.
+    return BD, 32 if N == 1 else 16, 4, 4
+
+
 def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
     """(BD channels, T steps per chunk, NP padded states, RP padded rank).
 
@@ -51,12 +68,14 @@ def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
     """
     NP = triton.next_power_of_2(N)
     RP = max(16, triton.next_power_of_2(max(R, 1)))
+    if N in TUNE:
+        return TUNE[N][0], TUNE[N][2], NP, RP
     if os.environ.get('TRITON_INTERPRET') == '1':
         # The interpreter runs a scan's combine once per tile element: keep
         # tiles at the smallest size tl.dot allows.
         return 16, 16, NP, RP
     if NP == 1:
-        return 32, 64, NP, RP
+        return 64, 32, NP, RP
     if NP <= 4:
         return 16, 32, NP, RP
     return 16, 16, NP, RP
@@ -120,7 +139,8 @@ def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
                  bias: Optional[Tensor], softplus: bool, y: Tensor,
                  atomic_y: bool, store_hs: bool) -> Tensor:
     """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
-    BD, T, NP, RP = block_config(lay.N, lay.R)
+    _, T, NP, RP = block_config(lay.N, lay.R)
+    BD, _, warps, _ = launch_config(lay.N)
     L = lay.H * lay.W
     nch = triton.cdiv(L, T)
     rows = batch * lay.G * lay.DC
@@ -144,7 +164,8 @@ def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
         HAS_D=D is not None,
         HAS_BIAS=bias is not None,
         SOFTPLUS=softplus,
-        DOT_PREC=_dot_prec(x))
+        DOT_PREC=_dot_prec(x),
+        num_warps=warps)
     h0 = dummy
     if S > 1:
         hend = torch.empty((rows, S, NP), **f32)
@@ -202,8 +223,9 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
     Writes (or atomically adds) du, dz (plain op), dbc (B/C or x_dbl grads);
     returns float32 (dA, dD, dbias, dW) accumulated over batch and time.
     """
-    BD, T, NP, RP = block_config(lay.N, lay.R)
-    BD = min(BD, 16)  # the backward keeps more tiles live than the forward
+    _, T, NP, RP = block_config(lay.N, lay.R)
+    # the backward keeps more tiles live than the forward
+    _, BD, _, warps = launch_config(lay.N)
     L = lay.H * lay.W
     nch = triton.cdiv(L, T)
     rows = batch * lay.G * lay.DC
@@ -231,7 +253,8 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
         HAS_BIAS=bias is not None,
         SOFTPLUS=softplus,
         ATOMIC_U=atomic_u,
-        DOT_PREC=_dot_prec(x))
+        DOT_PREC=_dot_prec(x),
+        num_warps=warps)
     outs = (du, dz, dbc, dW, dA, dD, dbias)
     r0 = dummy
     if S > 1:

@@ -95,7 +95,8 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     _, T, NP, _ = block_config(N, dt_w.shape[2])
     Bsz, Di, H, W = x.shape
     fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
-    y = x.new_empty(x.shape, dtype=torch.float32, memory_format=fmt)
+    y = torch.empty(x.shape, dtype=torch.float32, device=x.device,
+                    memory_format=fmt)
     shape = ((Bsz * K * Di, triton.cdiv(H * W, T), NP) if store_hs else (1, ))
     return y, x.new_empty(shape, dtype=torch.float32)
 
