@@ -13,12 +13,14 @@ import argparse
 import os
 import os.path as osp
 import sys
+from typing import Dict, Optional
 
 import mmvmamba  # noqa: F401,E402  isort:skip
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from torch import Tensor
 
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
@@ -29,7 +31,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description='Test (and evaluate) a model checkpoint')
     parser.add_argument('config', help='test config file path')
-    parser.add_argument('checkpoint', help='checkpoint file (path or URL)')
+    parser.add_argument(
+        'checkpoint',
+        nargs='?',
+        help='checkpoint file (path or URL); default: the config\'s '
+        'load_from. Official VMamba classification files are accepted for '
+        'mmpretrain configs')
     parser.add_argument(
         '--work-dir', help='where the evaluation log and metrics go')
     parser.add_argument(
@@ -82,13 +89,16 @@ def build_cfg(args: argparse.Namespace) -> Config:
     """The config with all command-line choices applied and checked."""
     if not osp.isfile(args.config):
         raise PreflightError(f'config file {args.config!r} does not exist')
-    ckpt = args.checkpoint
-    if '://' not in ckpt and not osp.isfile(ckpt):
-        raise PreflightError(f'checkpoint {ckpt!r} does not exist')
     cfg = Config.fromfile(args.config)
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    ckpt = args.checkpoint or cfg.get('load_from', None)
+    if not ckpt:
+        raise PreflightError(
+            'no checkpoint: pass one after the config (or set load_from)')
+    if '://' not in ckpt and not osp.isfile(ckpt):
+        raise PreflightError(f'checkpoint {ckpt!r} does not exist')
     downstream = downstream_of(cfg)
     if args.work_dir is not None:
         cfg.work_dir = args.work_dir
@@ -133,21 +143,46 @@ def _drop_pretrained(node) -> None:
             _drop_pretrained(value)
 
 
+def official_classifier_weights(path: str) -> Optional[Dict[str, Tensor]]:
+    """mmpretrain weights from an official VMamba classification file, or
+    None if ``path`` is not one (loaded without executing pickled code)."""
+    from mmvmamba.checkpoint import (convert_legacy_keys, extract_state_dict,
+                                     official_to_mmpretrain, safe_load)
+    ckpt = safe_load(path)
+    if not (isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict)):
+        return None
+    sd = convert_legacy_keys(extract_state_dict(ckpt))
+    if 'classifier.head.weight' not in sd:
+        return None
+    return official_to_mmpretrain(sd)
+
+
 def main(argv=None) -> None:
     args = parse_args(argv)
+    official = None
     try:
         cfg = build_cfg(args)
         setup_cpu_distributed(cfg, args.launcher)
         ensure_demo_data(cfg)
         check_datasets(cfg, ('test_dataloader', ))
         check_checkpoints(cfg)
+        if downstream_of(cfg) == 'mmpretrain':
+            official = official_classifier_weights(cfg.load_from)
     except PreflightError as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
+    if official is not None:
+        cfg.load_from = None  # loaded below, after the model is built
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
+    if official is not None:
+        model = runner.model
+        while hasattr(model, 'module'):  # DDP / TTA wrappers
+            model = model.module
+        model.load_state_dict(official, strict=True)
+        runner.logger.info('loaded the official VMamba classifier weights')
     runner.test()
 
 

@@ -1,0 +1,8 @@
+# Evaluate the official ImageNet-1K VMamba-S[s2l15] weights (expected top-1 83.65):
+#   python tools/test.py configs/vmamba_s_in1k_official-eval.py
+# tools/test.py reads the official file safely (its 'model' weights) and maps
+# classifier.norm -> backbone.outnorm3 and classifier.head -> head.fc. Give a
+# local copy as the second argument of tools/test.py to skip the download.
+_base_ = ['./vmamba_s_in1k.py']
+
+load_from = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/vssm_small_0229_ckpt_epoch_222.pth'  # noqa

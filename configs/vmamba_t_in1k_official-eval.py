@@ -1,0 +1,8 @@
+# Evaluate the official ImageNet-1K VMamba-T[s1l8] weights (expected top-1 82.6):
+#   python tools/test.py configs/vmamba_t_in1k_official-eval.py
+# tools/test.py reads the official file safely (its 'model' weights) and maps
+# classifier.norm -> backbone.outnorm3 and classifier.head -> head.fc. Give a
+# local copy as the second argument of tools/test.py to skip the download.
+_base_ = ['./vmamba_t_in1k.py']
+
+load_from = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/vssm1_tiny_0230s_ckpt_epoch_264.pth'  # noqa
