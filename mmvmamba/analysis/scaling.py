@@ -245,6 +245,7 @@ def plot_scaling(rows: List[Dict], path: str) -> str:
             ax.plot([p[0] for p in pts], [p[1] for p in pts],
                     marker='o',
                     label=m)
+        ax.set_xticks(sorted({r['size'] for r in rows}))
         ax.set_xlabel('input size (pixels per side)')
         ax.set_title(title)
         if logy:

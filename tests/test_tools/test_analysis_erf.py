@@ -77,6 +77,13 @@ def test_plot_is_written_and_not_blank(tmp_path):
     assert img[..., :3].std() > 0.05
 
 
+@pytest.mark.parametrize(
+    'spec', ['timm:swin_tiny_patch4_window7_224', 'swin-t', 'resnet50'])
+def test_peer_last_stage(spec):
+    out = build_last_stage(spec, img_size=64)(torch.randn(1, 3, 64, 64))
+    assert out.shape[0] == 1 and out.shape[2:] == (2, 2)
+
+
 def test_unknown_spec():
     with pytest.raises(ValueError, match='unknown model spec'):
         build_last_stage('vgg-nope')

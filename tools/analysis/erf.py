@@ -54,6 +54,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         help='gradient-mass shares for the area numbers')
     p.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument(
+        '--backend',
+        choices=['torch', 'triton'],
+        help='SS2D core backend of VMamba presets (default: '
+        'Triton on CUDA, torch elsewhere)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='work_dirs/erf', help='output folder')
     return p.parse_args(argv)
@@ -82,7 +87,11 @@ def main(argv: Optional[List[str]] = None) -> dict:
         label = args.labels[i] if args.labels else spec_label(spec) + (
             ' (trained)' if ckpt else '')
         torch.manual_seed(args.seed)  # same random init on every run
-        model = build_last_stage(spec, ckpt or None, img_size=args.size)
+        model = build_last_stage(
+            spec,
+            ckpt or None,
+            img_size=args.size,
+            vmamba_kwargs=dict(backend=args.backend))
         model = model.to(device)
         erf = erf_map(model, _images(args), device)
         del model

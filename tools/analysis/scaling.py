@@ -41,12 +41,19 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--iters', type=int, default=20)
     p.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    p.add_argument(
+        '--backend',
+        choices=['torch', 'triton'],
+        help='SS2D core backend of VMamba presets (default: '
+        'Triton on CUDA, torch elsewhere)')
     p.add_argument('--out', default='work_dirs/scaling')
     return p.parse_args(argv)
 
 
-def _builder(spec: str):
-    build = partial(lambda s, size: build_last_stage(s, img_size=size), spec)
+def _builder(spec: str, backend: Optional[str]):
+    build = partial(
+        lambda s, size: build_last_stage(
+            s, img_size=size, vmamba_kwargs=dict(backend=backend)), spec)
     # timm models fix their input size at construction
     build.per_size = spec.startswith('timm:')
     return build
@@ -56,15 +63,16 @@ def main(argv: Optional[List[str]] = None) -> list:
     args = parse_args(argv)
     if args.device.startswith('cuda'):
         torch.backends.cudnn.benchmark = True
-    rows = run_scaling({m: _builder(m)
-                        for m in args.models},
-                       sizes=args.sizes,
-                       batch_224=args.batch_224,
-                       device=torch.device(args.device),
-                       dtype=args.dtype,
-                       mode=args.mode,
-                       warmup=args.warmup,
-                       iters=args.iters)
+    builders = {m: _builder(m, args.backend) for m in args.models}
+    rows = run_scaling(
+        builders,
+        sizes=args.sizes,
+        batch_224=args.batch_224,
+        device=torch.device(args.device),
+        dtype=args.dtype,
+        mode=args.mode,
+        warmup=args.warmup,
+        iters=args.iters)
     write_table(rows, osp.join(args.out, 'scaling.csv'),
                 osp.join(args.out, 'scaling.md'))
     path = plot_scaling(rows, osp.join(args.out, 'scaling.png'))
