@@ -75,7 +75,7 @@ def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
         # tiles at the smallest size tl.dot allows.
         return 16, 16, NP, RP
     if NP == 1:
-        return 64, 32, NP, RP
+        return 32, 32, NP, RP
     if NP <= 4:
         return 16, 32, NP, RP
     return 16, 16, NP, RP
