@@ -81,7 +81,9 @@ def build_from_config(path: str,
     """The full ``model`` of an OpenMMLab config, SyncBN reverted, no init.
 
     Pretrained ``init_cfg`` weights are not fetched (``init_weights`` is not
-    called); ``checkpoint`` weights are loaded into the whole model.
+    called). ``checkpoint`` goes to a VMamba backbone through
+    :func:`mmvmamba.checkpoint.load_pretrained` (official or mm files, only the
+    backbone's weights), otherwise into the whole model.
     """
     import importlib
 
@@ -97,11 +99,19 @@ def build_from_config(path: str,
         registry = importlib.import_module(f'{scope}.registry').MODELS
     model = registry.build(cfg.model)
     if checkpoint:
-        from mmengine.runner import load_checkpoint
+        from mmvmamba.models.vmamba import VMamba
+        backbone = getattr(model, 'backbone', model)
+        if isinstance(backbone, VMamba):
+            # official, legacy and mm checkpoints; safe unpickling; fails
+            # loudly when the weights do not fit the backbone
+            from mmvmamba.checkpoint import load_pretrained
+            load_pretrained(backbone, checkpoint)
+        else:
+            from mmengine.runner import load_checkpoint
 
-        # torch.load defaults to weights_only on torch >= 2.6: an untrusted
-        # file can only yield tensors
-        load_checkpoint(model, checkpoint, map_location='cpu', strict=False)
+            # torch.load defaults to weights_only on torch >= 2.6: an
+            # untrusted file can only yield tensors
+            load_checkpoint(model, checkpoint, map_location='cpu')
     return revert_sync_batchnorm(model)
 
 

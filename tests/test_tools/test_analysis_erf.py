@@ -109,6 +109,33 @@ def test_cli_vmamba_beside_convnext(tmp_path, capsys):
     assert 'input area holding the gradient mass' in capsys.readouterr().out
 
 
+def test_cli_before_after_training(tmp_path):
+    cfg = tmp_path / 'tiny_vmamba.py'
+    cfg.write_text("model = dict(type='mmvmamba.VMamba', arch=dict(dims=16, "
+                   "depths=(1, 1, 1, 1)), out_indices=(3, ))\n")
+    trained = build_last_stage(str(cfg)).backbone
+    with torch.no_grad():
+        for p in trained.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    ckpt = tmp_path / 'epoch_1.pth'
+    torch.save({'state_dict': trained.state_dict()}, str(ckpt))
+    loaded = build_last_stage(str(cfg), str(ckpt)).backbone
+    for (k, a), b in zip(trained.state_dict().items(),
+                         loaded.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+    stats = _load_tool('erf').main([
+        str(cfg), f'{cfg}@{ckpt}', '--labels', 'init', 'trained',
+        '--synthetic', '--num-images', '1', '--size', '48', '--out',
+        str(tmp_path / 'out')
+    ])
+    assert list(stats) == ['init', 'trained']
+    init = np.load(str(tmp_path / 'out' / 'erf_init.npy'))
+    after = np.load(str(tmp_path / 'out' / 'erf_trained.npy'))
+    assert not np.allclose(init, after)
+    assert (tmp_path / 'out' / 'erf_compare.png').stat().st_size > 1000
+
+
 def test_cli_label_count(tmp_path):
     tool = _load_tool('erf')
     with pytest.raises(SystemExit, match='one per model'):
