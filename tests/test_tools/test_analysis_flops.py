@@ -73,3 +73,24 @@ def test_cheap_core_counts_like_real_core():
     x = torch.randn(1, 3, 64, 96)
     real = count_flops(bb, x)['flops']
     assert count_flops(bb, x, cheap_core=True)['flops'] == real > 0
+
+
+def test_detector_counts_backbone_through_mmdet(tmp_path):
+    pytest.importorskip('mmdet')
+    from mmvmamba.analysis.backbones import build_from_config
+    from mmvmamba.analysis.flops import count_model_flops
+    cfg = tmp_path / 'mask_rcnn_tiny_vmamba.py'
+    cfg.write_text(
+        "_base_ = 'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'\n"
+        'model = dict(backbone=dict(_delete_=True, type="mmvmamba.VMamba", '
+        'arch=dict(dims=16, depths=(1, 1, 1, 1))), '
+        'neck=dict(in_channels=[16, 32, 64, 128]))\n')
+    model = build_from_config(str(cfg))
+    det = count_model_flops(model, (128, 96), cheap_core=True)
+    alone = count_flops(model.backbone, torch.randn(1, 3, 128, 96))
+    op = 'PythonOp.SS2DCoreCounted'
+    # the whole detector ran in tensor mode (RPN + RoI heads counted) and
+    # the backbone's scans were seen through mmdet's registry-built model
+    assert det['by_operator'][op] == alone['by_operator'][op] > 0
+    assert det['flops'] > alone['flops'] + 1e9  # 1000 RoIs in the box head
+    assert det['params'] == sum(p.numel() for p in model.parameters())
