@@ -177,3 +177,17 @@ def test_backend_choice():
             torch.randn(1, 4, 1, 4),
             torch.randn(1, 4, 1, 4),
             backend='triton')
+
+
+def test_public_ops_survive_submodule_import():
+    # kernels/cross_scan.py and kernels/selective_scan.py share the names of
+    # the public ops; importing them must not rebind the package attributes.
+    import importlib
+
+    import mmvmamba.kernels as kernels
+    for name in ('cross_scan', 'selective_scan', 'ss2d'):
+        importlib.import_module(f'mmvmamba.kernels.{name}')
+    assert callable(kernels.cross_scan) and callable(kernels.selective_scan)
+    x = torch.randn(1, 2, 2, 3)
+    assert torch.equal(
+        kernels.cross_scan(x, backend='torch'), cross_scan_ref(x))
