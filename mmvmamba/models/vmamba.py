@@ -43,6 +43,11 @@ class Linear2d(nn.Linear):
     """
 
     def forward(self, x: Tensor) -> Tensor:
+        x_hwc = x.permute(0, 2, 3, 1)
+        if x_hwc.is_contiguous():
+            # channels_last: one GEMM over pixels on the free NHWC view; the
+            # result is channels_last again (no layout conversion).
+            return F.linear(x_hwc, self.weight, self.bias).permute(0, 3, 1, 2)
         return F.conv2d(x, self.weight[:, :, None, None], self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
@@ -56,7 +61,11 @@ class Linear2d(nn.Linear):
 
 
 class LayerNorm2d(nn.LayerNorm):
-    """LayerNorm over the channels of a (B, C, H, W) tensor."""
+    """LayerNorm over the channels of a (B, C, H, W) tensor.
+
+    Free (no copy) on a channels_last tensor, whose NHWC view is contiguous;
+    the output is channels_last.
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 3, 1)
@@ -889,6 +898,12 @@ class VMamba(BaseModule):
 
         H_i ≈ H / 2**(i + 2) (exact for sizes divisible by 32).
         """
+        if self.channel_first and x.is_cuda:
+            # Run the channel-first model channels_last end to end: norms,
+            # Linear2d and the SS2D core then see contiguous NHWC views and
+            # no hidden permute copies are made (the convs follow the input
+            # layout).
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         if self.pos_embed is not None:
             x = self._add_pos_embed(x)

@@ -4,9 +4,11 @@ For each model at 224² (batch 128 by default): fp32 inference, AMP (fp16
 autocast) inference, an AMP training step (forward, backward, AdamW with a
 GradScaler) and the training step's peak memory. Median of ``--iters``
 timed steps after ``--warmup`` steps, random weights and inputs, same card.
+Models named in ``--compile-models`` get an extra ``NAME+c`` row run under
+``torch.compile`` (default mode); ``--compile`` compiles every row instead.
 
     python tools/benchmark/bench_models.py [--models vmamba_t swin_t ...]
-        [--batch 128] [--json out.json] [--compile]
+        [--compile-models vmamba_t swin_t] [--batch 128] [--json out.json]
 """
 import argparse
 import json
@@ -114,12 +116,21 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        '--models', nargs='+', default=list(MODELS), choices=list(MODELS))
+        '--models',
+        nargs='*',
+        default=[m for m in MODELS if not m.endswith('_ln')],
+        choices=list(MODELS))
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument(
         '--compile', action='store_true', help='torch.compile every model')
+    parser.add_argument(
+        '--compile-models',
+        nargs='*',
+        default=[],
+        choices=list(MODELS),
+        help='also run these models under torch.compile (rows NAME+c)')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
@@ -131,24 +142,36 @@ def main():
     print(f'{"model":12s} {"params":>7s} {"inf fp32":>9s} {"inf amp":>9s} '
           f'{"train amp":>10s} {"peak GiB":>9s}   (img/s)')
     results = []
-    for name in args.models:
+    runs = [(name, args.compile) for name in args.models]
+    runs += [(name, True) for name in args.compile_models]
+    for name, comp in runs:
+        label = name + ('+c' if comp and not args.compile else '')
         t0 = time.time()
         try:
-            r = run_model(name, args.batch, args.warmup, args.iters,
-                          args.compile)
+            r = run_model(name, args.batch, args.warmup, args.iters, comp)
         except Exception as exc:  # report and go on with the other models
-            print(f'{name:12s} failed: {type(exc).__name__}: {exc}')
+            print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
             continue
+        r['model'] = label
+        r['compiled'] = comp
         results.append(r)
         print(
-            f'{name:12s} {r["params_m"]:6.1f}M {r["infer_fp32"]:9.0f} '
+            f'{label:12s} {r["params_m"]:6.1f}M {r["infer_fp32"]:9.0f} '
             f'{r["infer_amp"]:9.0f} {r["train_amp"]:10.0f} '
             f'{r["train_peak_gib"]:9.2f}   ({time.time() - t0:.0f} s)',
             flush=True)
+        torch.cuda.empty_cache()
     by = {r['model']: r for r in results}
-    for v, s in (('vmamba_t', 'swin_t'), ('vmamba_t_ln', 'swin_t'),
-                 ('vmamba_s', 'swin_s'), ('vmamba_b', 'swin_b')):
+    pairs = []
+    for size in 'tsb':
+        for v in (f'vmamba_{size}', f'vmamba_{size}_ln'):
+            for peer in (f'swin_{size}', f'convnext_{size}'):
+                pairs.append((v, peer))
+                pairs.append((v + '+c', peer + '+c'))
+                pairs.append((v + '+c', peer))
+    print('ratios (>1: VMamba faster; peak mem <1: VMamba smaller)')
+    for v, s in pairs:
         if v in by and s in by:
             a, b = by[v], by[s]
             print(

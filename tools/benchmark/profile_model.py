@@ -1,0 +1,98 @@
+"""Where the time of one model step goes on the GPU (torch.profiler).
+
+Profiles ``--steps`` AMP training steps (or AMP inference with ``--infer``)
+of a bench_models.py model after warm-up and prints the kernels by total
+GPU time, grouped so the SS2D scan kernels, GEMMs, norms and elementwise
+glue can be told apart.
+
+    python tools/benchmark/profile_model.py [--model vmamba_t] [--infer]
+        [--compile] [--batch 128] [--steps 3] [--rows 30]
+"""
+import argparse
+import os
+import sys
+from collections import defaultdict
+
+import torch
+import torch.nn as nn
+from torch.profiler import ProfilerActivity, profile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_models import MODELS, build  # noqa: E402
+
+# kernel-name fragment → group (first match wins)
+GROUPS = (('scan_bwd', 'ss2d scan bwd'), ('scan_fwd', 'ss2d scan fwd'),
+          ('gemm', 'gemm'), ('cutlass', 'gemm'), ('nvjet', 'gemm'),
+          ('sm90_xmma', 'gemm'), ('conv', 'conv'), ('depthwise', 'conv'),
+          ('layer_norm', 'layernorm'), ('LayerNorm', 'layernorm'),
+          ('triton_', 'inductor fused'), ('elementwise', 'elementwise'),
+          ('reduce', 'reduce'), ('copy', 'copy/cast'), ('Memcpy', 'copy/cast'),
+          ('Memset', 'memset'))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--model', default='vmamba_t', choices=list(MODELS))
+    parser.add_argument('--batch', type=int, default=128)
+    parser.add_argument('--steps', type=int, default=3)
+    parser.add_argument('--rows', type=int, default=30)
+    parser.add_argument('--infer', action='store_true')
+    parser.add_argument('--compile', action='store_true')
+    args = parser.parse_args()
+    torch.backends.cudnn.benchmark = True
+    model = build(args.model).cuda()
+    if args.compile:
+        model = torch.compile(model)
+    x = torch.randn(args.batch, 3, 224, 224, device='cuda')
+    target = torch.randint(0, 1000, (args.batch, ), device='cuda')
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    scaler = torch.amp.GradScaler('cuda')
+    loss_fn = nn.CrossEntropyLoss()
+
+    def step():
+        if args.infer:
+            with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
+                model(x)
+            return
+        opt.zero_grad(set_to_none=True)
+        with torch.autocast('cuda', dtype=torch.float16):
+            loss = loss_fn(model(x), target)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+
+    model.train(not args.infer)
+    for _ in range(3):
+        step()
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(args.steps):
+            step()
+        torch.cuda.synchronize()
+    groups = defaultdict(float)
+    total = 0.
+    for ev in prof.key_averages():
+        us = ev.device_time_total if hasattr(
+            ev, 'device_time_total') else ev.cuda_time_total
+        if us <= 0 or ev.key.startswith('ProfilerStep'):
+            continue
+        total += us
+        name = next((g for frag, g in GROUPS if frag in ev.key), 'other')
+        groups[name] += us
+    per = args.steps * 1e3
+    print(f'{args.model} {"infer" if args.infer else "train"} amp '
+          f'compile={args.compile} batch {args.batch}: '
+          f'{total / per:.1f} ms GPU per step')
+    for g, us in sorted(groups.items(), key=lambda kv: -kv[1]):
+        print(f'  {g:16s} {us / per:7.2f} ms  {100 * us / total:5.1f}%')
+    try:
+        table = prof.key_averages().table(
+            sort_by='device_time_total', row_limit=args.rows)
+    except Exception:  # older torch spells it cuda_time_total
+        table = prof.key_averages().table(
+            sort_by='cuda_time_total', row_limit=args.rows)
+    print(table)
+
+
+if __name__ == '__main__':
+    main()
