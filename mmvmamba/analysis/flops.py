@@ -120,6 +120,22 @@ def _cheap_core(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     return x.float() * Ds.float().view(4, -1).sum(0).view(1, -1, 1, 1)
 
 
+@contextlib.contextmanager
+def _untraced() -> Iterator:
+    """Run the op's body outside the jit tracer.
+
+    The trace records the Function as one ``prim::PythonOp`` anyway; inside,
+    the tracer would hand the body sizes as tensors, which plain-Python shape
+    arithmetic (e.g. ``int.bit_length``) cannot take.
+    """
+    state = torch._C._get_tracing_state()
+    torch._C._set_tracing_state(None)
+    try:
+        yield
+    finally:
+        torch._C._set_tracing_state(state)
+
+
 class SS2DCoreCounted(torch.autograd.Function):
     """The SS2D core as one traced op; ``impl`` is set by the context."""
 
@@ -128,7 +144,7 @@ class SS2DCoreCounted(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
                 dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor) -> Tensor:
-        with torch.no_grad():
+        with torch.no_grad(), _untraced():
             return SS2DCoreCounted.impl(x, x_proj_weight, dt_projs_weight,
                                         dt_projs_bias, A_logs, Ds)
 
@@ -144,7 +160,7 @@ class SelectiveScanCounted(torch.autograd.Function):
     @staticmethod
     def forward(ctx, u, delta, A, B, C, D, delta_bias, delta_softplus,
                 out_dtype):
-        with torch.no_grad():
+        with torch.no_grad(), _untraced():
             return K.selective_scan_ref(u, delta, A, B, C, D, delta_bias,
                                         delta_softplus, out_dtype)
 
