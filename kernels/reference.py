@@ -53,8 +53,8 @@ def _scan_chunked(a: Tensor, b: Tensor) -> Tensor:
     carry into each chunk; one fused update adds it. Products of decays only,
     no division: stable for any decay, unlike cumsum/cumprod closed forms.
     """
-    L = a.shape[-1]
-    T = min(_CHUNK, 1 << max(L - 1, 0).bit_length())
+    L = int(a.shape[-1])  # int(): shapes are tensors under jit tracing
+    T = min(_CHUNK, L)  # doubling works for any chunk length
     nc = -(-L // T)
     pad = nc * T - L
     a = F.pad(a, (0, pad), value=1.0) if pad else a.clone()

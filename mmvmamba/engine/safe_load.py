@@ -35,7 +35,10 @@ def pickle_error(what: str) -> Exception:
 
 
 def _numpy_globals() -> List[Any]:
-    from numpy.core import multiarray  # numpy 2 keeps this alias
+    try:  # numpy >= 2 moved it; 1.x pickles still name numpy.core
+        from numpy._core import multiarray
+    except ImportError:
+        from numpy.core import multiarray
     entries: List[Any] = [np.ndarray, np.dtype]
     for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
         entries.append((multiarray._reconstruct, f'{mod}._reconstruct'))
