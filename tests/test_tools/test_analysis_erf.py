@@ -106,7 +106,7 @@ def test_cli_vmamba_beside_convnext(tmp_path, capsys):
     # smaller than VMamba's global one
     assert stats['vmamba:tiny']['area@50%'] > \
         2 * stats['convnext-t']['area@50%']
-    assert 'input area holding the gradient mass' in capsys.readouterr().out
+    assert '(1 images, 64²): input area holding' in capsys.readouterr().out
 
 
 def test_cli_before_after_training(tmp_path):

@@ -93,7 +93,14 @@ def main(argv: Optional[List[str]] = None) -> dict:
             img_size=args.size,
             vmamba_kwargs=dict(backend=args.backend))
         model = model.to(device)
-        erf = erf_map(model, _images(args), device)
+        used = [0]
+
+        def counted(images):
+            for img in images:
+                used[0] += 1
+                yield img
+
+        erf = erf_map(model, counted(_images(args)), device)
         del model
         maps[label] = erf
         stats[label] = erf_summary(erf, args.masses)
@@ -103,7 +110,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
                   args.masses)
         nums = ', '.join(f'{k} {v:.2%}' for k, v in stats[label].items())
         print(
-            f'{label}: input area holding the gradient mass: {nums}',
+            f'{label} ({used[0]} images, {args.size}²): input area holding '
+            f'the gradient mass: {nums}',
             flush=True)
     if len(maps) > 1:
         path = plot_erfs(maps, osp.join(args.out, 'erf_compare.png'),
