@@ -179,7 +179,7 @@ def run_scaling(builders: Dict[str, Callable[[int], nn.Module]],
                 try:
                     row = measure(model, size, batch, device, **measure_kwargs)
                     break
-                except torch.OutOfMemoryError:
+                except torch.cuda.OutOfMemoryError:
                     torch.cuda.empty_cache()
                     if batch == 1:
                         row = dict(
