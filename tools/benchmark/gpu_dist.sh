@@ -9,6 +9,10 @@ if ! python3 -c "import mmdet" >/dev/null 2>&1; then
   bash .device/setup.sh
 fi
 export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# mmvmamba.kernels maps to ./kernels through setup.cfg: needs an install
+if ! python3 -c "import mmvmamba.kernels" >/dev/null 2>&1; then
+  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e .
+fi
 export NCCL_NVLS_ENABLE=0 PYTHON=python3
 nvidia-smi -L | tee "$OUT/gpus.txt"
 start=$(date +%s)
