@@ -44,9 +44,13 @@ class Linear2d(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         x_hwc = x.permute(0, 2, 3, 1)
-        if x_hwc.is_contiguous():
-            # channels_last: one GEMM over pixels on the free NHWC view; the
-            # result is channels_last again (no layout conversion).
+        if x_hwc.is_contiguous() and (x.dtype != torch.float32
+                                      or torch.is_autocast_enabled(
+                                          x.device.type)):
+            # channels_last 16-bit: one GEMM over pixels on the free NHWC
+            # view; the result is channels_last again (no layout change).
+            # Plain fp32 keeps the 1x1 conv, which cuDNN may run in TF32
+            # (an H100 fp32 GEMM without TF32 made VMamba-T 30% slower).
             return F.linear(x_hwc, self.weight, self.bias).permute(0, 3, 1, 2)
         return F.conv2d(x, self.weight[:, :, None, None], self.bias)
 
