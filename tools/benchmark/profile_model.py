@@ -22,12 +22,13 @@ from bench_models import MODELS, build  # noqa: E402
 
 # kernel-name fragment → group (first match wins)
 GROUPS = (('scan_bwd', 'ss2d scan bwd'), ('scan_fwd', 'ss2d scan fwd'),
-          ('gemm', 'gemm'), ('cutlass', 'gemm'), ('nvjet', 'gemm'),
-          ('sm90_xmma', 'gemm'), ('conv', 'conv'), ('depthwise', 'conv'),
-          ('layer_norm', 'layernorm'), ('LayerNorm', 'layernorm'),
-          ('triton_', 'inductor fused'), ('elementwise', 'elementwise'),
-          ('reduce', 'reduce'), ('copy', 'copy/cast'), ('Memcpy', 'copy/cast'),
-          ('Memset', 'memset'))
+          ('gemm', 'gemm'), ('cutlass',
+                             'gemm'), ('nvjet', 'gemm'), ('sm90_xmma', 'gemm'),
+          ('conv', 'conv'), ('depthwise', 'conv'), ('layer_norm', 'layernorm'),
+          ('LayerNorm', 'layernorm'), ('GammaBeta', 'layernorm'),
+          ('triton_', 'inductor fused'), ('elementwise',
+                                          'elementwise'), ('reduce', 'reduce'),
+          ('copy', 'copy/cast'), ('Memcpy', 'copy/cast'), ('Memset', 'memset'))
 
 
 def main() -> None:
