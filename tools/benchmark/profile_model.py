@@ -21,14 +21,25 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_models import MODELS, build  # noqa: E402
 
 # kernel-name fragment → group (first match wins)
-GROUPS = (('scan_bwd', 'ss2d scan bwd'), ('scan_fwd', 'ss2d scan fwd'),
-          ('gemm', 'gemm'), ('cutlass',
-                             'gemm'), ('nvjet', 'gemm'), ('sm90_xmma', 'gemm'),
-          ('conv', 'conv'), ('depthwise', 'conv'), ('layer_norm', 'layernorm'),
-          ('LayerNorm', 'layernorm'), ('GammaBeta', 'layernorm'),
-          ('triton_', 'inductor fused'), ('elementwise',
-                                          'elementwise'), ('reduce', 'reduce'),
-          ('copy', 'copy/cast'), ('Memcpy', 'copy/cast'), ('Memset', 'memset'))
+GROUPS = [
+    ('scan_bwd', 'ss2d scan bwd'),
+    ('scan_fwd', 'ss2d scan fwd'),
+    ('gemm', 'gemm'),
+    ('cutlass', 'gemm'),
+    ('nvjet', 'gemm'),
+    ('sm90_xmma', 'gemm'),
+    ('conv', 'conv'),
+    ('depthwise', 'conv'),
+    ('layer_norm', 'layernorm'),
+    ('LayerNorm', 'layernorm'),
+    ('GammaBeta', 'layernorm'),
+    ('triton_', 'inductor fused'),
+    ('elementwise', 'elementwise'),
+    ('reduce', 'reduce'),
+    ('copy', 'copy/cast'),
+    ('Memcpy', 'copy/cast'),
+    ('Memset', 'memset'),
+]
 
 
 def main() -> None:
