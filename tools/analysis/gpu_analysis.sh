@@ -19,10 +19,11 @@ mkdir -p "$OUT"
 if ! python3 -c "import mmpretrain" >/dev/null 2>&1; then
   bash .device/setup.sh  # OpenMMLab wheels into /tmp/site
 fi
-export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
-# mmvmamba.kernels maps to ./kernels through setup.cfg: needs an install
+export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# mmvmamba.kernels is served from ./kernels (package_dir in setup.cfg); in a plain
+# source tree on the GPU box, a git-ignored link does the same without installing.
 if ! python3 -c "import mmvmamba.kernels" >/dev/null 2>&1; then
-  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e .
+  ln -sfn ../kernels mmvmamba/kernels
 fi
 python3 -c "import torch, triton, timm, mmpretrain; print('torch', torch.__version__, 'triton', triton.__version__, 'timm', timm.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" | tee "$OUT/env.txt"
 
