@@ -24,7 +24,8 @@ from torch import Tensor
 
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
-                                       ensure_demo_data, setup_cpu_distributed)
+                                       ensure_demo_data, finish_distributed,
+                                       setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -184,6 +185,7 @@ def main(argv=None) -> None:
         model.load_state_dict(official, strict=True)
         runner.logger.info('loaded the official VMamba classifier weights')
     runner.test()
+    finish_distributed()
 
 
 if __name__ == '__main__':

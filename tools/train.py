@@ -22,7 +22,8 @@ from mmengine.runner import Runner
 
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
-                                       ensure_demo_data, setup_cpu_distributed)
+                                       ensure_demo_data, finish_distributed,
+                                       setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -140,6 +141,7 @@ def main(argv=None) -> None:
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    finish_distributed()
 
 
 if __name__ == '__main__':

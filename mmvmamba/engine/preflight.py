@@ -261,3 +261,16 @@ def setup_cpu_distributed(cfg: Config, launcher: str) -> None:
                        cfg.get('find_unused_parameters', False))
     wrapper['device_ids'] = None
     cfg.model_wrapper_cfg = wrapper
+
+
+def finish_distributed() -> None:
+    """Tear the process group down before the interpreter exits.
+
+    Left to interpreter shutdown, gloo's background threads can be destroyed
+    while still joinable, and a rank then dies with SIGABRT ("terminate called
+    without an active exception") after a successful run.
+    """
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
