@@ -399,3 +399,232 @@ def scan_bwd_kernel(
                 dW,
                 mask=mask_d[:, None] & mask_r[None, :],
                 sem='relaxed')
+
+
+@triton.jit
+def _n1_loads(u_base, d_base, x_base, bm_base, gy_base, hs_ptr, row, c, idx,
+              offs_d, mask_d, g, H, W, L, NCH, su_c, su_h, su_w, sd_c, sd_h,
+              sd_w, sx_j, sx_p, sy_c, sy_h, sy_w, sb_p, b_off, c_off, R,
+              T: tl.constexpr, RP: tl.constexpr, DIRECTIONAL: tl.constexpr,
+              PROJ: tl.constexpr, LOAD_HS: tl.constexpr):
+    """Raw (unconverted) loads of chunk ``c`` for the d_state = 1 backward.
+
+    Kept unconverted so that the loads of the next chunk can be issued before
+    the current chunk is computed: the conversion happens at first use.
+    """
+    t = c * T + idx
+    mask_t = t < L
+    mask = mask_d[:, None] & mask_t[None, :]
+    hh, ww = _positions(t, g, H, W, L, DIRECTIONAL)
+    p = hh * W + ww
+    u = tl.load(
+        u_base + offs_d[:, None] * su_c + (hh * su_h + ww * su_w)[None, :],
+        mask=mask,
+        other=0.)
+    gy = tl.load(
+        gy_base + offs_d[:, None] * sy_c + (hh * sy_h + ww * sy_w)[None, :],
+        mask=mask,
+        other=0.)
+    Bv = tl.load(bm_base + b_off + p * sb_p, mask=mask_t, other=0.)
+    Cv = tl.load(bm_base + c_off + p * sb_p, mask=mask_t, other=0.)
+    if PROJ:
+        offs_r = tl.arange(0, RP)
+        zr = tl.load(
+            x_base + offs_r[:, None] * sx_j + p[None, :] * sx_p,
+            mask=(offs_r < R)[:, None] & mask_t[None, :],
+            other=0.)
+    else:
+        zr = tl.load(
+            d_base + offs_d[:, None] * sd_c + (hh * sd_h + ww * sd_w)[None, :],
+            mask=mask,
+            other=0.)
+    if LOAD_HS:
+        h0 = tl.load(hs_ptr + row * NCH + c, mask=mask_d, other=0.)
+    else:
+        h0 = tl.zeros(offs_d.shape, dtype=tl.float32)
+    return u, gy, Bv, Cv, zr, h0
+
+
+@triton.jit(do_not_specialize=_RUNTIME)
+def scan_bwd_n1_kernel(
+        u_ptr, d_ptr, x_ptr, w_ptr, a_ptr, dd_ptr, bias_ptr, gy_ptr, hs_ptr,
+        r0_ptr, rend_ptr, dsum_ptr, du_ptr, dz_ptr, dbc_ptr, dw_ptr, da_ptr,
+        dD_ptr, dbias_ptr, DC, H, W, L, R, NCH, CPS, su_b, su_g, su_c, su_h,
+        su_w, sd_b, sd_g, sd_c, sd_h, sd_w, sx_b, sx_g, sx_j, sx_p, sy_b, sy_g,
+        sy_c, sy_h, sy_w, sw_g, sw_c, sw_r, b_off, c_off, sb_b, sb_g, sb_n,
+        sb_p, G: tl.constexpr, N: tl.constexpr, NP: tl.constexpr,
+        RP: tl.constexpr, BD: tl.constexpr, T: tl.constexpr,
+        DIRECTIONAL: tl.constexpr, PROJ: tl.constexpr, HAS_D: tl.constexpr,
+        HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ATOMIC_U: tl.constexpr,
+        HAS_R0: tl.constexpr, CARRY_ONLY: tl.constexpr,
+        DOT_PREC: tl.constexpr):
+    """:func:`scan_bwd_kernel` specialised to d_state = 1 (same arguments).
+
+    Differences that matter on the GPU: (BD, T) tiles instead of (BD, 1, T)
+    ones (no size-1 state axis to reduce over or re-layout), and the global
+    loads of chunk c-1 are issued before chunk c is computed, so the reverse
+    walk over chunks does not wait for memory once per chunk.
+    """
+    pid_d = tl.program_id(0)
+    pid_bg = tl.program_id(1)
+    pid_s = tl.program_id(2)
+    b = (pid_bg // G).to(tl.int64)
+    g = pid_bg % G
+    offs_d = pid_d * BD + tl.arange(0, BD)
+    mask_d = offs_d < DC
+    ch = g * DC + offs_d
+    A = tl.load(a_ptr + ch, mask=mask_d, other=0.)
+    Dv = tl.zeros((BD, ), dtype=tl.float32)
+    if HAS_D:
+        Dv = tl.load(dd_ptr + ch, mask=mask_d, other=0.)
+    bias = tl.zeros((BD, ), dtype=tl.float32)
+    if HAS_BIAS:
+        bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.)
+    offs_r = tl.arange(0, RP)
+    mask_r = offs_r < R
+    if PROJ:
+        w_tile = tl.load(
+            w_ptr + g * sw_g + offs_d[:, None] * sw_c + offs_r[None, :] * sw_r,
+            mask=mask_d[:, None] & mask_r[None, :],
+            other=0.)
+    else:
+        w_tile = tl.zeros((BD, RP), dtype=tl.float32)
+    u_base = u_ptr + b * su_b + g * su_g
+    d_base = d_ptr + b * sd_b + g * sd_g
+    x_base = x_ptr + b * sx_b + g * sx_g
+    bm_base = x_ptr + b * sb_b + g * sb_g
+    gy_base = gy_ptr + b * sy_b + g * sy_g
+    dbc_base = dbc_ptr + b * sb_b + g * sb_g
+    row = pid_bg.to(tl.int64) * DC + offs_d
+    S = tl.num_programs(2)
+    if HAS_R0:
+        rc = tl.load(r0_ptr + row * S + pid_s, mask=mask_d, other=0.)
+    else:
+        rc = tl.zeros((BD, ), dtype=tl.float32)
+    dsum = tl.zeros((BD, ), dtype=tl.float32)
+    dA = tl.zeros((BD, ), dtype=tl.float32)
+    dD = tl.zeros((BD, ), dtype=tl.float32)
+    dbias = tl.zeros((BD, ), dtype=tl.float32)
+    dW = tl.zeros((BD, RP), dtype=tl.float32)
+    idx = tl.arange(0, T)
+    c0 = pid_s * CPS
+    c1 = tl.minimum(c0 + CPS, NCH)
+    LOAD_HS: tl.constexpr = not CARRY_ONLY
+    u_n, gy_n, B_n, C_n, zr_n, h0_n = _n1_loads(
+        u_base, d_base, x_base, bm_base, gy_base, hs_ptr, row, c1 - 1, idx,
+        offs_d, mask_d, g, H, W, L, NCH, su_c, su_h, su_w, sd_c, sd_h, sd_w,
+        sx_j, sx_p, sy_c, sy_h, sy_w, sb_p, b_off, c_off, R, T, RP,
+        DIRECTIONAL, PROJ, LOAD_HS)
+    for ci in range(c0, c1):
+        c = c1 - 1 - (ci - c0)
+        u_r, gy_r, B_r, C_r, zr, h0 = u_n, gy_n, B_n, C_n, zr_n, h0_n
+        # Prefetch the next (earlier) chunk; at the last step this reloads
+        # chunk c0, harmless and branch-free.
+        u_n, gy_n, B_n, C_n, zr_n, h0_n = _n1_loads(
+            u_base, d_base, x_base, bm_base, gy_base, hs_ptr, row,
+            tl.maximum(c - 1, c0), idx, offs_d, mask_d, g, H, W, L, NCH, su_c,
+            su_h, su_w, sd_c, sd_h, sd_w, sx_j, sx_p, sy_c, sy_h, sy_w, sb_p,
+            b_off, c_off, R, T, RP, DIRECTIONAL, PROJ, LOAD_HS)
+        t = c * T + idx
+        mask_t = t < L
+        mask = mask_d[:, None] & mask_t[None, :]
+        u = u_r.to(tl.float32)
+        gy = gy_r.to(tl.float32)
+        Bv = B_r.to(tl.float32)
+        Cv = C_r.to(tl.float32)
+        if PROJ:
+            if DOT_PREC == 'ieee':
+                z = tl.dot(w_tile, zr.to(tl.float32), input_precision='ieee')
+            else:  # 16-bit dt vectors: tensor cores, float32 accumulation
+                z = tl.dot(w_tile.to(zr.dtype), zr)
+        else:
+            z = zr.to(tl.float32)
+        if HAS_BIAS:
+            z = z + bias[:, None]
+        if SOFTPLUS:
+            delta = tl.where(z > 20., z,
+                             tl.log(1. + tl.exp(tl.minimum(z, 20.))))
+        else:
+            delta = z
+        delta = tl.where(mask, delta, 0.)
+        a = tl.exp(delta * A[:, None])
+        cc = Cv[None, :] * gy
+        cc = tl.where(idx[None, :] == T - 1, cc + rc[:, None], cc)
+        e, _, _ = tl.associative_scan(
+            (cc, tl.full(a.shape, 1., tl.float32), a),
+            1,
+            _reverse_first_order,
+            reverse=True)
+        rc = tl.sum(tl.where(idx[None, :] == 0, a * e, 0.), 1)
+        if CARRY_ONLY:
+            dsum += tl.sum(delta, 1)
+        else:
+            hh, ww = _positions(t, g, H, W, L, DIRECTIONAL)
+            p = hh * W + ww
+            du_ = delta * u
+            bb = du_ * Bv[None, :]
+            bbm = tl.where(idx[None, :] == 0, bb + a * h0[:, None], bb)
+            _, hseq = tl.associative_scan((a, bbm), 1, _first_order)
+            ah = hseq - bb
+            dA += tl.sum(e * ah * delta, 1)
+            ddelta = e * (ah * A[:, None] + u * Bv[None, :])
+            du = delta * e * Bv[None, :]
+            if HAS_D:
+                du += Dv[:, None] * gy
+                dD += tl.sum(gy * u, 1)
+            tl.atomic_add(
+                dbc_base + b_off + p * sb_p,
+                tl.sum(e * du_, 0),
+                mask=mask_t,
+                sem='relaxed')
+            tl.atomic_add(
+                dbc_base + c_off + p * sb_p,
+                tl.sum(hseq * gy, 0),
+                mask=mask_t,
+                sem='relaxed')
+            du_ptrs = (
+                du_ptr + b * su_b + g * su_g + offs_d[:, None] * su_c +
+                (hh * su_h + ww * su_w)[None, :])
+            if ATOMIC_U:
+                tl.atomic_add(du_ptrs, du, mask=mask, sem='relaxed')
+            else:
+                tl.store(du_ptrs, du, mask=mask)
+            if SOFTPLUS:
+                dz = ddelta * tl.sigmoid(z)
+            else:
+                dz = ddelta
+            dz = tl.where(mask, dz, 0.)
+            if HAS_BIAS:
+                dbias += tl.sum(dz, 1)
+            if PROJ:
+                ddtr = tl.dot(tl.trans(w_tile), dz, input_precision=DOT_PREC)
+                tl.atomic_add(
+                    dbc_ptr + b * sx_b + g * sx_g + offs_r[:, None] * sx_j +
+                    p[None, :] * sx_p,
+                    ddtr,
+                    mask=mask_r[:, None] & mask_t[None, :],
+                    sem='relaxed')
+                dW += tl.dot(
+                    dz, tl.trans(zr.to(tl.float32)), input_precision=DOT_PREC)
+            else:
+                tl.store(
+                    dz_ptr + b * sd_b + g * sd_g + offs_d[:, None] * sd_c +
+                    (hh * sd_h + ww * sd_w)[None, :],
+                    dz,
+                    mask=mask)
+    if CARRY_ONLY:
+        tl.store(rend_ptr + row * S + pid_s, rc, mask=mask_d)
+        tl.store(dsum_ptr + row * S + pid_s, dsum, mask=mask_d)
+    else:
+        tl.atomic_add(da_ptr + ch, dA, mask=mask_d, sem='relaxed')
+        if HAS_D:
+            tl.atomic_add(dD_ptr + ch, dD, mask=mask_d, sem='relaxed')
+        if HAS_BIAS:
+            tl.atomic_add(dbias_ptr + ch, dbias, mask=mask_d, sem='relaxed')
+        if PROJ:
+            tl.atomic_add(
+                dw_ptr + g * sw_g + offs_d[:, None] * sw_c +
+                offs_r[None, :] * sw_r,
+                dW,
+                mask=mask_d[:, None] & mask_r[None, :],
+                sem='relaxed')
