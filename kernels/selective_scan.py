@@ -12,8 +12,7 @@ import torch
 import triton
 from torch import Tensor
 
-from ._scan_kernels import (scan_bwd_kernel, scan_bwd_n1_kernel,
-                            scan_fwd_kernel)
+from ._scan_kernels import scan_bwd_kernel, scan_fwd_kernel
 from .reference import linear_scan_ref
 
 __all__ = ['selective_scan_triton']
@@ -133,20 +132,6 @@ def _dot_prec(t: Tensor) -> str:
     if t.dtype == torch.float32 or os.environ.get('TRITON_INTERPRET') == '1':
         return 'ieee'
     return 'tf32'
-
-
-def _bwd_kernel(N: int):
-    """The backward kernel for ``N`` states.
-
-    d_state = 1 takes the specialised kernel unless ``MMVMAMBA_SCAN_BWD=old``
-    (kept for A/B timing); any other N the general one.
-    """
-    choice = os.environ.get('MMVMAMBA_SCAN_BWD', 'new')
-    if choice not in ('old', 'new'):
-        raise ValueError(f"MMVMAMBA_SCAN_BWD={choice!r}; expected 'old' or "
-                         "'new'")
-    return scan_bwd_n1_kernel if N == 1 and choice == 'new' else \
-        scan_bwd_kernel
 
 
 def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
@@ -271,12 +256,11 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
         DOT_PREC=_dot_prec(x),
         num_warps=warps)
     outs = (du, dz, dbc, dW, dA, dD, dbias)
-    kernel = _bwd_kernel(lay.N)
     r0 = dummy
     if S > 1:
         rend = torch.empty((rows, S, NP), **f32)
         dsum = torch.empty((rows, S), **f32)
-        kernel[grid](
+        scan_bwd_kernel[grid](
             u,
             delta,
             x,
@@ -296,7 +280,7 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
             **flags)
         decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
         r0 = _chain(decay, rend, reverse=True)
-    kernel[grid](
+    scan_bwd_kernel[grid](
         u,
         delta,
         x,
