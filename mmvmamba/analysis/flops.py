@@ -124,9 +124,9 @@ def _cheap_core(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
 def _untraced() -> Iterator:
     """Run the op's body outside the jit tracer.
 
-    The trace records the Function as one ``prim::PythonOp`` anyway; inside,
-    the tracer would hand the body sizes as tensors, which plain-Python shape
-    arithmetic (e.g. ``int.bit_length``) cannot take.
+    The trace records the Function as one ``prim::PythonOp``, charged by its
+    handle; left traced, the body's own ops would be recorded and counted a
+    second time.
     """
     state = torch._C._get_tracing_state()
     torch._C._set_tracing_state(None)
