@@ -5,6 +5,7 @@ the chunked scan kernels that :mod:`.ss2d` shares.
 ``mmvmamba::selective_scan_fwd`` / ``_bwd`` so that ``torch.compile`` treats it
 as one opaque call instead of breaking the graph.
 """
+import functools
 import os
 from typing import List, NamedTuple, Optional, Tuple
 
@@ -81,6 +82,7 @@ def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
     return 16, 16, NP, RP
 
 
+@functools.lru_cache(maxsize=None)
 def _target_programs(device: torch.device) -> int:
     """Programs wanted per launch before time is split (two waves of SMs)."""
     if device.type != 'cuda':
@@ -134,25 +136,19 @@ def _dot_prec(t: Tensor) -> str:
     return 'tf32'
 
 
-def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
-                 x: Tensor, w: Tensor, A: Tensor, D: Optional[Tensor],
-                 bias: Optional[Tensor], softplus: bool, y: Tensor,
-                 atomic_y: bool, store_hs: bool) -> Tensor:
-    """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
-    _, T, NP, RP = block_config(lay.N, lay.R)
-    BD, _, warps, _ = launch_config(lay.N)
+def _plan(lay: ScanLayout, batch: int, BD: int, T: int, u: Tensor):
+    """Grid, chunk count, time splits and chunks per split of one launch."""
     L = lay.H * lay.W
     nch = triton.cdiv(L, T)
-    rows = batch * lay.G * lay.DC
     nd = triton.cdiv(lay.DC, BD)
     S, cps = _splits(nd * batch * lay.G, nch, u.device)
-    f32 = dict(dtype=torch.float32, device=u.device)
-    hs = torch.empty((rows, nch, NP) if store_hs else (1, ), **f32)
-    dummy = torch.empty(1, **f32)
-    Dt = D if D is not None else dummy
-    bt = bias if bias is not None else dummy
-    grid = (nd, batch * lay.G, S)
-    flags = dict(
+    return (nd, batch * lay.G, S), L, nch, S, cps
+
+
+def _flags(lay: ScanLayout, BD: int, T: int, NP: int, RP: int,
+           D: Optional[Tensor], bias: Optional[Tensor], softplus: bool,
+           x: Tensor, warps: int, **extra) -> dict:
+    return dict(
         G=lay.G,
         N=lay.N,
         NP=NP,
@@ -165,51 +161,87 @@ def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
         HAS_BIAS=bias is not None,
         SOFTPLUS=softplus,
         DOT_PREC=_dot_prec(x),
-        num_warps=warps)
-    h0 = dummy
+        num_warps=warps,
+        **extra)
+
+
+def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
+              NP: int, S: int, reverse: bool, carry_flag: str, flags: dict,
+              carry_pass: dict, main_pass: dict) -> None:
+    """Launch ``kernel`` over time split in S parts.
+
+    With S > 1 a first pass writes each split's local end carry and its sum
+    of Δ; :func:`_chain` turns them into the carry entering each split, and
+    the main pass starts from it. ``lead``/``tail`` are the arguments before
+    and after (carry_in, carry_end, dsum).
+    """
+    f32 = dict(dtype=torch.float32, device=A.device)
+    dummy = torch.empty(1, **f32)
+    carry_in = dummy
     if S > 1:
-        hend = torch.empty((rows, S, NP), **f32)
+        rows = batch * A.shape[0]
+        cend = torch.empty((rows, S, NP), **f32)
         dsum = torch.empty((rows, S), **f32)
-        scan_fwd_kernel[grid](
-            u,
-            delta,
-            x,
-            w,
-            A,
-            Dt,
-            bt,
-            y,
-            hs,
+        kernel[grid](
+            *lead,
             dummy,
-            hend,
+            cend,
             dsum,
-            *_common_args(lay, L, nch, cps),
-            ATOMIC_Y=atomic_y,
-            STORE_HS=False,
-            HAS_H0=False,
+            *tail,
             CARRY_ONLY=True,
+            **{
+                carry_flag: False
+            },
+            **carry_pass,
             **flags)
         decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
-        h0 = _chain(decay, hend, reverse=False)
-    scan_fwd_kernel[grid](
-        u,
-        delta,
-        x,
-        w,
-        A,
-        Dt,
-        bt,
-        y,
-        hs,
-        h0,
+        carry_in = _chain(decay, cend, reverse=reverse)
+    kernel[grid](
+        *lead,
+        carry_in,
         dummy,
         dummy,
-        *_common_args(lay, L, nch, cps),
-        ATOMIC_Y=atomic_y,
-        STORE_HS=store_hs,
-        HAS_H0=S > 1,
+        *tail,
         CARRY_ONLY=False,
+        **{
+            carry_flag: S > 1
+        },
+        **main_pass,
         **flags)
+
+
+def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
+                 x: Tensor, w: Tensor, A: Tensor, D: Optional[Tensor],
+                 bias: Optional[Tensor], softplus: bool, y: Tensor,
+                 atomic_y: bool, store_hs: bool) -> Tensor:
+    """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
+    _, T, NP, RP = block_config(lay.N, lay.R)
+    BD, _, warps, _ = launch_config(lay.N)
+    grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
+    f32 = dict(dtype=torch.float32, device=u.device)
+    rows = batch * lay.G * lay.DC
+    hs = torch.empty((rows, nch, NP) if store_hs else (1, ), **f32)
+    dummy = torch.empty(1, **f32)
+    lead = [
+        u, delta, x, w, A, D if D is not None else dummy,
+        bias if bias is not None else dummy, y, hs
+    ]
+    _two_pass(
+        scan_fwd_kernel,
+        grid,
+        lead,
+        _common_args(lay, L, nch, cps),
+        A,
+        batch,
+        NP,
+        S,
+        False,
+        'HAS_H0',
+        _flags(
+            lay, BD, T, NP, RP, D, bias, softplus, x, warps,
+            ATOMIC_Y=atomic_y),
+        carry_pass=dict(STORE_HS=False),
+        main_pass=dict(STORE_HS=store_hs))
     return hs
 
 
@@ -226,78 +258,34 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
     _, T, NP, RP = block_config(lay.N, lay.R)
     # the backward keeps more tiles live than the forward
     _, BD, _, warps = launch_config(lay.N)
-    L = lay.H * lay.W
-    nch = triton.cdiv(L, T)
-    rows = batch * lay.G * lay.DC
-    nd = triton.cdiv(lay.DC, BD)
-    S, cps = _splits(nd * batch * lay.G, nch, u.device)
+    grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
     f32 = dict(dtype=torch.float32, device=u.device)
     dummy = torch.empty(1, **f32)
     dA = torch.zeros(A.shape, **f32)
     dD = torch.zeros(lay.G * lay.DC, **f32)
     dbias = torch.zeros(lay.G * lay.DC, **f32)
     dW = torch.zeros(w.shape if lay.proj else (1, ), **f32)
-    Dt = D if D is not None else dummy
-    bt = bias if bias is not None else dummy
-    grid = (nd, batch * lay.G, S)
-    flags = dict(
-        G=lay.G,
-        N=lay.N,
-        NP=NP,
-        RP=RP,
-        BD=BD,
-        T=T,
-        DIRECTIONAL=lay.directional,
-        PROJ=lay.proj,
-        HAS_D=D is not None,
-        HAS_BIAS=bias is not None,
-        SOFTPLUS=softplus,
-        ATOMIC_U=atomic_u,
-        DOT_PREC=_dot_prec(x),
-        num_warps=warps)
-    outs = (du, dz, dbc, dW, dA, dD, dbias)
-    r0 = dummy
-    if S > 1:
-        rend = torch.empty((rows, S, NP), **f32)
-        dsum = torch.empty((rows, S), **f32)
-        scan_bwd_kernel[grid](
-            u,
-            delta,
-            x,
-            w,
-            A,
-            Dt,
-            bt,
-            gy,
-            hs,
-            dummy,
-            rend,
-            dsum,
-            *outs,
-            *_common_args(lay, L, nch, cps),
-            HAS_R0=False,
-            CARRY_ONLY=True,
-            **flags)
-        decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
-        r0 = _chain(decay, rend, reverse=True)
-    scan_bwd_kernel[grid](
-        u,
-        delta,
-        x,
-        w,
+    lead = [
+        u, delta, x, w, A, D if D is not None else dummy,
+        bias if bias is not None else dummy, gy, hs
+    ]
+    tail = [du, dz, dbc, dW, dA, dD, dbias, *_common_args(lay, L, nch, cps)]
+    _two_pass(
+        scan_bwd_kernel,
+        grid,
+        lead,
+        tail,
         A,
-        Dt,
-        bt,
-        gy,
-        hs,
-        r0,
-        dummy,
-        dummy,
-        *outs,
-        *_common_args(lay, L, nch, cps),
-        HAS_R0=S > 1,
-        CARRY_ONLY=False,
-        **flags)
+        batch,
+        NP,
+        S,
+        True,
+        'HAS_R0',
+        _flags(
+            lay, BD, T, NP, RP, D, bias, softplus, x, warps,
+            ATOMIC_U=atomic_u),
+        carry_pass={},
+        main_pass={})
     return dA, dD, dbias, dW
 
 
