@@ -6,8 +6,6 @@ reference otherwise; ``'triton'`` forces Triton (on a CPU only under
 ``TRITON_INTERPRET=1``); ``'torch'`` forces the reference.
 """
 import os
-import sys
-import types
 from typing import Optional
 
 import torch
@@ -52,7 +50,7 @@ def resolve_backend(backend: Optional[str], t: Tensor) -> str:
 def cross_scan(x: Tensor, backend: Optional[str] = None) -> Tensor:
     """(B, C, H, W) -> (B, 4, C, H·W) in the four scan orders."""
     if resolve_backend(backend, x) == 'triton':
-        from .cross_scan import cross_scan_triton
+        from .cross_scan_triton import cross_scan_triton
         return cross_scan_triton(x)
     return cross_scan_ref(x)
 
@@ -60,7 +58,7 @@ def cross_scan(x: Tensor, backend: Optional[str] = None) -> Tensor:
 def cross_merge(y: Tensor, backend: Optional[str] = None) -> Tensor:
     """(B, 4, C, H, W) -> (B, C, H·W), the adjoint of :func:`cross_scan`."""
     if resolve_backend(backend, y) == 'triton':
-        from .cross_scan import cross_merge_triton
+        from .cross_scan_triton import cross_merge_triton
         return cross_merge_triton(y)
     return cross_merge_ref(y)
 
@@ -77,7 +75,7 @@ def selective_scan(u: Tensor,
                    backend: Optional[str] = None) -> Tensor:
     """S6 selective scan; see :func:`selective_scan_ref` for the semantics."""
     if resolve_backend(backend, u) == 'triton':
-        from .selective_scan import selective_scan_triton
+        from .selective_scan_triton import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
                                      delta_softplus, out_dtype)
     return selective_scan_ref(u, delta, A, B, C, D, delta_bias, delta_softplus,
@@ -101,21 +99,3 @@ def ss2d_core(x: Tensor,
                                 dt_projs_bias, A_logs, Ds)
     return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                          A_logs, Ds)
-
-
-class _KernelsPackage(types.ModuleType):
-    """Keeps the public ops bound when their same-named submodules load.
-
-    Importing ``mmvmamba.kernels.cross_scan`` (the Triton module) would
-    otherwise rebind ``mmvmamba.kernels.cross_scan`` from the op to the
-    module; the modules stay reachable through ``sys.modules``/importlib.
-    """
-
-    def __setattr__(self, name: str, value) -> None:
-        if isinstance(value, types.ModuleType) and callable(
-                self.__dict__.get(name)):
-            return
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _KernelsPackage

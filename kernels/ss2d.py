@@ -18,8 +18,8 @@ import torch
 import triton
 from torch import Tensor
 
-from .selective_scan import (ScanLayout, block_config, scan_backward,
-                             scan_forward)
+from .selective_scan_triton import (ScanLayout, block_config, scan_backward,
+                                    scan_forward)
 
 __all__ = ['ss2d_core_triton']
 
@@ -95,8 +95,8 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     _, T, NP, _ = block_config(N, dt_w.shape[2])
     Bsz, Di, H, W = x.shape
     fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
-    y = torch.empty(x.shape, dtype=torch.float32, device=x.device,
-                    memory_format=fmt)
+    y = torch.empty(
+        x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
     shape = ((Bsz * K * Di, triton.cdiv(H * W, T), NP) if store_hs else (1, ))
     return y, x.new_empty(shape, dtype=torch.float32)
 

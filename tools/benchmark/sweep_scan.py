@@ -16,7 +16,7 @@ from triton.testing import do_bench
 
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
 
-ss = importlib.import_module('mmvmamba.kernels.selective_scan')
+ss = importlib.import_module('mmvmamba.kernels.selective_scan_triton')
 
 CONFIGS = [
     None,  # defaults
