@@ -25,7 +25,7 @@ from torch import Tensor
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        ensure_demo_data, finish_distributed,
-                                       setup_cpu_distributed)
+                                       load_config, setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,8 +68,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
-def _enable_visualization(cfg: Config, downstream: str,
-                          show_dir: str) -> None:
+def _enable_visualization(cfg: Config, downstream: str, show_dir: str) -> None:
     hook = cfg.get('default_hooks', {}).get('visualization', None)
     if hook is None:
         raise PreflightError(
@@ -88,12 +87,8 @@ def _enable_visualization(cfg: Config, downstream: str,
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config with all command-line choices applied and checked."""
-    if not osp.isfile(args.config):
-        raise PreflightError(f'config file {args.config!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.launcher, args.cfg_options,
+                      args.work_dir)
     ckpt = args.checkpoint or cfg.get('load_from', None)
     if not ckpt:
         raise PreflightError(
@@ -101,11 +96,6 @@ def build_cfg(args: argparse.Namespace) -> Config:
     if '://' not in ckpt and not osp.isfile(ckpt):
         raise PreflightError(f'checkpoint {ckpt!r} does not exist')
     downstream = downstream_of(cfg)
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
     cfg.load_from = ckpt
     cfg.resume = False
     # the weights come from the checkpoint: skip downloading pretrained ones

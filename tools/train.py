@@ -23,7 +23,7 @@ from mmengine.runner import Runner
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        ensure_demo_data, finish_distributed,
-                                       setup_cpu_distributed)
+                                       load_config, setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -68,27 +68,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def build_cfg(args: argparse.Namespace) -> Config:
     """The config with all command-line choices applied and checked."""
-    if not osp.isfile(args.config):
-        raise PreflightError(f'config file {args.config!r} does not exist')
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
+    cfg = load_config(args.config, args.launcher, args.cfg_options,
+                      args.work_dir)
     downstream = downstream_of(cfg)
-
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs',
-                                osp.splitext(osp.basename(args.config))[0])
 
     if args.amp:
         if not torch.cuda.is_available():
             raise PreflightError(
                 '--amp needs a CUDA GPU (mixed precision is not supported on '
                 'CPUs by AmpOptimWrapper); drop --amp to train in fp32')
-        if cfg.optim_wrapper.get('type', 'OptimWrapper') not in (
-                'OptimWrapper', 'AmpOptimWrapper'):
+        if cfg.optim_wrapper.get('type',
+                                 'OptimWrapper') not in ('OptimWrapper',
+                                                         'AmpOptimWrapper'):
             raise PreflightError(
                 '--amp works with optim_wrapper.type=OptimWrapper, got '
                 f'{cfg.optim_wrapper.type!r}')

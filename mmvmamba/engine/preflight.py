@@ -42,6 +42,26 @@ class PreflightError(RuntimeError):
     """A problem found before training/testing starts, with the fix."""
 
 
+def load_config(path: str, launcher: str, cfg_options: Optional[dict],
+                work_dir: Optional[str]) -> Config:
+    """The config of a tools/ entry point with the common options applied.
+
+    ``work_dir`` defaults to ``./work_dirs/<config name>`` as in mmdet.
+    """
+    if not osp.isfile(path):
+        raise PreflightError(f'config file {path!r} does not exist')
+    cfg = Config.fromfile(path)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs',
+                                osp.splitext(osp.basename(path))[0])
+    return cfg
+
+
 def downstream_of(cfg: Config) -> str:
     """'mmdet', 'mmseg' or 'mmpretrain', from the config's ``default_scope``."""
     scope = cfg.get('default_scope', None)
