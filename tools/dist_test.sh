@@ -1,30 +1,11 @@
 #!/usr/bin/env bash
-# Distributed testing with torchrun (gloo on machines without CUDA).
+# Distributed testing with torchrun (see tools/dist_launch.sh for NNODES,
+# NODE_RANK, MASTER_ADDR, PORT, PYTHON).
 # Usage: bash tools/dist_test.sh CONFIG CHECKPOINT GPUS [test.py options]
-# Environment: NNODES (1), NODE_RANK (0), MASTER_ADDR (127.0.0.1), PORT (29500)
 set -euo pipefail
 if [[ $# -lt 3 ]]; then
   echo "usage: $0 CONFIG CHECKPOINT GPUS [tools/test.py options]" >&2
   exit 2
 fi
-CONFIG=$1
-CHECKPOINT=$2
-GPUS=$3
-NNODES=${NNODES:-1}
-NODE_RANK=${NODE_RANK:-0}
-PORT=${PORT:-29500}
-MASTER_ADDR=${MASTER_ADDR:-127.0.0.1}
-HERE="$(cd "$(dirname "$0")" && pwd)"
-PYTHON=${PYTHON:-python}
-
-PYTHONPATH="$HERE/..${PYTHONPATH:+:$PYTHONPATH}" \
-"$PYTHON" -m torch.distributed.run \
-    --nnodes="$NNODES" \
-    --node_rank="$NODE_RANK" \
-    --master_addr="$MASTER_ADDR" \
-    --nproc_per_node="$GPUS" \
-    --master_port="$PORT" \
-    "$HERE/test.py" \
-    "$CONFIG" \
-    "$CHECKPOINT" \
+exec bash "$(dirname "$0")/dist_launch.sh" test.py "$3" "$1" "$2" \
     --launcher pytorch "${@:4}"
