@@ -22,9 +22,10 @@ import os
 import os.path as osp
 import pickle
 import re
+import time
 from collections import OrderedDict
 from typing import Any, Dict, List, Optional, Tuple
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse
 
 import torch
 from mmengine.logging import print_log
@@ -34,7 +35,8 @@ __all__ = [
     'PickledObject', 'safe_load', 'extract_state_dict', 'convert_legacy_keys',
     'strip_prefix', 'official_to_backbone', 'official_to_mmpretrain',
     'to_backbone_state_dict', 'infer_arch', 'load_state_dict_checked',
-    'load_pretrained', 'CheckpointMismatchError'
+    'load_pretrained', 'CheckpointMismatchError', 'CheckpointDownloadError',
+    'cached_download', 'wait_for_file'
 ]
 
 StateDict = Dict[str, Tensor]
@@ -135,15 +137,50 @@ class _RestrictedPickleModule:
         return _RestrictedUnpickler(f, **kwargs).load()
 
 
+class CheckpointDownloadError(RuntimeError):
+    """A checkpoint URL could not be fetched; the message says what to do."""
+
+
+def wait_for_file(path: str, timeout: float) -> None:
+    """Block until rank 0 has written ``path`` (other ranks of a launch)."""
+    start = time.time()
+    while not osp.exists(path):
+        if time.time() - start > timeout:
+            raise TimeoutError(f'timed out after {timeout:.0f} s waiting for '
+                               f'{path!r} from rank 0')
+        time.sleep(1)
+
+
+def cached_download(url: str) -> str:
+    """Download ``url`` into the torch hub cache once; returns the file.
+
+    ``torch.hub.download_url_to_file`` writes to a temporary file and renames
+    it, so a failed download leaves nothing half-written.
+    """
+    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
+    name = osp.basename(unquote(urlparse(url).path))
+    dst = osp.join(cache_dir, name)
+    if osp.isfile(dst):
+        return dst
+    if int(os.environ.get('LOCAL_RANK', 0)) != 0:
+        wait_for_file(dst, 3600)
+        return dst
+    os.makedirs(cache_dir, exist_ok=True)
+    try:
+        torch.hub.download_url_to_file(url, dst, progress=True)
+    except Exception as e:  # network errors come in many types
+        raise CheckpointDownloadError(
+            f'could not download the checkpoint {name!r} from {url} '
+            f'({type(e).__name__}: {e}).\n'
+            f'  -> download it on a machine with internet access and put it '
+            f'at {dst!r}, or pass a local copy with --cfg-options '
+            '<path.to.init_cfg>.checkpoint=/path/to/file.pth') from e
+    return dst
+
+
 def _local_file(filename: str) -> str:
     if filename.startswith(('http://', 'https://')):
-        # cache downloads like torch.hub / mmengine do
-        cache = osp.join(torch.hub.get_dir(), 'checkpoints')
-        os.makedirs(cache, exist_ok=True)
-        local = osp.join(cache, osp.basename(urlparse(filename).path))
-        if not osp.exists(local):
-            torch.hub.download_url_to_file(filename, local)
-        return local
+        return cached_download(filename)
     if not osp.isfile(filename):
         raise FileNotFoundError(f'checkpoint file not found: {filename!r}')
     return filename

@@ -6,11 +6,13 @@ so a failed start leaves no work_dir, log or half-downloaded file behind.
 """
 import os
 import os.path as osp
-import time
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import torch
 from mmengine.config import Config, ConfigDict
+
+from mmvmamba.checkpoint import (CheckpointDownloadError, cached_download,
+                                 wait_for_file)
 
 DOWNSTREAMS = ('mmdet', 'mmseg', 'mmpretrain')
 _URL_PREFIXES = ('http://', 'https://')
@@ -80,11 +82,11 @@ def ensure_demo_data(cfg: Config) -> None:
         return
     from mmvmamba.datasets.demo_shapes import generate_demo_shapes
     kwargs = dict(demo)
-    if _rank() == 0:
+    if int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0))) == 0:
         generate_demo_shapes(**kwargs)
     else:
         # other ranks wait for rank 0 (the dataset appears atomically)
-        _wait_for(osp.join(kwargs.get('root'), 'meta.json'), 600)
+        wait_for_file(osp.join(kwargs.get('root'), 'meta.json'), 600)
 
 
 def _datasets(dataset: Any) -> Iterator[Dict]:
@@ -184,44 +186,11 @@ def _pretrained_cfgs(node: Any,
             yield from _pretrained_cfgs(value, f'{path}.{i}')
 
 
-def _rank() -> int:
-    return int(os.environ.get('RANK', os.environ.get('LOCAL_RANK', 0)))
-
-
-def _wait_for(path: str, timeout: float) -> None:
-    start = time.time()
-    while not osp.exists(path):
-        if time.time() - start > timeout:
-            raise PreflightError(f'timed out waiting for {path!r} from rank 0')
-        time.sleep(1)
-
-
-def cached_download(url: str) -> str:
-    """Download ``url`` into the torch hub cache once; returns the file.
-
-    ``torch.hub.download_url_to_file`` writes to a temporary file and renames
-    it, so a failed download leaves nothing half-written.
-    """
-    from urllib.parse import unquote, urlparse
-    cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
-    name = osp.basename(unquote(urlparse(url).path))
-    dst = osp.join(cache_dir, name)
-    if osp.isfile(dst):
-        return dst
-    if int(os.environ.get('LOCAL_RANK', 0)) != 0:
-        _wait_for(dst, 3600)
-        return dst
-    os.makedirs(cache_dir, exist_ok=True)
+def _download(url: str) -> str:
     try:
-        torch.hub.download_url_to_file(url, dst, progress=True)
-    except Exception as e:  # network errors come in many types
-        raise PreflightError(
-            f'could not download the checkpoint {name!r} from {url} '
-            f'({type(e).__name__}: {e}).\n'
-            f'  -> download it on a machine with internet access and put it '
-            f'at {dst!r}, or pass a local copy with --cfg-options '
-            '<path.to.init_cfg>.checkpoint=/path/to/file.pth') from e
-    return dst
+        return cached_download(url)
+    except CheckpointDownloadError as e:
+        raise PreflightError(str(e)) from e
 
 
 def check_checkpoints(cfg: Config, download: bool = True) -> None:
@@ -235,7 +204,7 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
         ckpt = init_cfg['checkpoint']
         if ckpt.startswith(_URL_PREFIXES):
             if download:
-                init_cfg['checkpoint'] = cached_download(ckpt)
+                init_cfg['checkpoint'] = _download(ckpt)
         elif '://' not in ckpt and not osp.isfile(ckpt):
             raise PreflightError(
                 f'pretrained checkpoint {ckpt!r} ({path}.checkpoint) does not '
@@ -246,7 +215,7 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
     if load_from and not cfg.get('resume', False):
         if load_from.startswith(_URL_PREFIXES):
             if download:
-                cfg.load_from = cached_download(load_from)
+                cfg.load_from = _download(load_from)
         elif '://' not in load_from and not osp.isfile(load_from):
             raise PreflightError(f'checkpoint {load_from!r} does not exist')
 
