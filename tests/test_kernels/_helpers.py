@@ -1,26 +1,12 @@
 """Shared helpers of the kernel tests."""
 import importlib
-import os
-from pathlib import Path
 from typing import Optional, Sequence
 
-import pytest
 import torch
 
+from .._fixtures import load_fixture  # noqa: F401  (re-exported)
+
 DEVICE = 'cuda' if torch.cuda.is_available() else 'cpu'
-
-FIXTURE_DIR = Path(
-    os.environ.get(
-        'MMVMAMBA_FIXTURES',
-        Path(__file__).resolve().parents[2].parent / 'shared' / 'fixtures'))
-
-
-def load_fixture(name: str) -> dict:
-    path = FIXTURE_DIR / f'{name}.pt'
-    if not path.is_file():
-        pytest.skip(f'fixture {path} not found; set MMVMAMBA_FIXTURES to the '
-                    'shared/fixtures folder')
-    return torch.load(path, weights_only=True)
 
 
 def rel_err(a: Optional[torch.Tensor], b: Optional[torch.Tensor]) -> float:

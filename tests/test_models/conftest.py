@@ -1,31 +1,13 @@
-"""Golden fixtures of the official model (``shared/fixtures``) for tests.
-
-They live outside the repository (``../shared/fixtures`` beside the checkout);
-``MMVMAMBA_FIXTURES`` overrides the location. Tests needing them are skipped
-with a clear reason when the folder is absent.
-"""
-import os
-from pathlib import Path
+"""Fixtures of the model tests (official-code outputs: tests/_fixtures.py)."""
 from types import SimpleNamespace
 
 import pytest
 import torch
 
-FIXTURE_DIR = Path(
-    os.environ.get(
-        'MMVMAMBA_FIXTURES',
-        Path(__file__).resolve().parents[2].parent / 'shared' / 'fixtures'))
+from .._fixtures import load_fixture
 
 MODEL_FIXTURES = ('vmamba_v05noz_ln2d_small', 'vmamba_v05noz_ln_dstate4_small',
                   'vmamba_v0_vanilla_small')
-
-
-def load_fixture(name: str) -> dict:
-    path = FIXTURE_DIR / f'{name}.pt'
-    if not path.is_file():
-        pytest.skip(f'fixture {path} not found; set MMVMAMBA_FIXTURES to the '
-                    'shared/fixtures folder')
-    return torch.load(path, weights_only=True)
 
 
 def backbone_kwargs(fixture: dict, **overrides) -> dict:
