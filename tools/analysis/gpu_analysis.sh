@@ -16,15 +16,7 @@ SIZES=${SIZES:-224 288 384 512 640 768 1024}
 BATCH=${BATCH:-128}
 ITERS=${ITERS:-20}
 mkdir -p "$OUT"
-if ! python3 -c "import mmpretrain" >/dev/null 2>&1; then
-  bash .device/setup.sh  # OpenMMLab wheels into /tmp/site
-fi
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# mmvmamba.kernels is served from ./kernels (package_dir in setup.cfg); in a plain
-# source tree on the GPU box, a git-ignored link does the same without installing.
-if ! python3 -c "import mmvmamba.kernels" >/dev/null 2>&1; then
-  ln -sfn ../kernels mmvmamba/kernels
-fi
+source tools/benchmark/device_env.sh
 python3 -c "import torch, triton, timm, mmpretrain; print('torch', torch.__version__, 'triton', triton.__version__, 'timm', timm.__version__, torch.cuda.get_device_name() if torch.cuda.is_available() else 'cpu')" | tee "$OUT/env.txt"
 
 echo "== (1) ERF at ${ERF_SIZE}², VMamba-T vs Swin-T / ConvNeXt-T / ResNet-50"

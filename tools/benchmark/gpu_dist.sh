@@ -5,15 +5,7 @@
 set -euo pipefail
 OUT=${OUT:-outputs/gpu_dist}
 mkdir -p "$OUT"
-if ! python3 -c "import mmdet" >/dev/null 2>&1; then
-  bash .device/setup.sh
-fi
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# mmvmamba.kernels is served from ./kernels (package_dir in setup.cfg); in a plain
-# source tree on the GPU box, a git-ignored link does the same without installing.
-if ! python3 -c "import mmvmamba.kernels" >/dev/null 2>&1; then
-  ln -sfn ../kernels mmvmamba/kernels
-fi
+source tools/benchmark/device_env.sh
 export NCCL_NVLS_ENABLE=0 PYTHON=python3
 nvidia-smi -L | tee "$OUT/gpus.txt"
 start=$(date +%s)

@@ -8,13 +8,7 @@
 set -uo pipefail
 RES=${RES:-outputs/gpu_report}
 mkdir -p "$RES"
-if ! python3 -c "import mmdet" >/dev/null 2>&1; then bash .device/setup.sh >/dev/null; fi
-export PYTHONPATH="/tmp/site:$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# mmvmamba.kernels is served from ./kernels (package_dir in setup.cfg); in a plain
-# source tree on the GPU box, a git-ignored link does the same without installing.
-if ! python3 -c "import mmvmamba.kernels" >/dev/null 2>&1; then
-  ln -sfn ../kernels mmvmamba/kernels
-fi
+source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$RES/gpu.txt"
 
