@@ -317,8 +317,11 @@ def scan_bwd_kernel(
             bbm = tl.where(idx[None, None, :] == 0, bb + a * h0[:, :, None],
                            bb)
             _, hseq = tl.associative_scan((a, bbm), 2, _first_order)
-            # a_t·h_{t-1} without a shifted copy of h.
-            ah = hseq - bb
+            # a_t·h_{t-1} without a shifted copy of h; at the chunk start it
+            # is a_0·h0 itself (exactly 0 for a sequence that starts from
+            # zero, whatever rounding the compiled scan does).
+            ah = tl.where(idx[None, None, :] == 0, a * h0[:, :, None],
+                          hseq - bb)
             dA += tl.sum(e * ah * delta[:, None, :], 2)
             ddelta = tl.sum(
                 e * (ah * A[:, :, None] + u[:, None, :] * Bt[None, :, :]), 1)

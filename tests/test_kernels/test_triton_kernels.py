@@ -69,6 +69,11 @@ def _scan_inputs(batch, G, D, N, L, dtype, seed=0):
     (1, 2, 5, 4, 23, False, torch.float32),
     (1, 1, 16, 16, 20, True, torch.float32),
     (1, 4, 8, 1, 40, False, torch.bfloat16),
+    # degenerate shapes: one channel, L < chunk, L = chunk, chunk + 1
+    (1, 1, 1, 1, 7, False, torch.float32),
+    (2, 1, 1, 4, 1, False, torch.float32),
+    (1, 2, 3, 1, 16, False, torch.float32),
+    (1, 2, 3, 1, 17, True, torch.float32),
 ])
 def test_selective_scan(monkeypatch, batch, G, D, N, L, splits, dtype):
     force_splits(monkeypatch, splits)
@@ -140,6 +145,13 @@ def _ss2d_inputs(B, Di, H, W, N, R, dtype, channels_last, seed=0):
     (1, 20, 5, 6, 4, 2, False, True, torch.float32),
     (1, 16, 2, 3, 16, 1, True, False, torch.float32),
     (1, 16, 4, 4, 1, 2, True, False, torch.bfloat16),
+    # degenerate shapes: one channel, 1x1 map, one row / column, L not a
+    # multiple of the chunk with time splits
+    (1, 1, 1, 1, 1, 1, False, False, torch.float32),
+    (2, 1, 3, 5, 1, 1, True, False, torch.float32),
+    (1, 16, 1, 7, 1, 2, True, False, torch.float32),
+    (1, 16, 9, 1, 1, 2, False, True, torch.float32),
+    (1, 16, 1, 1, 4, 2, False, False, torch.float32),
 ])
 def test_ss2d_core(monkeypatch, B, Di, H, W, N, R, channels_last, splits,
                    dtype):
