@@ -24,6 +24,7 @@ from torch import Tensor
 
 from mmvmamba.kernels import ss2d_core
 from mmvmamba.registry import MODELS
+from .cuda_graph import GraphCache
 
 __all__ = [
     'Linear2d', 'LayerNorm2d', 'Permute', 'PatchMerging2D', 'Mlp', 'GMlp',
@@ -629,6 +630,11 @@ class VMamba(BaseModule):
         with_cp: gradient checkpointing per block (saves memory).
         backend: SS2D core backend (None = Triton on CUDA, torch elsewhere;
             'torch'; 'triton').
+        cuda_graph: replay the inference forward (CUDA input, autograd
+            off, e.g. mmdet/mmseg test and inferencers) from CUDA graphs
+            captured once per input shape: removes the launch overhead that
+            dominates at batch 1. ``True`` keeps 4 shapes, an int that many.
+            Training and CPU runs are unaffected.
         pretrained: official alias of
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
@@ -673,6 +679,7 @@ class VMamba(BaseModule):
                  with_cp: bool = False,
                  use_checkpoint: bool = False,
                  backend: Optional[str] = None,
+                 cuda_graph: Union[bool, int] = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Union[dict, List[dict], None] = None,
                  **kwargs) -> None:
@@ -685,6 +692,7 @@ class VMamba(BaseModule):
                             f'{hint} Accepted: see VMamba.__init__ '
                             '(official VSSM/Backbone_VSSM arguments, arch, '
                             'frozen_stages, norm_eval, with_cp, backend, '
+                            'cuda_graph, '
                             'init_cfg).')
         if pretrained:
             if init_cfg is not None:
@@ -747,6 +755,15 @@ class VMamba(BaseModule):
         self.with_cp = with_cp or use_checkpoint
         self.backend = backend
         self.num_classes = num_classes
+        if cuda_graph is True:
+            cuda_graph = 4
+        if cuda_graph is not False and (isinstance(cuda_graph, bool)
+                                        or not isinstance(cuda_graph, int)
+                                        or cuda_graph < 1):
+            raise ValueError('cuda_graph must be True, False or a positive '
+                             'number of cached input shapes, got '
+                             f'{cuda_graph!r}')
+        self._graphs = GraphCache(cuda_graph) if cuda_graph else None
 
         self.patch_embed = make_stem(in_chans, dims[0], patch_size, patch_norm,
                                      norm, channel_first)
@@ -897,11 +914,23 @@ class VMamba(BaseModule):
             pos = pos.permute(0, 2, 3, 1)
         return x + pos
 
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.half() give new parameter storage: graphs recorded
+        # on the old one must not be replayed.
+        if getattr(self, '_graphs', None) is not None:
+            self._graphs.clear()
+        return super()._apply(fn, *args, **kwargs)
+
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         """(B, 3, H, W) -> tuple of (B, dims[i], H_i, W_i), i in out_indices.
 
         H_i ≈ H / 2**(i + 2) (exact for sizes divisible by 32).
         """
+        if self._graphs is not None and not self.training:
+            return self._graphs(self._forward, x)
+        return self._forward(x)
+
+    def _forward(self, x: Tensor) -> Tuple[Tensor, ...]:
         if self.channel_first and x.is_cuda:
             # Run the channel-first model channels_last end to end: norms,
             # Linear2d and the SS2D core then see contiguous NHWC views and
