@@ -6,9 +6,14 @@ GradScaler) and the training step's peak memory. Median of ``--iters``
 timed steps after ``--warmup`` steps, random weights and inputs, same card.
 Models named in ``--compile-models`` get an extra ``NAME+c`` row run under
 ``torch.compile`` (default mode); ``--compile`` compiles every row instead.
+``--latency`` adds batch-1 latency at 224² (fp32 and AMP; wall clock of one
+synchronised forward, median of 50): eager, and replayed from a CUDA graph
+(:class:`mmvmamba.models.cuda_graph.GraphCache`, the path behind
+``VMamba(cuda_graph=True)``), for every model alike.
 
     python tools/benchmark/bench_models.py [--models vmamba_t swin_t ...]
-        [--compile-models vmamba_t swin_t] [--batch 128] [--json out.json]
+        [--compile-models vmamba_t swin_t] [--batch 128] [--latency]
+        [--json out.json]
 """
 import argparse
 import json
@@ -22,8 +27,10 @@ import torch.nn as nn
 MODELS = {
     'vmamba_t': ('vmamba', dict(arch='tiny')),
     'vmamba_t_ln': ('vmamba', dict(arch='tiny', norm_layer='ln')),
-    'vmamba_s': ('vmamba', dict(arch='small_s1l20')),
-    'vmamba_b': ('vmamba', dict(arch='base_s1l20')),
+    'vmamba_s': ('vmamba', dict(arch='small')),  # s2l15, the default preset
+    'vmamba_b': ('vmamba', dict(arch='base')),
+    'vmamba_s_s1l20': ('vmamba', dict(arch='small_s1l20')),
+    'vmamba_b_s1l20': ('vmamba', dict(arch='base_s1l20')),
     'swin_t': ('timm', 'swin_tiny_patch4_window7_224'),
     'swin_s': ('timm', 'swin_small_patch4_window7_224'),
     'swin_b': ('timm', 'swin_base_patch4_window7_224'),
@@ -72,8 +79,33 @@ def timed(fn, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
+def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
+    """Median wall-clock ms of one synchronised batch-1 forward."""
+    from mmvmamba.models.cuda_graph import GraphCache
+    x = torch.randn(1, 3, 224, 224, device='cuda')
+    cache = GraphCache(max_graphs=1)
+
+    def fwd(t):
+        return (model(t), )
+
+    def call():
+        with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+            return cache(fwd, x) if graph else fwd(x)
+
+    times = []
+    with torch.no_grad():
+        for i in range(iters + 5):
+            torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            call()
+            torch.cuda.synchronize()
+            if i >= 5:
+                times.append((time.perf_counter() - t0) * 1e3)
+    return statistics.median(times)
+
+
 def run_model(name: str, batch: int, warmup: int, iters: int,
-              compile_model: bool) -> dict:
+              compile_model: bool, with_latency: bool = False) -> dict:
     torch.manual_seed(0)
     model = build(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -90,6 +122,12 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
         with torch.autocast('cuda', dtype=torch.float16):
             t = timed(lambda: model(x), warmup, iters)
         res['infer_amp'] = batch / t
+    if with_latency:
+        for amp in (False, True):
+            for graph in (False, True):
+                key = 'lat_{}_{}'.format('amp' if amp else 'fp32',
+                                         'graph' if graph else 'eager')
+                res[key] = latency(model, amp, graph)
 
     model.train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -118,7 +156,9 @@ def main():
     parser.add_argument(
         '--models',
         nargs='*',
-        default=[m for m in MODELS if not m.endswith('_ln')],
+        default=[
+            m for m in MODELS if not m.endswith(('_ln', '_s1l20'))
+        ],
         choices=list(MODELS))
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--warmup', type=int, default=5)
@@ -131,6 +171,10 @@ def main():
         default=[],
         choices=list(MODELS),
         help='also run these models under torch.compile (rows NAME+c)')
+    parser.add_argument(
+        '--latency',
+        action='store_true',
+        help='also batch-1 latency (eager and CUDA graph, fp32 and AMP)')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
@@ -148,7 +192,8 @@ def main():
         label = name + ('+c' if comp and not args.compile else '')
         t0 = time.time()
         try:
-            r = run_model(name, args.batch, args.warmup, args.iters, comp)
+            r = run_model(name, args.batch, args.warmup, args.iters, comp,
+                          args.latency)
         except Exception as exc:  # report and go on with the other models
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
@@ -161,11 +206,17 @@ def main():
             f'{r["infer_amp"]:9.0f} {r["train_amp"]:10.0f} '
             f'{r["train_peak_gib"]:9.2f}   ({time.time() - t0:.0f} s)',
             flush=True)
+        if args.latency:
+            print(f'{"":12s} batch-1 ms: fp32 eager {r["lat_fp32_eager"]:.2f} '
+                  f'graph {r["lat_fp32_graph"]:.2f} | amp eager '
+                  f'{r["lat_amp_eager"]:.2f} graph {r["lat_amp_graph"]:.2f}',
+                  flush=True)
         torch.cuda.empty_cache()
     by = {r['model']: r for r in results}
     pairs = []
     for size in 'tsb':
-        for v in (f'vmamba_{size}', f'vmamba_{size}_ln'):
+        for v in (f'vmamba_{size}', f'vmamba_{size}_ln',
+                  f'vmamba_{size}_s1l20'):
             for peer in (f'swin_{size}', f'convnext_{size}'):
                 pairs.append((v, peer))
                 pairs.append((v + '+c', peer + '+c'))
@@ -179,6 +230,10 @@ def main():
                 f'  infer amp {a["infer_amp"] / b["infer_amp"]:.2f}  '
                 f'train amp {a["train_amp"] / b["train_amp"]:.2f}  '
                 f'peak mem {a["train_peak_gib"] / b["train_peak_gib"]:.2f}')
+            if args.latency:
+                print('    batch-1 latency ratio (<1: VMamba faster): ' +
+                      '  '.join(f'{k[4:]} {a[k] / b[k]:.2f}' for k in a
+                                if k.startswith('lat_')))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(dict(device=dev, results=results), f, indent=1)

@@ -1,15 +1,20 @@
-"""Sweep the scan kernels' launch configuration on a GPU (tuning aid).
+"""Sweep the fused SS2D scan kernels' launch configuration on a GPU.
 
-For each (BD_fwd, BD_bwd, T, warps_fwd, warps_bwd) with d_state 1, times the
-fused SS2D core (bf16, channels_last) forward and forward+backward at
-VMamba-T stage 1 and 3 (batch 128) and the Mask R-CNN shape, after checking it
-against the reference. ``--profile`` prints the CUDA kernel table of one
-default forward+backward at stage 1.
+The forward kernel (inference, no stored states) and the backward kernel
+(from stored chunk states) are timed separately, each with its own channel
+block ``BD`` and warp count, for every chunk length ``T``, at the VMamba-T
+stage shapes (batch 128), the stage-1 shapes of the s2l15 S/B presets, the
+Mask R-CNN stage-1 shape (batch 2, 800×1344) and batch 1 at 224². Every
+configuration is first checked against the PyTorch reference (forward and
+all gradients). Prints the best configuration per shape and writes all
+timings as JSON.
 
-    python tools/benchmark/sweep_scan.py [--profile]
+    python tools/benchmark/sweep_scan.py [--json out.json] [--dtype bf16]
 """
 import argparse
 import importlib
+import itertools
+import json
 
 import torch
 from triton.testing import do_bench
@@ -17,84 +22,135 @@ from triton.testing import do_bench
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
 
 ss = importlib.import_module('mmvmamba.kernels.selective_scan_triton')
+ops = torch.ops.mmvmamba
 
-CONFIGS = [
-    None,  # defaults
-    (32, 32, 32, 4, 4),
-    (64, 64, 32, 4, 8),
-    (32, 32, 32, 2, 2),
-    (32, 16, 64, 4, 4),
+SHAPES = [
+    # name, batch, Di, H, W
+    ('T-s1', 128, 96, 56, 56),
+    ('T-s2', 128, 192, 28, 28),
+    ('T-s3', 128, 384, 14, 14),
+    ('T-s4', 128, 768, 7, 7),
+    ('S-s1', 128, 192, 56, 56),
+    ('B-s1', 128, 256, 56, 56),
+    ('MRCNN-s1', 2, 96, 200, 336),
+    ('b1-s1', 1, 96, 56, 56),
 ]
-SHAPES = [(128, 96, 56, 56), (128, 384, 14, 14), (2, 96, 200, 336)]
 
 
-def params(C):
+def params(C, device='cuda'):
     R = -(-C // 16)
     return [
-        torch.randn(4, R + 2, C, device='cuda') * C**-0.5,
-        torch.randn(4, C, R, device='cuda') * R**-0.5,
-        torch.randn(4, C, device='cuda') * 0.5 - 3.,
-        torch.zeros(4 * C, 1, device='cuda'),
-        torch.ones(4 * C, device='cuda'),
+        torch.randn(4, R + 2, C, device=device) * C**-0.5,
+        torch.randn(4, C, R, device=device) * R**-0.5,
+        torch.randn(4, C, device=device) * 0.5 - 3.,
+        torch.log(torch.rand(4 * C, 1, device=device) + 0.5),
+        torch.randn(4 * C, device=device),
     ]
 
 
+def max_err(tune):
+    """Forward and gradient error of one configuration (fp32, small)."""
+    ss.TUNE.clear()
+    ss.TUNE[1] = tune
+    torch.manual_seed(0)
+    x = torch.randn(
+        2, 96, 28, 36,
+        device='cuda').to(memory_format=torch.channels_last).requires_grad_()
+    ps = [p.requires_grad_() for p in params(96)]
+    y = ss2d_core(x, *ps)
+    yr = ss2d_core_ref(x, *ps)
+    g = torch.randn_like(yr)
+    gt = torch.autograd.grad(y, [x] + ps, g)
+    gr = torch.autograd.grad(yr, [x] + ps, g)
+    return max(((a - b).abs().max() / b.abs().max()).item()
+               for a, b in zip([y] + list(gt), [yr] + list(gr)))
+
+
+def core_inputs(B, C, H, W, dtype):
+    x = torch.randn(
+        B, C, H, W, device='cuda',
+        dtype=dtype).to(memory_format=torch.channels_last)
+    xw, dt_w, dt_b, A_logs, Ds = params(C)
+    L = H * W
+    x_dbl = torch.matmul(
+        x.permute(0, 2, 3, 1).reshape(B, L, C),
+        xw.reshape(-1, C).t().to(dtype)).contiguous()
+    A = -torch.exp(A_logs)
+    gy = torch.randn(
+        B, C, H, W, device='cuda').to(memory_format=torch.channels_last)
+    return x, x_dbl, dt_w.contiguous(), dt_b.reshape(-1), A, Ds, gy
+
+
 def main():
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--profile', action='store_true')
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--json', help='write all timings here')
+    parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16'])
+    parser.add_argument('--chunks', type=int, nargs='*', default=[32, 64])
+    parser.add_argument('--fwd-blocks', type=int, nargs='*', default=[32, 64,
+                                                                      128])
+    parser.add_argument('--bwd-blocks', type=int, nargs='*', default=[16, 32,
+                                                                      64])
+    parser.add_argument('--warps', type=int, nargs='*', default=[4, 8])
     args = parser.parse_args()
-    print(torch.cuda.get_device_name())
-    data = {}
-    for B, C, H, W in SHAPES:
-        x = torch.randn(
-            B, C, H, W, device='cuda',
-            dtype=torch.bfloat16).to(memory_format=torch.channels_last)
-        data[(B,
-              C, H, W)] = (x, params(C), torch.randn(
-                  B, C, H, W,
-                  device='cuda').to(memory_format=torch.channels_last))
-    for cfg in CONFIGS:
-        ss.TUNE.clear()
-        if cfg is not None:
-            ss.TUNE[1] = cfg
-        x, ps, _ = data[SHAPES[0]]
-        xs = x[:2].float().requires_grad_()
-        pg = [p.clone().requires_grad_() for p in ps]
-        y = ss2d_core(xs, *pg)
-        yr = ss2d_core_ref(xs, *pg)
-        g = torch.randn_like(yr)
-        gt = torch.autograd.grad(y, [xs] + pg, g)
-        gr = torch.autograd.grad(yr, [xs] + pg, g)
-        err = max(((a - b).abs().max() / b.abs().max()).item()
-                  for a, b in zip([y] + list(gt), [yr] + list(gr)))
-        line = f'{str(cfg):22s} err {err:.1e}'
-        for shape in SHAPES:
-            x, ps, gy = data[shape]
-            with torch.no_grad():
-                f = do_bench(lambda: ss2d_core(x, *ps), return_mode='median')
-            xg = x.detach().requires_grad_()
-            pg = [p.clone().requires_grad_() for p in ps]
-
-            def fb():
-                torch.autograd.grad(ss2d_core(xg, *pg), [xg] + pg, gy)
-
-            fbt = do_bench(fb, return_mode='median')
-            line += f' | {shape[0]}x{shape[1]}x{shape[2]}: f {f:.3f} fb {fbt:.3f}'
-        print(line, flush=True)
-    if args.profile:
-        ss.TUNE.clear()
-        x, ps, gy = data[SHAPES[0]]
-        xg = x.detach().requires_grad_()
-        pg = [p.clone().requires_grad_() for p in ps]
-        for _ in range(3):
-            torch.autograd.grad(ss2d_core(xg, *pg), [xg] + pg, gy)
-        with torch.profiler.profile(
-                activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
-            for _ in range(5):
-                torch.autograd.grad(ss2d_core(xg, *pg), [xg] + pg, gy)
-            torch.cuda.synchronize()
-        print(prof.key_averages().table(
-            sort_by='cuda_time_total', row_limit=15))
+    dtype = torch.bfloat16 if args.dtype == 'bf16' else torch.float16
+    print(torch.cuda.get_device_name(), torch.__version__, args.dtype)
+    data = {s[0]: core_inputs(*s[1:], dtype) for s in SHAPES}
+    results = []
+    for T in args.chunks:
+        fwd = list(itertools.product(args.fwd_blocks, args.warps))
+        bwd = list(itertools.product(args.bwd_blocks, args.warps))
+        for i in range(max(len(fwd), len(bwd))):
+            bdf, wf = fwd[i % len(fwd)]
+            bdb, wb = bwd[i % len(bwd)]
+            tune = (bdf, bdb, T, wf, wb)
+            err = max_err(tune)
+            line = f'T={T:3d} fwd BD={bdf:3d} w={wf} | bwd BD={bdb:3d} ' \
+                   f'w={wb}  err {err:.1e}'
+            for name, *_ in SHAPES:
+                x, x_dbl, dt_w, dt_b, A, Ds, gy = data[name]
+                f = do_bench(
+                    lambda: ops.ss2d_scan_fwd(x, x_dbl, dt_w, dt_b, A, Ds,
+                                              False),
+                    warmup=10,
+                    rep=40,
+                    return_mode='median')
+                states = ops.ss2d_scan_fwd(x, x_dbl, dt_w, dt_b, A, Ds,
+                                           True)[1]
+                b = do_bench(
+                    lambda: ops.ss2d_scan_bwd(x, x_dbl, dt_w, dt_b, A, Ds, gy,
+                                              states),
+                    warmup=10,
+                    rep=40,
+                    return_mode='median')
+                results.append(
+                    dict(
+                        shape=name,
+                        T=T,
+                        fwd=(bdf, wf),
+                        bwd=(bdb, wb),
+                        fwd_ms=f,
+                        bwd_ms=b,
+                        err=err))
+                line += f' | {name} {f:.3f}/{b:.3f}'
+            print(line, flush=True)
+    ss.TUNE.clear()
+    print('best per shape (forward ms, backward ms):')
+    for name, *_ in SHAPES:
+        rows = [r for r in results if r['shape'] == name and r['err'] < 1e-3]
+        for T in args.chunks:
+            rt = [r for r in rows if r['T'] == T]
+            if not rt:
+                continue
+            bf = min(rt, key=lambda r: r['fwd_ms'])
+            bb = min(rt, key=lambda r: r['bwd_ms'])
+            print(f'{name:9s} T={T}: fwd {bf["fwd_ms"]:.3f} ms BD,w='
+                  f'{bf["fwd"]}  bwd {bb["bwd_ms"]:.3f} ms BD,w={bb["bwd"]}')
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(
+                dict(device=torch.cuda.get_device_name(), results=results),
+                f,
+                indent=1)
 
 
 if __name__ == '__main__':
