@@ -1,14 +1,16 @@
 """mmvmamba.kernels: the SS2D ops with a backend choice.
 
-Public ops: :func:`cross_scan`, :func:`cross_merge`, :func:`selective_scan`,
-:func:`ss2d_core`. ``backend=None`` picks Triton for CUDA tensors and the PyTorch
-reference otherwise; ``'triton'`` forces Triton (on a CPU only under
+Public ops: :func:`cross_scan`, :func:`cross_merge`,
+:func:`selective_scan`, :func:`ss2d_core`, :func:`layer_norm`.
+``backend=None`` picks Triton for CUDA tensors and the PyTorch reference
+otherwise; ``'triton'`` forces Triton (on a CPU only under
 ``TRITON_INTERPRET=1``); ``'torch'`` forces the reference.
 """
 import os
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .reference import (cross_merge_ref, cross_scan_ref, linear_scan_ref,
@@ -18,7 +20,7 @@ BACKENDS = ('torch', 'triton')
 
 __all__ = [
     'BACKENDS', 'resolve_backend', 'cross_scan', 'cross_merge',
-    'selective_scan', 'ss2d_core', 'cross_scan_ref', 'cross_merge_ref',
+    'selective_scan', 'ss2d_core', 'layer_norm', 'cross_scan_ref', 'cross_merge_ref',
     'selective_scan_ref', 'ss2d_core_ref', 'linear_scan_ref'
 ]
 
@@ -99,3 +101,26 @@ def ss2d_core(x: Tensor,
                                 dt_projs_bias, A_logs, Ds)
     return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                          A_logs, Ds)
+
+
+def layer_norm(x: Tensor,
+               weight: Tensor,
+               bias: Tensor,
+               eps: float,
+               out_dtype: Optional[torch.dtype] = None,
+               backend: Optional[str] = None) -> Tensor:
+    """LayerNorm over the last dimension, returned in ``out_dtype``.
+
+    The Triton kernel computes in float32 and stores the result once in
+    ``out_dtype`` (default: what ``F.layer_norm`` returns, i.e. float32
+    under autocast, else x's dtype): LayerNorm and the cast of its consumer
+    in one pass. The reference is ``F.layer_norm(...).to(out_dtype)``.
+    """
+    if out_dtype is None:
+        out_dtype = (
+            torch.float32 if torch.is_autocast_enabled(x.device.type) else
+            x.dtype)
+    if resolve_backend(backend, x) == 'triton' and x.is_contiguous():
+        from .layer_norm_triton import layer_norm_triton
+        return layer_norm_triton(x, weight, bias, eps, out_dtype)
+    return F.layer_norm(x, x.shape[-1:], weight, bias, eps).to(out_dtype)

@@ -22,7 +22,7 @@ from mmengine.model import BaseModule
 from timm.layers import DropPath
 from torch import Tensor
 
-from mmvmamba.kernels import ss2d_core
+from mmvmamba.kernels import layer_norm, ss2d_core
 from mmvmamba.registry import MODELS
 from .cuda_graph import GraphCache
 
@@ -69,13 +69,31 @@ class LayerNorm2d(nn.LayerNorm):
     """LayerNorm over the channels of a (B, C, H, W) tensor.
 
     Free (no copy) on a channels_last tensor, whose NHWC view is contiguous;
-    the output is channels_last.
+    the output is channels_last. On CUDA it runs the Triton kernel of
+    :func:`mmvmamba.kernels.layer_norm`; with ``cast_out`` (set on norms
+    whose consumer is a linear layer) it returns the autocast dtype directly
+    instead of float32, fusing the consumer's input cast. The values are
+    those of ``F.layer_norm`` followed by that cast.
     """
+
+    backend: Optional[str] = None
+    cast_out: bool = False
+
+    def _out_dtype(self, x: Tensor) -> torch.dtype:
+        dev = x.device.type
+        if torch.is_autocast_enabled(dev):
+            return (torch.get_autocast_dtype(dev)
+                    if self.cast_out else torch.float32)
+        return x.dtype
 
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 3, 1)
-        x = F.layer_norm(x, self.normalized_shape, self.weight, self.bias,
-                         self.eps)
+        if self.weight is not None and self.bias is not None:
+            x = layer_norm(x, self.weight, self.bias, self.eps,
+                           self._out_dtype(x), self.backend)
+        else:
+            x = F.layer_norm(x, self.normalized_shape, self.weight,
+                             self.bias, self.eps)
         return x.permute(0, 3, 1, 2)
 
 
@@ -363,6 +381,8 @@ class SS2D(nn.Module):
 
         self.out_norm = (LayerNorm2d if channel_first else nn.LayerNorm)(
             d_inner)
+        # its output is cast for out_proj anyway: store it in that dtype
+        self.out_norm.cast_out = True
         self.out_proj = linear(d_inner, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
 
@@ -496,6 +516,10 @@ class VSSBlock(nn.Module):
                 act_layer=mlp_act_layer,
                 drop=mlp_drop_rate,
                 channels_first=channel_first)
+        if not post_norm:  # pre-norms feed a linear layer: fuse its cast
+            for name in ('norm', 'norm2'):
+                if isinstance(getattr(self, name, None), LayerNorm2d):
+                    getattr(self, name).cast_out = True
 
     def forward(self, x: Tensor) -> Tensor:
         if self.ssm_branch:
@@ -810,6 +834,9 @@ class VMamba(BaseModule):
         for i in self.out_indices:
             self.add_module(f'outnorm{i}', norm(dims[i]))
 
+        for m in self.modules():
+            if isinstance(m, LayerNorm2d):
+                m.backend = backend
         self.apply(self._init_module)
         self._freeze_stages()
 

@@ -1,0 +1,74 @@
+"""The Triton LayerNorm (with its fused output cast) against F.layer_norm.
+
+On a CPU under ``TRITON_INTERPRET=1`` (this folder's conftest), on a GPU
+compiled. Forward values must equal ``F.layer_norm(...).to(out_dtype)`` to
+the rounding of ``out_dtype``; the three gradients those of PyTorch.
+"""
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mmvmamba.kernels import layer_norm
+from mmvmamba.models.vmamba import LayerNorm2d
+from ._helpers import DEVICE, grads, rel_err
+
+# (forward, gradient) tolerance by the coarser of input/output dtype
+TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1e-2, 1e-2)}
+
+
+@pytest.mark.parametrize(
+    'shape,dtype,out_dtype',
+    [
+        ((3, 5, 96), torch.float32, torch.float32),
+        ((2, 7, 7, 768), torch.float32, torch.bfloat16),  # C = BLOCK_C
+        ((130, 20), torch.bfloat16, torch.float32),  # rows over programs
+        ((1, 3, 3, 33), torch.bfloat16, torch.bfloat16),  # odd C
+    ])
+def test_layer_norm_matches_torch(shape, dtype, out_dtype):
+    torch.manual_seed(0)
+    C = shape[-1]
+    x = (torch.randn(shape) * 3 + 1).to(dtype).to(DEVICE).requires_grad_()
+    w = (torch.randn(C) * 0.5 + 1).to(DEVICE).requires_grad_()
+    b = torch.randn(C).to(DEVICE).requires_grad_()
+    y = layer_norm(x, w, b, 1e-6, out_dtype, backend='triton')
+    ref = F.layer_norm(x.float(), (C, ), w, b, 1e-6)
+    assert y.dtype == out_dtype and y.shape == x.shape
+    coarse = torch.float32 if dtype == out_dtype == torch.float32 else \
+        torch.bfloat16
+    tol_f, tol_g = TOL[coarse]
+    assert rel_err(y.float(), ref.to(out_dtype).float()) < tol_f
+    g = torch.randn(shape).to(DEVICE).to(out_dtype)
+    gt = grads(y, [x, w, b], g)
+    gr = grads(ref, [x, w, b], g.float())
+    assert gt[0].dtype == dtype
+    for name, a, r in zip(('x', 'weight', 'bias'), gt, gr):
+        assert rel_err(a.float(), r) < tol_g, name
+
+
+def test_layer_norm_rejects_bad_weight():
+    x = torch.randn(2, 8).to(DEVICE)
+    with pytest.raises(ValueError, match=r'weight and bias must be \(8,\)'):
+        layer_norm(
+            x, torch.ones(4).to(DEVICE), torch.zeros(8).to(DEVICE), 1e-5,
+            backend='triton')
+
+
+def test_layer_norm2d_cast_out_only_under_autocast():
+    # the model's pre-norms return the autocast dtype; without autocast
+    # they keep F.layer_norm's dtype
+    norm = LayerNorm2d(16).to(DEVICE)
+    norm.cast_out = True
+    x = torch.randn(2, 16, 3, 5).to(DEVICE).to(
+        memory_format=torch.channels_last)
+    ref = F.layer_norm(x.permute(0, 2, 3, 1), (16, ), norm.weight,
+                       norm.bias, norm.eps).permute(0, 3, 1, 2)
+    out = norm(x)
+    assert out.dtype == torch.float32
+    assert rel_err(out, ref) < 1e-5
+    dev = 'cuda' if DEVICE == 'cuda' else 'cpu'
+    with torch.autocast(dev, dtype=torch.bfloat16):
+        out = norm(x)
+        norm.cast_out = False
+        out32 = norm(x)
+    assert out.dtype == torch.bfloat16 and out32.dtype == torch.float32
+    assert rel_err(out.float(), ref) < 1e-2
