@@ -4,9 +4,11 @@ At small batches VMamba's forward is launch-bound: a few hundred short kernels
 whose CPU-side launch cost is larger than their GPU time. A CUDA graph
 records them once and replays them with one launch. :class:`GraphCache`
 captures one graph per input signature (shape, strides, dtype, device and
-autocast state), keeps the ``max_graphs`` most recently used ones and falls
-back to the eager forward whenever a graph cannot be used (CPU tensors,
-autograd enabled).
+autocast state) once that signature has been seen ``capture_after`` times,
+keeps the ``max_graphs`` most recently used ones and runs the eager forward
+otherwise and whenever a graph cannot be used (CPU tensors, autograd
+enabled). A stream of ever-new shapes (detection with free image sizes)
+thus stays at eager speed instead of paying a capture per image.
 
 Outputs are copied out of the graph's static buffers, so a later replay
 never overwrites a result the caller still holds.
@@ -67,19 +69,23 @@ class GraphCache:
 
     Args:
         max_graphs: graphs kept (least recently used ones are dropped).
-        warmup: eager runs before a capture (Triton compiles on the first).
+        warmup: eager runs right before a capture.
+        capture_after: calls with one signature before it is captured.
     """
 
     def __init__(self,
                  max_graphs: int = 4,
-                 warmup: int = 2) -> None:
+                 warmup: int = 1,
+                 capture_after: int = 2) -> None:
         if not isinstance(max_graphs, int) or isinstance(
                 max_graphs, bool) or max_graphs < 1:
             raise ValueError(f'max_graphs must be a positive int, got '
                              f'{max_graphs!r}')
         self.max_graphs = max_graphs
         self.warmup = warmup
+        self.capture_after = capture_after
         self.graphs: 'OrderedDict[tuple, _Graph]' = OrderedDict()
+        self.seen: dict = {}
         self.captures = 0
 
     @staticmethod
@@ -88,12 +94,16 @@ class GraphCache:
 
     def clear(self) -> None:
         self.graphs.clear()
+        self.seen.clear()
 
     def __deepcopy__(self, memo) -> 'GraphCache':
-        return GraphCache(self.max_graphs, self.warmup)
+        return GraphCache(**self.__getstate__())
 
     def __getstate__(self) -> dict:
-        return dict(max_graphs=self.max_graphs, warmup=self.warmup)
+        return dict(
+            max_graphs=self.max_graphs,
+            warmup=self.warmup,
+            capture_after=self.capture_after)
 
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
@@ -105,6 +115,11 @@ class GraphCache:
         key = _signature(x)
         graph = self.graphs.get(key)
         if graph is None:
+            if len(self.seen) > 4096:
+                self.seen.clear()
+            self.seen[key] = self.seen.get(key, 0) + 1
+            if self.seen[key] < self.capture_after:
+                return fn(x)
             graph = _Graph(fn, x, self.warmup)
             self.captures += 1
             self.graphs[key] = graph

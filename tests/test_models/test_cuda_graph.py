@@ -49,6 +49,15 @@ def test_cuda_graph_falls_back_to_eager_on_cpu():
 def test_cuda_graph_replays_eager_outputs_on_gpu():
     torch.manual_seed(0)
     model = VMamba(arch='tiny', cuda_graph=2).cuda().eval()
+    x = torch.randn(1, 3, 64, 96, device='cuda')
+    with torch.no_grad():
+        model(x)  # a first sighting runs eagerly ...
+        assert model._graphs.captures == 0
+        model(x)  # ... the second captures
+        assert model._graphs.captures == 1
+    model._graphs.clear()
+    model._graphs.captures = 0
+    model._graphs.capture_after = 1
     shapes = [(1, 3, 224, 224), (1, 3, 160, 256), (2, 3, 96, 128)]
     xs = [torch.randn(s, device='cuda') for s in shapes]
     with torch.no_grad():

@@ -83,7 +83,7 @@ def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
     """Median wall-clock ms of one synchronised batch-1 forward."""
     from mmvmamba.models.cuda_graph import GraphCache
     x = torch.randn(1, 3, 224, 224, device='cuda')
-    cache = GraphCache(max_graphs=1)
+    cache = GraphCache(max_graphs=1, capture_after=1)
 
     def fwd(t):
         return (model(t), )
