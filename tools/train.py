@@ -24,6 +24,7 @@ from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        ensure_demo_data, finish_distributed,
                                        load_config, setup_cpu_distributed)
+from mmvmamba.engine.replicas import check_replicas, describe
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -59,6 +60,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         choices=['none', 'pytorch', 'slurm', 'mpi'],
         default='none',
         help='job launcher (pytorch = torchrun, see tools/dist_train.sh)')
+    parser.add_argument(
+        '--replica-digest',
+        metavar='DIR',
+        help='after training, every rank writes DIR/rank<R>.json with a '
+        'SHA-256 of its model state; the digests of all ranks are gathered '
+        'and the run fails if the replicas differ (python -m '
+        'mmvmamba.engine.replicas DIR compares the files later)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -132,7 +140,18 @@ def main(argv=None) -> None:
     else:
         runner = Runner.from_cfg(cfg)
     runner.train()
+    same = True
+    if args.replica_digest:
+        same, msg = describe(check_replicas(runner.model, args.replica_digest))
+        if runner.rank == 0:
+            print(f'[mmvmamba] {msg}' if same else
+                  f'[mmvmamba] error: {msg}; data-parallel training should '
+                  'keep them bit-identical (a rank-dependent random op, or '
+                  'a parameter updated outside the optimizer?)',
+                  file=sys.stdout if same else sys.stderr, flush=True)
     finish_distributed()
+    if not same:
+        sys.exit(1)
 
 
 if __name__ == '__main__':

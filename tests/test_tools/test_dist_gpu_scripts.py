@@ -1,8 +1,13 @@
 """CPU-runnable parts of the GPU downstream benchmark scripts."""
 import json
+import os
 import os.path as osp
 import subprocess
 import sys
+
+import pytest
+
+from .test_dist import free_port
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -31,6 +36,150 @@ def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
 
 
 def test_gpu_scripts_are_valid_bash():
-    for name in ('gpu_report.sh', 'gpu_dist.sh', 'device_env.sh'):
+    for name in ('gpu_report.sh', 'gpu_scaling.sh', 'device_env.sh'):
         path = osp.join(ROOT, 'tools', 'benchmark', name)
         assert subprocess.run(['bash', '-n', path]).returncode == 0
+
+
+def test_maskrcnn_step_speed_data_parallel_on_two_cpu_processes(tmp_path):
+    """The multi-GPU throughput path (torchrun + DDP) with gloo."""
+    out = tmp_path / 'speed_n2.json'
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
+        '2', '--master_port',
+        str(free_port()),
+        osp.join(ROOT, 'tools', 'benchmark', 'maskrcnn_step_speed.py'),
+        '--device', 'cpu', '--models', 'vmamba_t', '--batch', '1',
+        '--height', '64', '--width', '96', '--iters', '1', '--warmup', '1',
+        '--out',
+        str(out)
+    ],
+                          cwd=tmp_path,
+                          env=env,
+                          stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT,
+                          text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    data = json.loads(out.read_text())
+    assert data['world_size'] == 2
+    res = data['results']['vmamba_t']
+    assert res['images_per_sec'] == pytest.approx(2 * 1 /
+                                                  res['sec_per_iter'])
+    # rank 0 alone reports
+    assert proc.stdout.count('img/s on 2 process(es)') == 1
+
+
+def test_gpu_scaling_plan(tmp_path):
+    """PLAN_ONLY=1: the commands for N = 1, 2, 4 of 4 GPUs, without GPUs."""
+    script = osp.join(ROOT, 'tools', 'benchmark', 'gpu_scaling.sh')
+
+    def plan(*args, **env):
+        return subprocess.run(['bash', script, *args],
+                              cwd=ROOT,
+                              env=dict(
+                                  os.environ,
+                                  PLAN_ONLY='1',
+                                  OUT=str(tmp_path / 'out'),
+                                  **env),
+                              stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE,
+                              text=True)
+
+    proc = plan(NGPUS='4')
+    assert proc.returncode == 0, proc.stderr
+    cmds = [ln[2:] for ln in proc.stdout.splitlines() if ln.startswith('+ ')]
+    train = [c for c in cmds if 'dist_train.sh' in c and 'NNODES' not in c]
+    test = [c for c in cmds if 'dist_test.sh' in c]
+    speed = [c for c in cmds if 'maskrcnn_step_speed.py' in c]
+    for n, (tr, te, sp) in zip((1, 2, 4), zip(train, test, speed)):
+        assert (f'maskrcnn_vmamba_t_demo-shapes.py {n} --work-dir '
+                f'{tmp_path}/out/demo_n{n}/train --replica-digest '
+                f'{tmp_path}/out/demo_n{n}/replicas') in tr
+        assert f'<last checkpoint> {n} --work-dir' in te
+        assert f'--nproc_per_node {n} ' in sp
+        assert '--amp --batch 2 --height 800 --width 1344' in sp
+    assert len(train) == len(test) == len(speed) == 3
+    nodes = [c for c in cmds if 'NNODES=2' in c]
+    assert len(nodes) == 2
+    for rank, cmd in zip((1, 0), nodes):
+        assert (f'CUDA_VISIBLE_DEVICES={rank} NNODES=2 NODE_RANK={rank} '
+                'MASTER_ADDR=127.0.0.1 PORT=29670') in cmd
+    # ports differ between the runs
+    ports = [c.split('PORT=')[1].split()[0] for c in cmds if 'PORT=' in c]
+    assert len(set(ports)) == len(ports) - 1  # the two nodes share one
+
+    proc = plan('1', '2', NGPUS='8', PARTS='speed')
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count('+ ') == 2
+    proc = plan('4', NGPUS='2')
+    assert proc.returncode == 2
+    assert 'asked for 4 GPUs but 2 are visible' in proc.stderr
+    proc = plan(NGPUS='2', PARTS='demo speeed')
+    assert proc.returncode == 2 and "unknown part 'speeed'" in proc.stderr
+
+
+def _speed(out, n, vmamba, swin):
+    (out / f'speed_n{n}.json').write_text(
+        json.dumps(
+            dict(
+                args=dict(batch=2, height=800, width=1344, amp=True),
+                world_size=n,
+                device_name='GPU-X',
+                results=dict(
+                    vmamba_t=dict(images_per_sec=vmamba),
+                    swin_t=dict(images_per_sec=swin)))))
+
+
+def _demo(out, n, box, digests):
+    run = out / f'demo_n{n}'
+    ts = run / 'test' / '20260101_000000'
+    ts.mkdir(parents=True)
+    (ts / '20260101_000000.json').write_text(
+        json.dumps({
+            'coco/bbox_mAP': box,
+            'coco/segm_mAP': box + 0.1
+        }))
+    (run / 'replicas').mkdir()
+    for r, d in enumerate(digests):
+        (run / 'replicas' / f'rank{r}.json').write_text(
+            json.dumps(dict(rank=r, world_size=len(digests), digest=d)))
+    (run / 'train_seconds').write_text('87\n')
+
+
+def test_scaling_report_table(tmp_path):
+    report = [
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'scaling_report.py'),
+        str(tmp_path)
+    ]
+    _speed(tmp_path, 1, 10., 20.)
+    _speed(tmp_path, 2, 19., 40.)
+    _speed(tmp_path, 4, 36., 72.)
+    _demo(tmp_path, 1, 0.75, ['a' * 64])
+    _demo(tmp_path, 2, 0.71, ['b' * 64] * 2)
+    _demo(tmp_path, 4, 0.62, ['c' * 64] * 4)
+    proc = subprocess.run(
+        report, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 0, proc.stderr
+    md = (tmp_path / 'scaling.md').read_text()
+    assert md.strip() == proc.stdout.strip()
+    # efficiency = throughput_N / (N * throughput_1)
+    assert '| 1 | 10.00 | 100% | 20.00 | 100% | 0.50 |' in md
+    assert '| 2 | 19.00 | 95% | 40.00 | 100% | 0.47 |' in md
+    assert '| 4 | 36.00 | 90% | 72.00 | 90% | 0.50 |' in md
+    assert 'batch 2 per GPU, 800x1344, AMP=True, GPU-X' in md
+    # the demo: mAP beside the 1-GPU run, within the demo noise or not
+    assert '| 2 | 87 | n/a | 0.710 | 0.810 | -0.040 (within) | yes |' in md
+    assert '| 4 | 87 | n/a | 0.620 | 0.720 | -0.130 (outside) | yes |' in md
+    res = json.loads((tmp_path / 'scaling.json').read_text())
+    assert res['demo']['2']['replicas_identical'] is True
+
+    # a run whose replicas differ fails the report
+    _demo(tmp_path, 8, 0.7, ['c' * 64] * 7 + ['d' * 64])
+    proc = subprocess.run(
+        report, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == 1
+    assert '| 8 |' in proc.stdout and '**no**' in proc.stdout
+    assert 'replicas differ in runs [8]' in proc.stderr

@@ -7,9 +7,18 @@ numbers are directly comparable. Example (H100)::
 
     python tools/benchmark/maskrcnn_step_speed.py --batch 2 --height 800 \\
         --width 1344 --amp --iters 30
+
+Under torchrun with N processes the step is data-parallel: one GPU per
+process (gloo processes on a CPU), ``--batch`` images on each, the model in
+MMEngine's DistributedDataParallel (gradient all-reduce in every step), and
+throughput = N * batch / (slowest rank's seconds per step)::
+
+    torchrun --nproc_per_node 4 tools/benchmark/maskrcnn_step_speed.py \\
+        --amp --out speed_n4.json
 """
 import argparse
 import json
+import os
 import os.path as osp
 import tempfile
 import time
@@ -37,15 +46,57 @@ def load_cfg(path: str) -> Config:
     return Config.fromfile(f.name)
 
 
+def world_size() -> int:
+    return int(os.environ.get('WORLD_SIZE', 1))
+
+
+def init_distributed(device: str) -> str:
+    """Join torchrun's process group; the device of this process."""
+    import torch.distributed as dist
+    if world_size() == 1:
+        return device
+    local_rank = int(os.environ['LOCAL_RANK'])
+    if device == 'cuda':
+        if local_rank >= torch.cuda.device_count():
+            raise SystemExit(
+                f'[mmvmamba] error: local rank {local_rank} but only '
+                f'{torch.cuda.device_count()} visible GPU(s); start at most '
+                'that many processes per machine (--nproc_per_node)')
+        torch.cuda.set_device(local_rank)
+        device = f'cuda:{local_rank}'
+    dist.init_process_group('nccl' if device.startswith('cuda') else 'gloo')
+    return device
+
+
+def reduce_max(value: float, device: str) -> float:
+    """The largest value over all ranks (the value itself without torchrun)."""
+    import torch.distributed as dist
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    t = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t.item())
+
+
 def time_model(name: str, args: argparse.Namespace) -> Dict[str, float]:
     from mmdet.registry import MODELS as DET_MODELS
     from mmdet.testing import demo_mm_inputs
+    from mmengine.model import MMDistributedDataParallel
     cfg = load_cfg(MODELS[name])
     init_default_scope('mmdet')
     cfg.model.backbone.init_cfg = None
+    torch.manual_seed(0)  # the same initial weights on every rank
     model = DET_MODELS.build(cfg.model).to(args.device)
     model.init_weights()
     model.train()
+    world = world_size()
+    if world > 1:
+        cuda = args.device.startswith('cuda')
+        model = MMDistributedDataParallel(
+            model,
+            device_ids=[torch.cuda.current_device()] if cuda else None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get('find_unused_parameters', False))
     optim_cfg = cfg.optim_wrapper.copy()
     if args.amp:
         optim_cfg.type = 'AmpOptimWrapper'
@@ -57,23 +108,29 @@ def time_model(name: str, args: argparse.Namespace) -> Dict[str, float]:
         num_items=[10] * args.batch,
         num_classes=80,
         with_mask=True)
-    sync = torch.cuda.synchronize if args.device == 'cuda' else (lambda: None)
+    cuda = args.device.startswith('cuda')
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
     for _ in range(args.warmup):
         model.train_step(data, optim)
     sync()
-    if args.device == 'cuda':
+    if cuda:
         torch.cuda.reset_peak_memory_stats()
+    reduce_max(0., args.device)  # start together (a barrier)
     start = time.perf_counter()
     for _ in range(args.iters):
         model.train_step(data, optim)
     sync()
-    sec = (time.perf_counter() - start) / args.iters
-    mem = (torch.cuda.max_memory_allocated() / 2**30
-           if args.device == 'cuda' else float('nan'))
+    sec = reduce_max((time.perf_counter() - start) / args.iters, args.device)
+    mem = reduce_max(
+        torch.cuda.max_memory_allocated() / 2**30 if cuda else float('nan'),
+        args.device)
     del model, optim
-    if args.device == 'cuda':
+    if cuda:
         torch.cuda.empty_cache()
-    return dict(sec_per_iter=sec, peak_mem_gib=mem)
+    return dict(
+        sec_per_iter=sec,
+        images_per_sec=world * args.batch / sec,
+        peak_mem_gib=mem)
 
 
 def main() -> None:
@@ -91,22 +148,42 @@ def main() -> None:
     args = parser.parse_args()
     if args.amp and args.device != 'cuda':
         parser.error('--amp needs --device cuda')
+    args.device = init_distributed(args.device)
+    world = world_size()
+    rank0 = int(os.environ.get('RANK', 0)) == 0
     results = {}
     for name in args.models:
         results[name] = time_model(name, args)
-        print(f'{name}: {results[name]["sec_per_iter"]:.4f} s/iter, '
-              f'peak {results[name]["peak_mem_gib"]:.2f} GiB', flush=True)
+        if rank0:
+            print(f'{name}: {results[name]["sec_per_iter"]:.4f} s/iter, '
+                  f'{results[name]["images_per_sec"]:.2f} img/s on {world} '
+                  f'process(es), peak {results[name]["peak_mem_gib"]:.2f} '
+                  'GiB', flush=True)
+    device_name = (torch.cuda.get_device_name()
+                   if args.device.startswith('cuda') else 'cpu')
     if {'vmamba_t', 'swin_t'} <= set(results):
         ratio = (results['vmamba_t']['sec_per_iter'] /
                  results['swin_t']['sec_per_iter'])
         results['vmamba_over_swin'] = ratio
-        print(f'VMamba-T / Swin-T step time: {ratio:.3f} '
-              f'(batch {args.batch}, {args.height}x{args.width}, '
-              f'amp={args.amp}, {args.device}: '
-              f'{torch.cuda.get_device_name() if args.device == "cuda" else "cpu"})')
-    if args.out:
+        if rank0:
+            print(f'VMamba-T / Swin-T step time: {ratio:.3f} '
+                  f'(batch {args.batch} per process, {world} process(es), '
+                  f'{args.height}x{args.width}, amp={args.amp}, '
+                  f'{args.device}: {device_name})')
+    if args.out and rank0:
         with open(args.out, 'w') as f:
-            json.dump(dict(args=vars(args), results=results), f, indent=1)
+            json.dump(
+                dict(
+                    args=vars(args),
+                    world_size=world,
+                    device_name=device_name,
+                    results=results),
+                f,
+                indent=1)
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 if __name__ == '__main__':
