@@ -14,7 +14,8 @@
 #   SPEED_ITERS (30), SPEED_WARMUP (5), DEMO_ARGS (more tools/train.py
 #   options, e.g. --auto-scale-lr), T_TRAIN / T_TEST / T_SPEED (time caps in
 #   seconds per run: 300 / 120 / 300), NGPUS (default: nvidia-smi -L),
-#   PLAN_ONLY=1 (print the commands, run nothing; no GPU needed).
+#   KEEP_CHECKPOINTS=1 (keep the ~0.5 GB demo checkpoints, deleted after the
+#   report by default), PLAN_ONLY=1 (print the commands, run nothing).
 set -euo pipefail
 OUT=${OUT:-outputs/gpu_scaling}
 PARTS=${PARTS:-demo speed twonode}
@@ -135,6 +136,10 @@ fi
 [[ $PLAN_ONLY == 1 ]] && exit 0
 rc=0
 python3 tools/benchmark/scaling_report.py "$OUT" || rc=$?
+if [[ ${KEEP_CHECKPOINTS:-0} != 1 ]]; then
+  # compared with the replicas by the report; too large to keep around
+  find "$OUT" -name '*.pth' -delete
+fi
 if ((${#failed[@]})); then
   echo "[mmvmamba] failed: ${failed[*]} (logs in $OUT)" >&2
   rc=1
