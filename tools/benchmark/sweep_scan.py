@@ -132,6 +132,11 @@ def main():
                         bwd_ms=b,
                         err=err))
                 line += f' | {name} {f:.3f}/{b:.3f}'
+            # registers/spills of the 16-bit main-pass kernels just timed
+            line += ' | ' + ' '.join(
+                f'{name[5:8]} regs {getattr(k, "n_regs", "?")} spills '
+                f'{getattr(k, "n_spills", "?")}'
+                for name, k in sorted(ss.LAST_LAUNCH.items()))
             print(line, flush=True)
     ss.TUNE.clear()
     print('best per shape (forward ms, backward ms):')
