@@ -89,8 +89,12 @@ class LayerNorm2d(nn.LayerNorm):
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 3, 1)
         if self.weight is not None and self.bias is not None:
+            # under torch.compile the reference lets Inductor fuse the norm
+            # with its neighbours
+            backend = ('torch'
+                       if torch.compiler.is_compiling() else self.backend)
             x = layer_norm(x, self.weight, self.bias, self.eps,
-                           self._out_dtype(x), self.backend)
+                           self._out_dtype(x), backend)
         else:
             x = F.layer_norm(x, self.normalized_shape, self.weight,
                              self.bias, self.eps)

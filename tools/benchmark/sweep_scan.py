@@ -90,7 +90,7 @@ def main():
                                                                       128])
     parser.add_argument('--bwd-blocks', type=int, nargs='*', default=[16, 32,
                                                                       64])
-    parser.add_argument('--warps', type=int, nargs='*', default=[4, 8])
+    parser.add_argument('--warps', type=int, nargs='*', default=[2, 4, 8])
     args = parser.parse_args()
     dtype = torch.bfloat16 if args.dtype == 'bf16' else torch.float16
     print(torch.cuda.get_device_name(), torch.__version__, args.dtype)
