@@ -1,8 +1,10 @@
 """mmvmamba: VMamba backbones for OpenMMLab (mmdet, mmseg, mmpretrain).
 
-Importing it registers the ``mmvmamba`` model scope and lets
-``torch.load(weights_only=True)`` read MMEngine's own checkpoints (resume);
-it never imports mmdet, mmseg or mmpretrain.
+Importing it registers the ``mmvmamba`` model scope and routes MMEngine's
+checkpoint loading (``load_from``, ``resume``; local files and http(s) URLs)
+through :func:`mmvmamba.checkpoint.safe_load`, the weights-only loader that
+also reads official VMamba files; it never imports mmdet, mmseg or
+mmpretrain.
 """
 from .engine import allow_mmengine_checkpoints
 from .registry import MODELS

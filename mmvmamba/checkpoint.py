@@ -1,11 +1,13 @@
 """Safe loading and key conversion of VMamba checkpoints.
 
-Checkpoints are untrusted input. :func:`safe_load` first tries PyTorch's
-``weights_only`` loader; files that carry other pickled objects (official
-VMamba files hold a yacs ``CfgNode``, MMEngine files a message hub) are read by
-a restricted unpickler that builds only PyTorch's allow-listed types and turns
-every other class or function into an inert :class:`PickledObject` that is
-never imported, called or executed.
+Checkpoints are untrusted input. :func:`safe_load`, the one loader of the
+project, reads them with PyTorch's weights-only unpickler
+(``torch.load(weights_only=True)``). The foreign objects that official VMamba
+files (a yacs ``CfgNode``) and MMEngine files (a message hub with
+``HistoryBuffer`` and numpy objects) hold are allow-listed for each load only,
+as checked stand-ins registered under the foreign names: nothing of a foreign
+class is imported, called or executed, and a file cannot change any global
+state. Anything else raises :class:`UnsafeCheckpointError`, which names it.
 
 Key conversions are pure functions (state dict in, state dict out), used by
 ``VMamba.init_weights`` and by ``tools/convert_checkpoint.py``.
@@ -17,71 +19,76 @@ VMamba backbone, ``GlobalAveragePooling`` neck and ``LinearClsHead``
 (``backbone.*``, ``head.fc.*``). The official classifier is
 ``classifier.norm → avgpool → head``, which is exactly ``outnorm3 → GAP → fc``.
 """
+import contextlib
 import math
 import os
 import os.path as osp
 import pickle
+import pickletools
 import re
+import threading
 import time
-from collections import OrderedDict
-from typing import Any, Dict, List, Optional, Tuple
+from collections import Counter, OrderedDict
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 from urllib.parse import unquote, urlparse
 
+import numpy as np
 import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
 __all__ = [
-    'PickledObject', 'safe_load', 'extract_state_dict', 'convert_legacy_keys',
-    'strip_prefix', 'official_to_backbone', 'official_to_mmpretrain',
-    'to_backbone_state_dict', 'infer_arch', 'load_state_dict_checked',
-    'load_pretrained', 'CheckpointMismatchError', 'CheckpointDownloadError',
-    'cached_download', 'wait_for_file'
+    'PickledObject', 'UnsafeCheckpointError', 'safe_load',
+    'extract_state_dict', 'convert_legacy_keys', 'strip_prefix',
+    'official_to_backbone', 'official_to_mmpretrain', 'to_backbone_state_dict',
+    'infer_arch', 'load_state_dict_checked', 'load_pretrained',
+    'CheckpointMismatchError', 'CheckpointDownloadError', 'cached_download',
+    'wait_for_file'
 ]
 
 StateDict = Dict[str, Tensor]
 
 # --------------------------------------------------------------------------
-# Safe unpickling
+# Safe loading
 # --------------------------------------------------------------------------
+#
+# One loader for the whole project: PyTorch's weights-only unpickler
+# (``torch.load(weights_only=True)``), which refuses every global that is not
+# allow-listed and restricts BUILD, REDUCE, NEWOBJ, APPEND and SETITEM(S) by
+# type. The foreign objects that official VMamba and MMEngine files contain
+# are allow-listed, for the duration of one load only, as *stand-ins*: our own
+# inert classes and functions registered under the foreign names
+# (``torch.serialization.safe_globals([(stand_in, 'yacs.config.CfgNode')])``).
+# No foreign class or function is ever imported or called, and the stand-ins
+# check every state a pickle hands them, so a file can neither run code nor
+# change any global state (functions' defaults, class attributes, numpy's
+# dtypes, HistoryBuffer's statistics methods).
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint holds more than weights and the known objects of official
+    VMamba and OpenMMLab files; the message names what and says what to do."""
 
 
 class PickledObject(dict):
-    """Inert stand-in for an object of a class we refuse to import.
+    """Inert stand-in for an object of a foreign class (yacs ``CfgNode``,
+    ``argparse.Namespace``) of a checkpoint.
 
-    Keeps what the pickle said (constructor args, state, items) for
-    inspection; nothing of the original class is ever run. Subclasses
-    ``dict`` so dict-like objects (yacs ``CfgNode``) keep their items.
+    Holds the dict items the pickle stored and, in :attr:`state`, the
+    attributes it set; nothing of the original class is imported or run.
     """
 
     pickled_module = ''
     pickled_name = ''
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__()
-        self.args, self.kwargs, self.state, self.list_items = args, kwargs, \
-            None, []
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
-
-    def append(self, item: Any) -> None:
-        self.list_items.append(item)
-
-    def extend(self, items: Any) -> None:
-        self.list_items.extend(items)
-
-    def __call__(self, *args, **kwargs) -> 'PickledObject':
-        # A pickle may call the result of a REDUCE; stay inert.
-        return _placeholder(self.pickled_module,
-                            self.pickled_name + '()')(*args, **kwargs)
+    state: Optional[dict] = None
 
     def __reduce__(self):
-        return (dict, (dict(self), ))
+        # re-saved, it is a plain OrderedDict, which weights_only reads
+        return (OrderedDict, (), None, None, iter(self.items()))
 
     def __repr__(self) -> str:
         return (f'<PickledObject {self.pickled_module}.{self.pickled_name} '
-                '(not loaded)>')
+                f'(not loaded) {dict.__repr__(self)}>')
 
 
 _PLACEHOLDERS: Dict[Tuple[str, str], type] = {}
@@ -96,45 +103,404 @@ def _placeholder(module: str, name: str) -> type:
     return _PLACEHOLDERS[key]
 
 
-def _allowed_globals() -> Dict[str, Any]:
-    """PyTorch's own weights_only allow-list (tensors, dtypes, storages)."""
-    allowed: Dict[str, Any] = {'collections.OrderedDict': OrderedDict}
+_LOAD = threading.local()  # what the stand-ins of the running load made
+
+
+def _made_placeholders() -> list:
+    """(object, PickledObject class or None) the running load made."""
+    made = getattr(_LOAD, 'placeholders', None)
+    return [] if made is None else made
+
+
+def _refuse(what: str, why: str) -> pickle.UnpicklingError:
+    return pickle.UnpicklingError(f'{what}: {why}')
+
+
+class _ForeignClass:
+    """Registered under a foreign class's name. NEWOBJ and REDUCE on it give
+    an ``OrderedDict`` (the one container type the weights-only unpickler lets
+    a pickle fill with SETITEMS and BUILD: items, and attributes of this new
+    object only); :func:`safe_load` then turns it into a
+    :class:`PickledObject`. Constructor arguments are dropped unseen."""
+
+    placeholder: type = PickledObject
+
+    def __new__(cls, *args, **kwargs):
+        obj: OrderedDict = OrderedDict()
+        _made_placeholders().append((obj, cls.placeholder))
+        return obj
+
+
+_FOREIGN_CLASSES: Dict[str, type] = {}
+
+
+def _foreign_class(path: str) -> type:
+    if path not in _FOREIGN_CLASSES:
+        module, _, name = path.rpartition('.')
+        _FOREIGN_CLASSES[path] = type(
+            f'ForeignClass_{name}', (_ForeignClass, ),
+            dict(placeholder=_placeholder(module, name)))
+    return _FOREIGN_CLASSES[path]
+
+
+# numpy: numbers and strings only; a dtype's or array's pickled state goes
+# through these checks, never to numpy's own __setstate__ (which a crafted
+# state can make crash, or turn into an object dtype read from raw bytes).
+_NUMPY_DTYPE_SPEC = re.compile(r'b1|[iu][1248]|f[248]|c(8|16)|[SU][0-9]+')
+
+
+class _NumpyDtype:
+    """Stand-in for ``numpy.dtype``: numeric and string dtypes only."""
+
+    dtype: Optional[np.dtype] = None
+
+    def __init__(self,
+                 spec: Any = None,
+                 align: Any = False,
+                 copy: Any = False) -> None:
+        if not (isinstance(spec, str) and _NUMPY_DTYPE_SPEC.fullmatch(spec)):
+            raise _refuse(f'numpy.dtype({spec!r})',
+                          'only numeric and string numpy dtypes are loaded')
+        self.dtype = np.dtype(spec)
+
+    def __setstate__(self, state: Any) -> None:
+        ok = (
+            self.dtype is not None and isinstance(state, tuple)
+            and len(state) in (8, 9) and state[1] in ('<', '>', '|', '=')
+            and all(s is None for s in state[2:5])
+            and (len(state) == 8 or state[8] is None))
+        if not ok:
+            raise _refuse(f'the numpy dtype state {state!r}',
+                          'only plain numeric and string dtypes are loaded')
+        if state[1] in '<>':
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
+def _numpy_dtype(obj: Any) -> np.dtype:
+    if isinstance(obj, _NumpyDtype) and obj.dtype is not None:
+        return obj.dtype
+    raise _refuse(f'{obj!r} as a numpy dtype', 'it is not a loaded dtype')
+
+
+class _NumpyArray:
+    """Stand-in for ``numpy.ndarray``: ``_reconstruct`` makes one, BUILD
+    checks the state and makes the array, :func:`safe_load` swaps it in."""
+
+    array: Optional[np.ndarray] = None
+
+    def __setstate__(self, state: Any) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5 and state[0] == 1
+                and self.array is None):
+            raise _refuse(f'the numpy array state {state!r:.200}',
+                          'not the state numpy writes')
+        _, shape, dtype, fortran, data = state
+        dtype = _numpy_dtype(dtype)
+        if not (isinstance(shape, tuple)
+                and all(type(n) is int and n >= 0
+                        for n in shape) and type(fortran) is bool):
+            raise _refuse(f'the numpy array shape {shape!r}', 'not a shape')
+        if not isinstance(data, (bytes, bytearray)):
+            raise _refuse(f'numpy array data of type {type(data).__name__}',
+                          'object arrays are not loaded')
+        if math.prod(shape) * dtype.itemsize != len(data):
+            raise _refuse(f'{len(data)} bytes of numpy array data',
+                          f'they do not fit shape {shape} of {dtype}')
+        self.array = np.frombuffer(
+            bytes(data), dtype=dtype).reshape(
+                shape, order='F' if fortran else 'C').copy(order='K')
+
+
+def _numpy_reconstruct(subtype: Any,
+                       shape: Any = None,
+                       typecode: Any = None) -> _NumpyArray:
+    """Stand-in for ``numpy.core.multiarray._reconstruct``."""
+    if subtype is not _NumpyArray:
+        raise _refuse(f'numpy _reconstruct of {subtype!r}',
+                      'only plain numpy arrays are loaded')
+    array = _NumpyArray()
+    _made_placeholders().append((array, None))  # swapped in by safe_load
+    return array
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
+    """Stand-in for ``numpy.core.multiarray.scalar``."""
+    dtype = _numpy_dtype(dtype)
+    if not (isinstance(data, bytes) and len(data) == dtype.itemsize):
+        raise _refuse(f'numpy scalar data {data!r:.80}',
+                      f'not {dtype.itemsize} bytes of {dtype}')
+    return np.frombuffer(data, dtype=dtype)[0]
+
+
+def _as_array(obj: Any, what: str) -> np.ndarray:
+    if isinstance(obj, _NumpyArray) and obj.array is not None:
+        return obj.array
+    raise _refuse(f'{what} = {obj!r:.80}', 'not a numpy array')
+
+
+class _StatisticsMethod(str):
+    """What ``getattr(HistoryBuffer, name)`` gives in a checkpoint: the name,
+    never resolved to a function."""
+
+
+class _HistoryBuffer:
+    """Stand-in for MMEngine's ``HistoryBuffer``. BUILD checks the state and
+    turns the object into a real ``HistoryBuffer``; its own ``__setstate__``
+    is not used, since it adds the pickled statistics methods to the class
+    (global state, called later by the logger)."""
+
+    _KEYS = frozenset(
+        ('_log_history', '_count_history', 'max_length', 'statistics_methods'))
+
+    def __setstate__(self, state: Any) -> None:
+        from mmengine.logging import HistoryBuffer
+        if not (isinstance(state, dict) and set(state) <= self._KEYS
+                and {'_log_history', '_count_history'} <= set(state)):
+            raise _refuse(f'the HistoryBuffer state {state!r:.200}',
+                          f'expected the keys {sorted(self._KEYS)}')
+        arrays = {
+            k: _as_array(state[k], k)
+            for k in ('_log_history', '_count_history')
+        }
+        for key, array in arrays.items():
+            if array.ndim != 1 or array.dtype.kind not in 'biuf':
+                raise _refuse(
+                    f'HistoryBuffer.{key} of {array.dtype} and '
+                    f'shape {array.shape}', 'expected a 1-d array of numbers')
+        max_length = state.get('max_length', 1000000)
+        methods = state.get('statistics_methods', {})
+        if not (type(max_length) is int and max_length > 0
+                and isinstance(methods, dict) and all(
+                    isinstance(v, _StatisticsMethod)
+                    for v in methods.values())):
+            raise _refuse(
+                f'the HistoryBuffer max_length {max_length!r} or '
+                f'statistics_methods {methods!r:.200}',
+                'not what MMEngine writes')
+        # the statistics methods are HistoryBuffer's own, registered on
+        # import; the pickled names are dropped
+        self.__class__ = HistoryBuffer
+        self.__dict__.update(max_length=max_length, **arrays)
+        self._set_default_statistics()  # as HistoryBuffer.__setstate__
+
+
+def _history_buffer_getattr(obj: Any, name: Any) -> _StatisticsMethod:
+    """Stand-in for ``builtins.getattr``: a HistoryBuffer method name only."""
+    if (obj is _HistoryBuffer and isinstance(name, str)
+            and name.isidentifier() and not name.startswith('_')):
+        return _StatisticsMethod(name)
+    raise _refuse(
+        f'builtins.getattr({obj!r}, {name!r:.80})',
+        "a checkpoint may name only MMEngine's HistoryBuffer "
+        'statistics methods')
+
+
+def _empty_bytes(*args: Any) -> bytes:
+    """Stand-in for ``builtins.bytes``: protocol 2 pickles ``b''`` (the data
+    of an empty numpy array) as ``bytes()``; nothing else is made."""
+    if args:
+        raise _refuse(f'builtins.bytes{args!r:.80}',
+                      "only bytes() (that is b'') is loaded")
+    return b''
+
+
+def _stand_ins() -> List[Tuple[Any, str]]:
+    """(stand-in, foreign name) for :func:`torch.serialization.safe_globals`.
+    """
+    entries: List[Tuple[Any, str]] = [(_foreign_class(path), path)
+                                      for path in ('yacs.config.CfgNode',
+                                                   'argparse.Namespace')]
+    entries += [(_empty_bytes, 'builtins.bytes'), (_NumpyDtype, 'numpy.dtype'),
+                (_NumpyArray, 'numpy.ndarray')]
+    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
+        entries += [(_numpy_reconstruct, f'{module}._reconstruct'),
+                    (_numpy_scalar, f'{module}.scalar')]
+    entries += [(_HistoryBuffer,
+                 'mmengine.logging.history_buffer.HistoryBuffer'),
+                (_history_buffer_getattr, 'builtins.getattr')]
+    return entries
+
+
+#: what the error message says is accepted
+_ACCEPTED = ('tensors, plain Python containers, numbers and strings, and the '
+             'known objects of official VMamba and OpenMMLab files (yacs '
+             'CfgNode and argparse Namespace as inert placeholders, '
+             "MMEngine's HistoryBuffer, numeric numpy arrays)")
+
+# torch's allow-list is one set for the process: loads take turns, so that
+# one load's exit does not remove the stand-ins another is using
+_LOAD_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _stand_ins_allowed() -> Iterator[list]:
+    """Allow-list the stand-ins for one load; collect its placeholders."""
+    with _LOAD_LOCK:
+        present = set(torch.serialization.get_safe_globals())
+        missing = [e for e in _stand_ins() if e not in present]
+        _LOAD.placeholders = made = []
+        try:
+            with torch.serialization.safe_globals(missing):
+                yield made
+        finally:
+            _LOAD.placeholders = None
+
+
+def _finish_load(root: Any, made: list, path: str) -> Any:
+    """Replace the stand-ins a load made (placeholder ``OrderedDict``s by
+    :class:`PickledObject`, :class:`_NumpyArray` by its array) and refuse
+    tensors with backward hooks (``torch.save`` never writes hooks, but
+    ``_rebuild_tensor_v2`` attaches what a pickle passes it)."""
+    placeholders = {id(obj): (obj, cls) for obj, cls in made if cls}
+    memo: Dict[int, Any] = {}
+
+    def visit(obj: Any) -> Any:
+        key = id(obj)
+        if key in memo:
+            return memo[key]
+        if key in placeholders:
+            new = memo[key] = placeholders[key][1]()
+            for k, v in obj.items():
+                new[k] = visit(v)
+            attrs = {k: visit(v) for k, v in vars(obj).items()}
+            new.state = attrs or None
+            return new
+        if isinstance(obj, _NumpyArray):
+            memo[key] = obj.array
+            return obj.array
+        kind = type(obj)
+        memo[key] = obj  # containers change in place; cycles end here
+        if isinstance(obj, Tensor):
+            if getattr(obj, '_backward_hooks', None):
+                raise UnsafeCheckpointError(
+                    f'refusing to load the checkpoint {path!r}: a tensor '
+                    f'carries backward hooks ({obj._backward_hooks!r:.200}), '
+                    'which torch.save never writes; the file is crafted.\n' +
+                    _trust_hint(path))
+        elif kind in (dict, OrderedDict, Counter):
+            for k, v in list(obj.items()):
+                new = visit(v)
+                if new is not v:
+                    obj[k] = new
+        elif kind is list:
+            for i, v in enumerate(obj):
+                obj[i] = visit(v)
+        elif kind is tuple:
+            items = tuple(visit(v) for v in obj)
+            if any(a is not b for a, b in zip(items, obj)):
+                memo[key] = items
+                return items
+        return obj
+
     try:
-        from torch._weights_only_unpickler import _get_allowed_globals
-        allowed.update(_get_allowed_globals())
-    except Exception:  # private API; the minimal list still loads tensors
-        allowed['torch._utils._rebuild_tensor_v2'] = \
-            torch._utils._rebuild_tensor_v2
-        allowed['torch._utils._rebuild_parameter'] = \
-            torch._utils._rebuild_parameter
-    for obj in torch.serialization.get_safe_globals():
-        if isinstance(obj, tuple):
-            obj, name = obj
-        else:
-            name = f'{obj.__module__}.{obj.__qualname__}'
-        allowed[name] = obj
-    return allowed
+        return visit(root)
+    except RecursionError:
+        raise UnsafeCheckpointError(
+            f'refusing to load the checkpoint {path!r}: it nests containers '
+            'too deeply to be a checkpoint of weights.\n' +
+            _trust_hint(path)) from None
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
-
-    _allowed: Optional[Dict[str, Any]] = None
-
-    def find_class(self, module: str, name: str) -> Any:
-        if _RestrictedUnpickler._allowed is None:
-            _RestrictedUnpickler._allowed = _allowed_globals()
-        obj = self._allowed.get(f'{module}.{name}')
-        return obj if obj is not None else _placeholder(module, name)
+_OPCODE_NAMES = {ord(op.code): op.name for op in pickletools.opcodes}
 
 
-class _RestrictedPickleModule:
-    """The ``pickle_module`` protocol of ``torch.load``."""
-    __name__ = 'mmvmamba_restricted_pickle'
-    Unpickler = _RestrictedUnpickler
+def _global_name(obj: Any) -> str:
+    for stand_in, name in _stand_ins():
+        if stand_in is obj:
+            return name
+    module = getattr(obj, '__module__', None)
+    qualname = getattr(obj, '__qualname__', None)
+    if module and qualname:
+        return f'{module}.{qualname}'
+    return f'a {type(obj).__qualname__} object'
 
-    @staticmethod
-    def load(f, **kwargs) -> Any:
-        return _RestrictedUnpickler(f, **kwargs).load()
+
+def _failed_opcode(error: BaseException) -> Optional[str]:
+    """The pickle opcode (and what it acted on) during which the weights-only
+    unpickler raised ``error``; None if it was not raised while unpickling
+    or while restoring storages (``map_location``, devices)."""
+    found, tb = None, error.__traceback__
+    while tb is not None:  # the innermost frame of the unpickler's loop
+        frame = tb.tb_frame
+        if (frame.f_code.co_name == 'load' and frame.f_globals.get('__name__')
+                == 'torch._weights_only_unpickler'
+                and 'key' in frame.f_locals):
+            found = frame.f_locals
+        tb = tb.tb_next
+    if found is None:
+        return None
+    key = found.get('key')
+    if not key:
+        return 'the end of the data (a truncated pickle)'
+    name = _OPCODE_NAMES.get(key[0], f'0x{key[0]:02x}')
+    target = dict(
+        REDUCE=found.get('func'),
+        NEWOBJ=found.get('cls'),
+        BUILD=found.get('inst')).get(name)
+    if name == 'BINPERSID':
+        return None
+    if name in ('REDUCE', 'NEWOBJ', 'BUILD') and target is not None:
+        return f'pickle opcode {name} on {_global_name(target)}'
+    return f'pickle opcode {name}'
+
+
+def _unsafe_globals(path: str, message: str) -> List[str]:
+    """The globals a file needs beyond torch's and our allow-list."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception:  # a legacy (non-zip) file: the global torch named
+        names = []
+    names += re.findall(r'GLOBAL (\S+) (?:was not|whose module)', message)
+    return sorted({
+        n[len('builtins.'):] if n.startswith('builtins.') else n
+        for n in names
+    })
+
+
+def _trust_hint(path: str) -> str:
+    weights = osp.splitext(path)[0] + '.weights.pth'
+    return (
+        '  -> If you do not know where the file comes from, do not use it. '
+        'If you trust the file and its source, extract its weights once, '
+        'where running its code is acceptable:\n'
+        f'    python -c "import torch; c = torch.load({path!r}, '
+        "weights_only=False); torch.save(c.get('state_dict', "
+        f"c.get('model', c)), {weights!r})\"\n"
+        f'  and load {weights} instead.')
+
+
+def _refusal_message(path: str, error: BaseException) -> str:
+    """Our message for an error of the weights-only load of ``path``."""
+    raw = error
+    if (isinstance(error, pickle.UnpicklingError)
+            and isinstance(error.__context__, pickle.UnpicklingError)):
+        raw = error.__context__  # torch.load's rewrap drops the details
+    message = str(raw).strip() if isinstance(
+        raw, pickle.UnpicklingError) else f'{type(raw).__name__}: {raw}'
+    where = _failed_opcode(raw) or 'unpickling'
+    head = f'refusing to load the checkpoint {path!r}: '
+    if where.startswith('pickle opcode GLOBAL'):
+        names = ', '.join(_unsafe_globals(path, message))
+        return (head + f'it needs the Python globals {names} (pickle opcode '
+                'GLOBAL). Unpickling them could run code, and a checkpoint '
+                f'of weights does not need them; mmvmamba loads {_ACCEPTED}.'
+                '\n' + _trust_hint(path))
+    kind = 'crafted, corrupt or of an unsupported kind'
+    if 'Unsupported operand' in message:
+        kind += (' (torch.save writes pickle protocol 2 unless told '
+                 'otherwise; only that one is read)')
+    return (head + f'{where}: {message}\n  This is not what torch.save and '
+            'the official VMamba and OpenMMLab code write (mmvmamba loads '
+            f'{_ACCEPTED}); the file is {kind}.\n' + _trust_hint(path))
+
+
+def _check_torch() -> None:
+    serialization = torch.serialization
+    if not (hasattr(serialization, 'safe_globals')
+            and hasattr(serialization, 'get_unsafe_globals_in_checkpoint')):
+        raise RuntimeError(
+            f'torch {torch.__version__} cannot load checkpoints safely: '
+            'mmvmamba needs torch.serialization.safe_globals with (class, '
+            "name) entries. -> install torch >= 2.6 ('pip install -U torch')")
 
 
 class CheckpointDownloadError(RuntimeError):
@@ -189,18 +555,30 @@ def _local_file(filename: str) -> str:
 def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
     """Load a checkpoint file (path or http(s) URL) without executing it.
 
-    Unknown pickled classes become :class:`PickledObject` placeholders.
+    The one loader of mmvmamba (``init_cfg=dict(type='Pretrained')``,
+    MMEngine's ``load_from`` and ``resume``, the tools):
+    ``torch.load(weights_only=True)`` with the stand-ins of the foreign
+    objects of official VMamba and MMEngine files allow-listed for this load
+    only. yacs ``CfgNode`` and ``argparse.Namespace`` objects come back as
+    :class:`PickledObject`; a file that needs anything else raises
+    :class:`UnsafeCheckpointError`, which names it.
     """
+    _check_torch()
     local = _local_file(filename)
-    try:
-        return torch.load(local, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError:
-        pass  # holds non-tensor objects: retry with placeholders
-    return torch.load(
-        local,
-        map_location=map_location,
-        weights_only=False,
-        pickle_module=_RestrictedPickleModule)
+    with _stand_ins_allowed() as made:
+        try:
+            ckpt = torch.load(
+                local, map_location=map_location, weights_only=True)
+        except pickle.UnpicklingError as e:
+            raise UnsafeCheckpointError(_refusal_message(local, e)) from None
+        except Exception as e:
+            # a call the pickle makes (REDUCE of an allow-listed function
+            # with arguments it cannot take) or a malformed pickle; errors
+            # of the file format or of map_location pass unchanged
+            if _failed_opcode(e) is None:
+                raise
+            raise UnsafeCheckpointError(_refusal_message(local, e)) from e
+    return _finish_load(ckpt, made, local)
 
 
 # --------------------------------------------------------------------------

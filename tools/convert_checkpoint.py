@@ -1,7 +1,9 @@
 """Convert an official VMamba checkpoint into a clean state-dict file.
 
-The source is read safely (pickled objects such as the yacs config of official
-files become inert placeholders and are dropped). Output formats:
+The source is read with :func:`mmvmamba.checkpoint.safe_load`, the project's one
+loader (PyTorch's weights-only unpickler; the yacs config of official files
+becomes an inert placeholder and is dropped; a file that needs any other Python
+object is refused with a message naming it). Output formats:
 
 * ``official``: the official classification names (``classifier.*``); legacy
   v0 names renamed.
@@ -21,15 +23,16 @@ Example::
 """
 import argparse
 import os.path as osp
+import sys
 from collections import OrderedDict
 from typing import List, Optional
 
 import torch
 
-from mmvmamba.checkpoint import (convert_legacy_keys, extract_state_dict,
-                                 infer_arch, official_to_backbone,
-                                 official_to_mmpretrain, safe_load,
-                                 strip_prefix)
+from mmvmamba.checkpoint import (UnsafeCheckpointError, convert_legacy_keys,
+                                 extract_state_dict, infer_arch,
+                                 official_to_backbone, official_to_mmpretrain,
+                                 safe_load, strip_prefix)
 
 FORMATS = ('official', 'backbone', 'mmpretrain')
 
@@ -75,7 +78,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
-    out = convert(args.src, args.format, args.ema)
+    try:
+        out = convert(args.src, args.format, args.ema)
+    except UnsafeCheckpointError as e:
+        print(f'[mmvmamba] error: {e}', file=sys.stderr)
+        sys.exit(2)
     torch.save(out, args.dst)
     n = sum(v.numel() for v in out['state_dict'].values())
     print(f'wrote {args.dst}: {len(out["state_dict"])} tensors, {n:,} '

@@ -22,6 +22,7 @@ from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
 from torch import Tensor
 
+from mmvmamba.checkpoint import UnsafeCheckpointError
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        ensure_demo_data, finish_distributed,
@@ -159,7 +160,7 @@ def main(argv=None) -> None:
         check_checkpoints(cfg)
         if downstream_of(cfg) == 'mmpretrain':
             official = official_classifier_weights(cfg.load_from)
-    except PreflightError as e:
+    except (PreflightError, UnsafeCheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
     if official is not None:

@@ -109,8 +109,8 @@ def build_from_config(path: str,
         else:
             from mmengine.runner import load_checkpoint
 
-            # torch.load defaults to weights_only on torch >= 2.6: an
-            # untrusted file can only yield tensors
+            # MMEngine's loader is routed to mmvmamba.checkpoint.safe_load
+            # (weights-only; registered on ``import mmvmamba``)
             load_checkpoint(model, checkpoint, map_location='cpu')
     return revert_sync_batchnorm(model)
 

@@ -1,63 +1,37 @@
-"""Let ``torch.load(weights_only=True)`` read the checkpoints MMEngine writes.
+"""Route MMEngine's checkpoint loading through :func:`mmvmamba.checkpoint.safe_load`.
 
 Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``; MMEngine 0.10.7
 checkpoints carry its message hub (``HistoryBuffer`` objects, numpy arrays and
-scalars, and bound ``HistoryBuffer`` statistics methods pickled as
-``getattr(HistoryBuffer, 'mean')``), so ``resume=True`` fails with
-``Unsupported global``. Instead of switching ``weights_only`` off (a checkpoint is
-untrusted input), we allow-list exactly those classes. ``getattr`` is replaced by a
-guarded version that only resolves HistoryBuffer's statistics methods.
+scalars, and ``getattr(HistoryBuffer, 'mean')``), so ``resume=True`` fails with
+``Unsupported global``, and MMEngine's http(s) loader still unpickles with
+``weights_only=False``. Instead of switching ``weights_only`` off (a checkpoint is
+untrusted input) or widening torch's process-wide allow-list, MMEngine's
+``CheckpointLoader`` gets one loader for local paths and http(s) URLs: ``safe_load``,
+which allow-lists checked stand-ins of those objects for each load only.
 """
-from typing import Any, List
+import os.path as osp
+from typing import Any
 
-import numpy as np
-import torch
-from mmengine.logging import HistoryBuffer
-
-_REGISTERED = False
-# HistoryBuffer's built-in statistics; custom ones are registered at runtime
-_HISTORY_STATISTICS = frozenset({'min', 'max', 'current', 'mean'})
+SCHEMES = ('', 'http://', 'https://')
 
 
-def _guarded_getattr(obj: Any, name: str) -> Any:
-    """``getattr`` for the unpickler: only HistoryBuffer statistics methods."""
-    allowed = _HISTORY_STATISTICS | set(HistoryBuffer._statistics_methods)
-    if obj is HistoryBuffer and name in allowed:
-        return getattr(obj, name)
-    raise pickle_error(f'getattr({obj!r}, {name!r})')
+def load_from_mmvmamba_safe_load(filename: str,
+                                 map_location: Any = None) -> Any:
+    """MMEngine ``CheckpointLoader`` scheme: local files and http(s) URLs."""
+    from mmvmamba.checkpoint import safe_load
+    if not filename.startswith(('http://', 'https://')):
+        filename = osp.expanduser(filename)
+    return safe_load(filename, map_location)
 
 
-def pickle_error(what: str) -> Exception:
-    import pickle
-    return pickle.UnpicklingError(
-        f'refusing to unpickle {what}: not something MMEngine writes into a '
-        'checkpoint. Only load checkpoints from sources you trust.')
-
-
-def _numpy_globals() -> List[Any]:
-    try:  # numpy >= 2 moved it; 1.x pickles still name numpy.core
-        from numpy._core import multiarray
-    except ImportError:
-        from numpy.core import multiarray
-    entries: List[Any] = [np.ndarray, np.dtype]
-    for mod in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        entries.append((multiarray._reconstruct, f'{mod}._reconstruct'))
-        entries.append((multiarray.scalar, f'{mod}.scalar'))
-    dtypes = getattr(np, 'dtypes', None)  # numpy >= 1.25: one class per dtype
-    if dtypes is not None:
-        entries += [
-            getattr(dtypes, n) for n in dir(dtypes)
-            if n.endswith('DType') and isinstance(getattr(dtypes, n), type)
-        ]
-    return entries
+# MMEngine logs "Loads checkpoint by <name[10:]> backend"
+load_from_mmvmamba_safe_load.__name__ = 'load_from_mmvmamba safe_load'
 
 
 def allow_mmengine_checkpoints() -> None:
-    """Allow-list what MMEngine writes; idempotent, called on ``import mmvmamba``."""
-    global _REGISTERED
-    if _REGISTERED or not hasattr(torch.serialization, 'add_safe_globals'):
-        return
-    torch.serialization.add_safe_globals(
-        [HistoryBuffer, (_guarded_getattr, 'builtins.getattr')] +
-        _numpy_globals())
-    _REGISTERED = True
+    """Register :func:`load_from_mmvmamba_safe_load` for local paths and http(s)
+    URLs; idempotent, called on ``import mmvmamba``. Other prefixes
+    (``open-mmlab://``, ``s3://``, ...) keep MMEngine's loaders."""
+    from mmengine.runner.checkpoint import CheckpointLoader
+    CheckpointLoader.register_scheme(
+        prefixes=SCHEMES, loader=load_from_mmvmamba_safe_load, force=True)

@@ -1,16 +1,20 @@
-"""Resume under torch >= 2.6 (weights_only=True by default) works via mmvmamba."""
-import os
+"""Resume under torch >= 2.6 (weights_only=True by default) works via mmvmamba:
+MMEngine's checkpoint loader is routed to mmvmamba.checkpoint.safe_load."""
+import pickle
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from mmengine.logging import HistoryBuffer
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import Dataset
 
-import mmvmamba  # noqa: F401  (installs the allow-list)
+import mmvmamba  # noqa: F401  (routes MMEngine's loader to safe_load)
+from mmvmamba.checkpoint import safe_load
 
 
 class _Data(Dataset):
@@ -63,13 +67,32 @@ def test_resume_continues_from_saved_state(tmp_path):
     full.train()
     ckpt = tmp_path / 'full' / 'iter_4.pth'
     assert ckpt.exists()
-    # the default torch.load (weights_only=True) reads MMEngine's own file
-    state = torch.load(ckpt)
+    # plain torch.load (weights_only=True) refuses MMEngine's own file ...
+    with pytest.raises(pickle.UnpicklingError, match='HistoryBuffer'):
+        torch.load(ckpt)
+    # ... safe_load reads it, with real HistoryBuffers holding the arrays
+    state = safe_load(str(ckpt))
     assert state['meta']['iter'] == 4
+    loss = state['message_hub']['log_scalars']['train/loss']
+    assert type(loss) is HistoryBuffer and loss.statistics('mean') > 0
+    assert loss._log_history.dtype == np.float64
+    assert len(loss._log_history) == 4
 
     resumed = _runner(tmp_path / 'resumed', resume=True, load_from=str(ckpt))
-    resumed.load_or_resume()
+    calls = []
+    load = torch.load
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get('weights_only'))
+        return load(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(torch, 'load', spy)
+        resumed.load_or_resume()
+    assert calls == [True]  # one load, weights-only, through safe_load
     assert resumed.iter == 4
+    hub = resumed.message_hub.log_scalars['train/loss']
+    np.testing.assert_array_equal(hub._log_history, loss._log_history)
     sd = state['state_dict']
     for k, v in resumed.model.state_dict().items():
         torch.testing.assert_close(v, sd[k], rtol=0, atol=0)
@@ -107,13 +130,21 @@ except pickle.UnpicklingError:
     assert not marker.exists()
 
 
-def test_getattr_is_guarded():
-    from mmengine.logging import HistoryBuffer
+def test_mmengine_loader_is_routed_and_torch_allow_list_untouched(tmp_path):
+    from mmengine.runner.checkpoint import CheckpointLoader
 
-    from mmvmamba.engine.safe_load import _guarded_getattr
-    assert _guarded_getattr(HistoryBuffer, 'mean') is HistoryBuffer.mean
-    import pickle
-    with pytest.raises(pickle.UnpicklingError, match='refusing'):
-        _guarded_getattr(os, 'system')
-    with pytest.raises(pickle.UnpicklingError, match='refusing'):
-        _guarded_getattr(HistoryBuffer, '__init__')
+    from mmvmamba.engine.safe_load import load_from_mmvmamba_safe_load
+    for path in ('work_dirs/x/iter_4.pth', 'https://example.org/a.pth'):
+        loader = CheckpointLoader._get_checkpoint_loader(path)
+        assert loader is load_from_mmvmamba_safe_load
+    # importing mmvmamba and loading through it do not widen torch's
+    # process-wide allow-list (plain torch.load keeps refusing foreign types)
+    path = tmp_path / 'ckpt.pth'
+    torch.save(dict(state_dict={'w': torch.ones(2)}), path)
+    before = torch.serialization.get_safe_globals()
+    assert safe_load(str(path))['state_dict']['w'].sum() == 2
+    after = torch.serialization.get_safe_globals()
+    assert set(map(repr, after)) == set(map(repr, before))
+    ours = [g for g in after if 'mmvmamba' in repr(g) or 'numpy' in repr(g)
+            or 'mmengine' in repr(g) or 'getattr' in repr(g)]
+    assert ours == []

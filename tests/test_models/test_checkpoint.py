@@ -13,17 +13,27 @@ import torch
 import torch.nn.functional as F
 
 from mmvmamba.checkpoint import (CheckpointMismatchError, PickledObject,
-                                 convert_legacy_keys, infer_arch,
-                                 official_to_backbone, official_to_mmpretrain,
-                                 safe_load)
+                                 UnsafeCheckpointError, convert_legacy_keys,
+                                 infer_arch, official_to_backbone,
+                                 official_to_mmpretrain, safe_load)
 from mmvmamba.models import VMamba
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 class CfgNode(dict):
-    """Stand-in for yacs' CfgNode, pickled under a module that the loader
-    cannot import (it is removed from sys.modules before loading)."""
+    """Like yacs' CfgNode (a dict with bookkeeping attributes), pickled as
+    ``yacs.config.CfgNode``; the module is removed from sys.modules before
+    loading, so nothing could import it."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.__dict__.update({
+            '__immutable__': False,
+            '__deprecated_keys__': set(),
+            '__renamed_keys__': {},
+            '__new_allowed__': False
+        })
 
 
 class Evil:
@@ -49,16 +59,15 @@ class EvilExec:
 def save_official(path, objects: dict, monkeypatch) -> None:
     """Write a checkpoint the way the official training script does, with a
     yacs-like config object of a module only present while saving."""
-    fake = types.ModuleType('fake_yacs.config')
-    CfgNode.__module__ = 'fake_yacs.config'
+    fake = types.ModuleType('yacs.config')
+    CfgNode.__module__ = 'yacs.config'
     fake.CfgNode = CfgNode
-    monkeypatch.setitem(sys.modules, 'fake_yacs',
-                        types.ModuleType('fake_yacs'))
-    monkeypatch.setitem(sys.modules, 'fake_yacs.config', fake)
+    monkeypatch.setitem(sys.modules, 'yacs', types.ModuleType('yacs'))
+    monkeypatch.setitem(sys.modules, 'yacs.config', fake)
     cfg = CfgNode(MODEL=CfgNode(NAME='vssm', TYPE='vssm'), SEED=0)
     torch.save(dict(config=cfg, **objects), path)
-    monkeypatch.delitem(sys.modules, 'fake_yacs.config')
-    monkeypatch.delitem(sys.modules, 'fake_yacs')
+    monkeypatch.delitem(sys.modules, 'yacs.config')
+    monkeypatch.delitem(sys.modules, 'yacs')
 
 
 def official_objects(state_dict) -> dict:
@@ -90,9 +99,19 @@ def test_official_checkpoint_loads_via_init_cfg(tmp_path, golden, monkeypatch):
         torch.load(path, weights_only=True)
 
     ckpt = safe_load(str(path))
-    assert isinstance(ckpt['config'], PickledObject)
-    assert ckpt['config'].pickled_name == 'CfgNode'
-    assert ckpt['config']['SEED'] == 0 and ckpt['epoch'] == 262
+    cfg = ckpt['config']
+    assert isinstance(cfg, PickledObject) and type(cfg) is not CfgNode
+    assert (cfg.pickled_module, cfg.pickled_name) == ('yacs.config',
+                                                      'CfgNode')
+    assert cfg['SEED'] == 0 and ckpt['epoch'] == 262
+    assert isinstance(cfg['MODEL'], PickledObject)
+    assert cfg['MODEL']['NAME'] == 'vssm'
+    assert cfg.state['__immutable__'] is False  # attributes kept as data
+    # re-saved, the placeholder is a plain OrderedDict: weights_only reads it
+    torch.save(ckpt, tmp_path / 'resaved.pth')
+    resaved = torch.load(tmp_path / 'resaved.pth', weights_only=True)
+    assert resaved['config'] == {'MODEL': {'NAME': 'vssm', 'TYPE': 'vssm'},
+                                 'SEED': 0}
 
     model = VMamba(
         **golden.kwargs(fx, out_indices=(3, )),
@@ -112,7 +131,7 @@ def test_official_checkpoint_loads_via_init_cfg(tmp_path, golden, monkeypatch):
     assert torch.all(ema.outnorm0.weight == 1)
 
 
-def test_malicious_pickle_is_not_executed(tmp_path, golden):
+def test_malicious_pickle_is_refused_naming_the_globals(tmp_path, golden):
     fx = golden.load('vmamba_v0_vanilla_small')
     touched, written = tmp_path / 'touched', tmp_path / 'written'
     path = tmp_path / 'evil.pth'
@@ -125,12 +144,14 @@ def test_malicious_pickle_is_not_executed(tmp_path, golden):
     model = VMamba(
         **golden.kwargs(fx, out_indices=(3, )),
         init_cfg=dict(type='Pretrained', checkpoint=str(path)))
-    model.init_weights()
-    ckpt = safe_load(str(path))
+    with pytest.raises(UnsafeCheckpointError) as err:
+        model.init_weights()
+    msg = str(err.value)
+    assert 'evil.pth' in msg and 'posix.system' in msg and 'exec' in msg
+    assert 'GLOBAL' in msg and 'weights_only=False' in msg  # the way out
+    with pytest.raises(pickle.UnpicklingError, match='posix.system'):
+        safe_load(str(path))  # UnsafeCheckpointError is an UnpicklingError
     assert not touched.exists() and not written.exists()
-    assert isinstance(ckpt['config'], PickledObject)
-    assert ckpt['config'].pickled_name == 'system'
-    assert golden.rel(logits_of(model, fx), fx['logits']) <= 1e-5
     # the payload is live: an unrestricted load does run it
     torch.load(path, weights_only=False)
     assert touched.exists() and written.exists()
