@@ -42,8 +42,8 @@ __all__ = [
     'extract_state_dict', 'convert_legacy_keys', 'strip_prefix',
     'official_to_backbone', 'official_to_mmpretrain', 'to_backbone_state_dict',
     'infer_arch', 'load_state_dict_checked', 'load_pretrained',
-    'CheckpointMismatchError', 'CheckpointDownloadError', 'cached_download',
-    'wait_for_file'
+    'CheckpointMismatchError', 'CheckpointDownloadError',
+    'CheckpointFormatError', 'cached_download', 'wait_for_file'
 ]
 
 StateDict = Dict[str, Tensor]
@@ -507,6 +507,25 @@ class CheckpointDownloadError(RuntimeError):
     """A checkpoint URL could not be fetched; the message says what to do."""
 
 
+class CheckpointFormatError(ValueError):
+    """The file is not a PyTorch checkpoint at all (an image, a config, a
+    truncated download); the message names it and says what to pass."""
+
+
+def _check_format(path: str) -> None:
+    # torch.save writes a zip archive (before torch 1.6: a protocol-2 pickle)
+    with open(path, 'rb') as f:
+        magic = f.read(4)
+    if not (magic.startswith(b'PK\x03\x04') or magic[:1] == b'\x80'):
+        raise CheckpointFormatError(
+            f'{path!r} is not a PyTorch checkpoint: it is neither a zip '
+            f'archive nor a pickle (it starts with {magic!r}'
+            f'{", it is empty" if not magic else ""}).\n'
+            '  -> pass a .pth file written by torch.save / tools/train.py or '
+            'an official VMamba release file; re-download it if the '
+            'download was cut short')
+
+
 def wait_for_file(path: str, timeout: float) -> None:
     """Block until rank 0 has written ``path`` (other ranks of a launch)."""
     start = time.time()
@@ -565,6 +584,7 @@ def safe_load(filename: str, map_location: Any = 'cpu') -> Any:
     """
     _check_torch()
     local = _local_file(filename)
+    _check_format(local)
     with _stand_ins_allowed() as made:
         try:
             ckpt = torch.load(

@@ -280,3 +280,13 @@ def test_converter_tool_to_mmpretrain(tmp_path, golden, monkeypatch):
     with torch.no_grad():
         logits = classifier(fx['input'], mode='tensor')
     assert golden.rel(logits, fx['logits']) <= 1e-5
+
+
+@pytest.mark.parametrize('content', [b'', b'\xff\xd8\xff\xe0JFIF', b'{"a": 1}'])
+def test_safe_load_names_files_that_are_not_checkpoints(tmp_path, content):
+    from mmvmamba.checkpoint import CheckpointFormatError
+    path = tmp_path / 'picture.pth'
+    path.write_bytes(content)
+    with pytest.raises(CheckpointFormatError,
+                       match=r"picture\.pth' is not a PyTorch checkpoint"):
+        safe_load(str(path))
