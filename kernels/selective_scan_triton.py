@@ -52,22 +52,30 @@ TUNE: dict = {}
 LAST_LAUNCH: dict = {}
 
 
-def launch_config(N: int) -> Tuple[int, int, int, int]:
-    """(BD forward, BD backward, warps forward, warps backward)."""
+def launch_config(N: int, DC: int = 0,
+                  L: int = 0) -> Tuple[int, int, int, int]:
+    """(BD forward, BD backward, warps forward, warps backward).
+
+    May depend on the channels ``DC`` and the length ``L`` of a launch:
+    these pick among a few compiled variants, they are not specialised on.
+    """
     if N in TUNE:
         bdf, bdb, _, wf, wb = TUNE[N]
         return bdf, bdb, wf, wb
-    BD = block_config(N, 0)[0]
+    BD = block_config(N, 0, L)[0]
     if os.environ.get('TRITON_INTERPRET') == '1':
         return BD, BD, 4, 4
     # H100 sweep (sweep_scan.py): the backward keeps more tiles live.
     return BD, 32 if N == 1 else 16, 4, 4
 
 
-def block_config(N: int, R: int) -> Tuple[int, int, int, int]:
+def block_config(N: int, R: int, L: int = 0) -> Tuple[int, int, int, int]:
     """(BD channels, T steps per chunk, NP padded states, RP padded rank).
 
-    Depends on N and R only, never on H/W/L, so image sizes do not recompile.
+    Depends on N, R and the sequence length L only (the chunk length sets
+    the layout of the stored chunk states, so the forward, the backward and
+    the ops' fake implementations must agree on it); a few length classes,
+    so new image sizes do not recompile.
     """
     NP = triton.next_power_of_2(N)
     RP = max(16, triton.next_power_of_2(max(R, 1)))
@@ -219,8 +227,9 @@ def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
                  bias: Optional[Tensor], softplus: bool, y: Tensor,
                  atomic_y: bool, store_hs: bool) -> Tensor:
     """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
-    _, T, NP, RP = block_config(lay.N, lay.R)
-    BD, _, warps, _ = launch_config(lay.N)
+    L = lay.H * lay.W
+    _, T, NP, RP = block_config(lay.N, lay.R, L)
+    BD, _, warps, _ = launch_config(lay.N, lay.DC, L)
     grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
     f32 = dict(dtype=torch.float32, device=u.device)
     rows = batch * lay.G * lay.DC
@@ -259,9 +268,10 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
     Writes (or atomically adds) du, dz (plain op), dbc (B/C or x_dbl grads);
     returns float32 (dA, dD, dbias, dW) accumulated over batch and time.
     """
-    _, T, NP, RP = block_config(lay.N, lay.R)
+    L = lay.H * lay.W
+    _, T, NP, RP = block_config(lay.N, lay.R, L)
     # the backward keeps more tiles live than the forward
-    _, BD, _, warps = launch_config(lay.N)
+    _, BD, _, warps = launch_config(lay.N, lay.DC, L)
     grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
     f32 = dict(dtype=torch.float32, device=u.device)
     dummy = torch.empty(1, **f32)
@@ -377,7 +387,7 @@ def _ss_fwd(u: Tensor, delta: Tensor, A: Tensor, B: Tensor, C: Tensor,
 @_ss_fwd.register_fake
 def _(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
     N = B.shape[2]
-    _, T, NP, _ = block_config(N, 0)
+    _, T, NP, _ = block_config(N, 0, u.shape[2])
     rows = u.shape[0] * u.shape[1]
     y = u.new_empty(u.shape, dtype=out_dtype)
     hs = u.new_empty((rows, triton.cdiv(u.shape[2], T), NP),

@@ -92,8 +92,8 @@ def _ss2d_fwd(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
 @_ss2d_fwd.register_fake
 def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     N = A.shape[1]
-    _, T, NP, _ = block_config(N, dt_w.shape[2])
     Bsz, Di, H, W = x.shape
+    _, T, NP, _ = block_config(N, dt_w.shape[2], H * W)
     fmt = torch.channels_last if _channels_last(x) else torch.contiguous_format
     y = torch.empty(
         x.shape, dtype=torch.float32, device=x.device, memory_format=fmt)
