@@ -85,7 +85,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write all timings here')
     parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp16'])
-    parser.add_argument('--chunks', type=int, nargs='*', default=[32, 64])
+    parser.add_argument('--chunks', type=int, nargs='*', default=[32, 64, 16])
     parser.add_argument('--fwd-blocks', type=int, nargs='*', default=[32, 64,
                                                                       128])
     parser.add_argument('--bwd-blocks', type=int, nargs='*', default=[16, 32,
