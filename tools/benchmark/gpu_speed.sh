@@ -60,7 +60,7 @@ fi
 if has maskrcnn; then
   echo "== maskrcnn"
   timeout "${T_MASKRCNN:-200}" python3 tools/benchmark/maskrcnn_step_speed.py --batch 2 --height 800 \
-    --width 1344 --amp --iters "${STEP_ITERS:-15}" --warmup 3 --out "$RES/maskrcnn_step.json" \
+    --width 1344 --amp --predict --iters "${STEP_ITERS:-15}" --warmup 3 --out "$RES/maskrcnn_step.json" \
     > "$RES/maskrcnn_step.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/maskrcnn_step.log" | tail -8
 fi

@@ -15,6 +15,10 @@ throughput = N * batch / (slowest rank's seconds per step)::
 
     torchrun --nproc_per_node 4 tools/benchmark/maskrcnn_step_speed.py \\
         --amp --out speed_n4.json
+
+``--predict`` (one process) also times ``model.test_step`` on one image
+(fp32, median of ``--iters``), and for VMamba-T once more with the backbone
+replayed from a CUDA graph (``backbone.cuda_graph``).
 """
 import argparse
 import json
@@ -124,13 +128,50 @@ def time_model(name: str, args: argparse.Namespace) -> Dict[str, float]:
     mem = reduce_max(
         torch.cuda.max_memory_allocated() / 2**30 if cuda else float('nan'),
         args.device)
-    del model, optim
-    if cuda:
-        torch.cuda.empty_cache()
-    return dict(
+    res = dict(
         sec_per_iter=sec,
         images_per_sec=world * args.batch / sec,
         peak_mem_gib=mem)
+    if args.predict and world == 1:
+        res.update(time_predict(model, args))
+    del model, optim
+    if cuda:
+        torch.cuda.empty_cache()
+    return res
+
+
+def time_predict(model, args: argparse.Namespace) -> Dict[str, float]:
+    """Median seconds of one batch-1 ``test_step`` (eager; VMamba: also
+    with the backbone replayed from a CUDA graph)."""
+    from mmdet.testing import demo_mm_inputs
+    torch.manual_seed(0)
+    data = demo_mm_inputs(
+        1, [[3, args.height, args.width]], num_items=[10], num_classes=80)
+    cuda = args.device.startswith('cuda')
+    model.eval()
+
+    def median_time() -> float:
+        times = []
+        with torch.no_grad():
+            for i in range(args.iters + 3):
+                if cuda:
+                    torch.cuda.synchronize()
+                t0 = time.perf_counter()
+                model.test_step(data)
+                if cuda:
+                    torch.cuda.synchronize()
+                if i >= 3:
+                    times.append(time.perf_counter() - t0)
+        return sorted(times)[len(times) // 2]
+
+    out = dict(predict_sec=median_time())
+    if cuda and hasattr(model.backbone, '_graphs'):
+        from mmvmamba.models.cuda_graph import GraphCache
+        model.backbone._graphs = GraphCache(max_graphs=1, capture_after=1)
+        out['predict_sec_cuda_graph'] = median_time()
+        model.backbone._graphs = None
+    model.train()
+    return out
 
 
 def main() -> None:
@@ -144,6 +185,10 @@ def main() -> None:
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument(
         '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    parser.add_argument(
+        '--predict',
+        action='store_true',
+        help='also time batch-1 inference (one process only)')
     parser.add_argument('--out', help='write the results as JSON here')
     args = parser.parse_args()
     if args.amp and args.device != 'cuda':
@@ -158,7 +203,10 @@ def main() -> None:
             print(f'{name}: {results[name]["sec_per_iter"]:.4f} s/iter, '
                   f'{results[name]["images_per_sec"]:.2f} img/s on {world} '
                   f'process(es), peak {results[name]["peak_mem_gib"]:.2f} '
-                  'GiB', flush=True)
+                  'GiB' + ''.join(f', {k} {v * 1e3:.1f} ms'
+                                  for k, v in results[name].items()
+                                  if k.startswith('predict')),
+                  flush=True)
     device_name = (torch.cuda.get_device_name()
                    if args.device.startswith('cuda') else 'cpu')
     if {'vmamba_t', 'swin_t'} <= set(results):
