@@ -25,8 +25,9 @@ from torch import Tensor
 from mmvmamba.checkpoint import UnsafeCheckpointError
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
-                                       ensure_demo_data, finish_distributed,
-                                       load_config, setup_cpu_distributed)
+                                       drop_pretrained, ensure_demo_data,
+                                       finish_distributed, load_config,
+                                       setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -100,7 +101,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     cfg.load_from = ckpt
     cfg.resume = False
     # the weights come from the checkpoint: skip downloading pretrained ones
-    _drop_pretrained(cfg.model)
+    drop_pretrained(cfg.model)
 
     if args.show_dir:
         _enable_visualization(cfg, downstream, args.show_dir)
@@ -120,19 +121,6 @@ def build_cfg(args: argparse.Namespace) -> Config:
         cfg.model = cfg.tta_model
     __import__(downstream)
     return cfg
-
-
-def _drop_pretrained(node) -> None:
-    """Remove ``Pretrained`` init_cfgs: test weights come from load_from."""
-    if isinstance(node, dict):
-        init = node.get('init_cfg', None)
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            node['init_cfg'] = None
-        for value in node.values():
-            _drop_pretrained(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _drop_pretrained(value)
 
 
 def official_classifier_weights(path: str) -> Optional[Dict[str, Tensor]]:

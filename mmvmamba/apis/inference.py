@@ -38,7 +38,7 @@ import torch
 from mmengine.config import Config
 
 from mmvmamba.engine.preflight import (PreflightError, downstream_of,
-                                       load_config)
+                                       drop_pretrained, load_config)
 from .model_zoo import REPO_ROOT, find_model, load_model_zoo
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',
@@ -451,7 +451,7 @@ def build_inferencer(cfg: Config,
             f'--device {device} needs a CUDA GPU; use --device cpu')
     from mmengine.registry import DefaultScope
     cfg = copy.deepcopy(cfg)
-    _drop_pretrained(cfg.model)  # the weights come from ckpt
+    drop_pretrained(cfg.model)  # the weights come from ckpt
     if not {'dataset_meta', 'CLASSES'} & set(ckpt['meta']):
         # the libraries would fall back to COCO/Cityscapes class names
         dataset_meta = _config_dataset_meta(cfg)
@@ -494,18 +494,6 @@ def _config_dataset_meta(cfg: Config) -> Optional[Dict[str, Any]]:
     info = getattr(dataset_cls, 'METAINFO', None)
     return dict(info) if isinstance(info, dict) and info.get('classes') \
         else None
-
-
-def _drop_pretrained(node: Any) -> None:
-    if isinstance(node, dict):
-        init = node.get('init_cfg', None)
-        if isinstance(init, dict) and init.get('type') == 'Pretrained':
-            node['init_cfg'] = None
-        for value in node.values():
-            _drop_pretrained(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _drop_pretrained(value)
 
 
 def _to_jsonable(obj: Any) -> Any:

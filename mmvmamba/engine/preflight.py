@@ -186,6 +186,20 @@ def _pretrained_cfgs(node: Any,
             yield from _pretrained_cfgs(value, f'{path}.{i}')
 
 
+def drop_pretrained(node: Any) -> None:
+    """Remove every ``Pretrained`` init_cfg in place (the weights of a test
+    or an inference come from the checkpoint being evaluated)."""
+    if isinstance(node, dict):
+        init = node.get('init_cfg', None)
+        if isinstance(init, dict) and init.get('type') == 'Pretrained':
+            node['init_cfg'] = None
+        for value in node.values():
+            drop_pretrained(value)
+    elif isinstance(node, (list, tuple)):
+        for value in node:
+            drop_pretrained(value)
+
+
 def _download(url: str) -> str:
     try:
         return cached_download(url)
