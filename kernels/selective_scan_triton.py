@@ -52,12 +52,15 @@ TUNE: dict = {}
 LAST_LAUNCH: dict = {}
 
 
-def launch_config(N: int, DC: int = 0,
-                  L: int = 0) -> Tuple[int, int, int, int]:
+def launch_config(N: int,
+                  DC: int = 0,
+                  L: int = 0,
+                  batch: int = 1) -> Tuple[int, int, int, int]:
     """(BD forward, BD backward, warps forward, warps backward).
 
-    May depend on the channels ``DC`` and the length ``L`` of a launch:
-    these pick among a few compiled variants, they are not specialised on.
+    Depends on the channels ``DC``, the length ``L`` and the batch of a
+    launch through a few classes (each a compiled variant; nothing is
+    specialised on the sizes themselves).
     """
     if N in TUNE:
         bdf, bdb, _, wf, wb = TUNE[N]
@@ -65,8 +68,24 @@ def launch_config(N: int, DC: int = 0,
     BD = block_config(N, 0, L)[0]
     if os.environ.get('TRITON_INTERPRET') == '1':
         return BD, BD, 4, 4
-    # H100 sweep (sweep_scan.py): the backward keeps more tiles live.
-    return BD, 32 if N == 1 else 16, 4, 4
+    if N != 1:
+        return BD, 16, 4, 4
+    # d_state 1, from the H200 sweep of tools/benchmark/sweep_scan.py (bf16,
+    # T = 32; ms forward / backward against the former 32/4 + 32/4):
+    if batch * DC >= 4096:
+        # many rows (classification batches): the backward is register
+        # bound (~250 registers), so small tiles on 2 warps keep more
+        # programs resident: VMamba-T stage 1 6.17 -> 5.32 ms, stage 2
+        # 3.17 -> 2.68, stage 3 1.93 -> 1.58, VMamba-B stage 1 16.2 -> 13.8.
+        # Stage 4 (L = 49) takes wider forward tiles: 0.37 -> 0.29 ms.
+        return (64, 16, 8, 2) if L <= 64 else (32, 16, 4, 2)
+    if L <= 16384:
+        # few rows, time split (batch 1 at 224², stage 1): 1.21 -> 0.73 ms
+        # forward, 1.47 -> 0.84 ms backward
+        return 64, 64, 4, 4
+    # few rows, long sequences (Mask R-CNN, batch 2 at 200x336): 1.33 ->
+    # 1.22 ms forward; the backward keeps 32/4 (2.82 ms)
+    return 32, 32, 8, 4
 
 
 def block_config(N: int, R: int, L: int = 0) -> Tuple[int, int, int, int]:
@@ -229,7 +248,7 @@ def scan_forward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
     """Launch the forward scan; returns chunk-start states (rows, nch, NP)."""
     L = lay.H * lay.W
     _, T, NP, RP = block_config(lay.N, lay.R, L)
-    BD, _, warps, _ = launch_config(lay.N, lay.DC, L)
+    BD, _, warps, _ = launch_config(lay.N, lay.DC, L, batch)
     grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
     f32 = dict(dtype=torch.float32, device=u.device)
     rows = batch * lay.G * lay.DC
@@ -271,7 +290,7 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
     L = lay.H * lay.W
     _, T, NP, RP = block_config(lay.N, lay.R, L)
     # the backward keeps more tiles live than the forward
-    _, BD, _, warps = launch_config(lay.N, lay.DC, L)
+    _, BD, _, warps = launch_config(lay.N, lay.DC, L, batch)
     grid, L, nch, S, cps = _plan(lay, batch, BD, T, u)
     f32 = dict(dtype=torch.float32, device=u.device)
     dummy = torch.empty(1, **f32)

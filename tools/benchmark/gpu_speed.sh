@@ -9,7 +9,8 @@
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
-# Results land in $RES (default outputs/gpu_speed); each stage has a time cap.
+# Stages run in the order given. Results land in $RES (default
+# outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
 STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling}
@@ -18,11 +19,10 @@ source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$RES/gpu.txt"
 status=0
-has() { [[ " $STAGES " == *" $1 "* ]]; }
 
-if has tests; then
+stage_tests() {
   echo "== tests"
-  timeout "${T_TESTS:-300}" python3 -m pytest tests/test_kernels tests/test_models -q -rf -p no:cacheprovider \
+  timeout "${T_TESTS:-300}" python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models} -q -rf -p no:cacheprovider \
     > "$RES/tests.log" 2>&1
   rc=$?
   tail -1 "$RES/tests.log"
@@ -31,44 +31,51 @@ if has tests; then
     echo "!!!!!!!! GPU TEST SUITE FAILED (rc=$rc) !!!!!!!!"
     grep -E "^FAILED|^ERROR" "$RES/tests.log" | head -30
   fi
-fi
-if has sweep; then
+}
+stage_sweep() {
   echo "== sweep"
   timeout "${T_SWEEP:-300}" python3 tools/benchmark/sweep_scan.py --json "$RES/sweep.json" \
     > "$RES/sweep.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/sweep.log" | tail -40
-fi
-if has kernels; then
+}
+stage_kernels() {
   echo "== kernels"
   timeout "${T_KERNELS:-150}" python3 tools/benchmark/bench_kernels.py --json "$RES/kernels.json" \
     > "$RES/kernels.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/kernels.log"
-fi
-if has models; then
+}
+stage_models() {
   echo "== models"
   timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency \
     --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
-fi
-if has profile; then
+}
+stage_profile() {
   echo "== profile"
   timeout "${T_PROFILE:-120}" python3 tools/benchmark/profile_model.py --model vmamba_t \
     > "$RES/profile.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/profile.log" | tail -30
-fi
-if has maskrcnn; then
+}
+stage_maskrcnn() {
   echo "== maskrcnn"
   timeout "${T_MASKRCNN:-200}" python3 tools/benchmark/maskrcnn_step_speed.py --batch 2 --height 800 \
     --width 1344 --amp --predict --iters "${STEP_ITERS:-15}" --warmup 3 --out "$RES/maskrcnn_step.json" \
     > "$RES/maskrcnn_step.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/maskrcnn_step.log" | tail -8
-fi
-if has scaling; then
+}
+stage_scaling() {
   echo "== scaling"
   timeout "${T_SCALING:-170}" python3 tools/analysis/scaling.py vmamba-t swin-t convnext-t --dtype fp16 \
     --batch-224 "${BATCH:-64}" --sizes ${SIZES:-224 512 1024} --iters 10 --warmup 3 \
     --out "$RES/scaling_fp16" > "$RES/scaling.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/scaling.log" | tail -12
-fi
+}
+for stage in $STAGES; do
+  if ! declare -F "stage_$stage" >/dev/null; then
+    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling)"
+    exit 2
+  fi
+  "stage_$stage"
+done
 exit $status
