@@ -513,10 +513,13 @@ class CheckpointFormatError(ValueError):
 
 
 def _check_format(path: str) -> None:
-    # torch.save writes a zip archive (before torch 1.6: a protocol-2 pickle)
+    # torch.save writes a zip archive; before torch 1.6 a pickle whose first
+    # object is the magic number 0x1950a86a20f9469cfc6c, as a protocol >= 2
+    # pickle (b'\x80...') or a protocol 0/1 one (b'L119547...')
     with open(path, 'rb') as f:
         magic = f.read(4)
-    if not (magic.startswith(b'PK\x03\x04') or magic[:1] == b'\x80'):
+    if not (magic.startswith(b'PK\x03\x04') or magic[:1] == b'\x80'
+            or magic == b'L119'):
         raise CheckpointFormatError(
             f'{path!r} is not a PyTorch checkpoint: it is neither a zip '
             f'archive nor a pickle (it starts with {magic!r}'
