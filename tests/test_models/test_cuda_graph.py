@@ -66,11 +66,15 @@ def test_cuda_graph_replays_eager_outputs_on_gpu():
             ref = model(x)
             model._graphs = graphs
             out = model(x)
+            kept = [t.clone() for t in out]
             out2 = model(x)  # a replay does not overwrite earlier results
-            for a, b, c in zip(ref, out, out2):
-                assert a.shape == b.shape
-                assert (a - b).abs().max().item() <= 1e-4 * a.abs().max()
-                assert torch.equal(b, c)
+            for a, b, c, k in zip(ref, out, out2, kept):
+                assert a.shape == b.shape == c.shape
+                # the scan adds its four directions with atomics: replays
+                # agree with the eager run to rounding, not bit for bit
+                for o in (b, c):
+                    assert (a - o).abs().max() <= 1e-4 * a.abs().max()
+                assert torch.equal(b, k)
         # three shapes through a cache of two: the first was evicted and
         # captured again
         assert model._graphs.captures == 4
