@@ -114,13 +114,16 @@ def layer_norm(x: Tensor,
     The Triton kernel computes in float32 and stores the result once in
     ``out_dtype`` (default: what ``F.layer_norm`` returns, i.e. float32
     under autocast, else x's dtype): LayerNorm and the cast of its consumer
-    in one pass. The reference is ``F.layer_norm(...).to(out_dtype)``.
+    in one pass. The reference is ``F.layer_norm(...).to(out_dtype)``; it
+    also serves non-contiguous inputs and ``torch.compile`` (whose Inductor
+    fuses the norm with its neighbours itself).
     """
     if out_dtype is None:
         out_dtype = (
             torch.float32 if torch.is_autocast_enabled(x.device.type) else
             x.dtype)
-    if resolve_backend(backend, x) == 'triton' and x.is_contiguous():
+    if (resolve_backend(backend, x) == 'triton' and x.is_contiguous()
+            and not torch.compiler.is_compiling()):
         from .layer_norm_triton import layer_norm_triton
         return layer_norm_triton(x, weight, bias, eps, out_dtype)
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps).to(out_dtype)

@@ -7,8 +7,8 @@ computed in float32 and stored once in ``out_dtype``. The statistics are
 float32 and defined as PyTorch's (``rstd = 1/sqrt(var + eps)``), so the
 backward is PyTorch's own LayerNorm backward kernel fed with them.
 
-Registered as ``mmvmamba::layer_norm_fwd`` / ``_bwd`` custom ops, so
-``torch.compile`` and CUDA graphs see one opaque call.
+The forward is the custom op ``mmvmamba::layer_norm_fwd`` (an opaque call
+for ``torch.compile``); its backward is plain aten.
 """
 from typing import Tuple
 
@@ -72,36 +72,22 @@ def _(x, weight, bias, eps, out_dtype):
             x.new_empty((M, ), dtype=torch.float32))
 
 
-@torch.library.custom_op('mmvmamba::layer_norm_bwd', mutates_args=())
-def _ln_bwd(x: Tensor, weight: Tensor, bias: Tensor, dy: Tensor, mean: Tensor,
-            rstd: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
-    # PyTorch's own LayerNorm backward from the saved statistics. (A
-    # single-kernel Triton backward was slower in the full training step:
-    # VMamba-T AMP training fell from 1285 to 1114 img/s on an H200 with it.)
-    # float32 arithmetic, as in the forward (x is float32 in the model: the
-    # residual stream or the scan output)
-    stats = x.shape[:-1] + (1, )
-    dx, dw, db = torch.ops.aten.native_layer_norm_backward(
-        dy.float(), x.float(), [x.shape[-1]], mean.view(stats),
-        rstd.view(stats), weight.float(), bias.float(), [True, True, True])
-    return dx.to(x.dtype), dw.to(weight.dtype), db.to(bias.dtype)
-
-
-@_ln_bwd.register_fake
-def _(x, weight, bias, dy, mean, rstd):
-    return (torch.empty_like(x), torch.empty_like(weight),
-            torch.empty_like(bias))
-
-
 def _setup(ctx, inputs, output):
     x, weight, bias, _, _ = inputs
     ctx.save_for_backward(x, weight, bias, output[1], output[2])
 
 
 def _backward(ctx, dy, _dmean, _drstd):
+    # PyTorch's own LayerNorm backward fed with the saved statistics, in
+    # float32 as the forward. (A single-kernel Triton backward was slower in
+    # the full training step: VMamba-T AMP training fell from 1285 to 1114
+    # img/s on an H200 with it.)
     x, weight, bias, mean, rstd = ctx.saved_tensors
-    dx, dw, db = _ln_bwd(x, weight, bias, dy, mean, rstd)
-    return dx, dw, db, None, None
+    stats = x.shape[:-1] + (1, )
+    dx, dw, db = torch.ops.aten.native_layer_norm_backward(
+        dy.float(), x.float(), [x.shape[-1]], mean.view(stats),
+        rstd.view(stats), weight.float(), bias.float(), [True, True, True])
+    return dx.to(x.dtype), dw.to(weight.dtype), db.to(bias.dtype), None, None
 
 
 _ln_fwd.register_autograd(_backward, setup_context=_setup)

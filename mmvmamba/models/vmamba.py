@@ -79,22 +79,15 @@ class LayerNorm2d(nn.LayerNorm):
     backend: Optional[str] = None
     cast_out: bool = False
 
-    def _out_dtype(self, x: Tensor) -> torch.dtype:
-        dev = x.device.type
-        if torch.is_autocast_enabled(dev):
-            return (torch.get_autocast_dtype(dev)
-                    if self.cast_out else torch.float32)
-        return x.dtype
-
     def forward(self, x: Tensor) -> Tensor:
         x = x.permute(0, 2, 3, 1)
         if self.weight is not None and self.bias is not None:
-            # under torch.compile the reference lets Inductor fuse the norm
-            # with its neighbours
-            backend = ('torch'
-                       if torch.compiler.is_compiling() else self.backend)
-            x = layer_norm(x, self.weight, self.bias, self.eps,
-                           self._out_dtype(x), backend)
+            dev = x.device.type
+            out_dtype = (
+                torch.get_autocast_dtype(dev) if self.cast_out
+                and torch.is_autocast_enabled(dev) else None)
+            x = layer_norm(x, self.weight, self.bias, self.eps, out_dtype,
+                           self.backend)
         else:
             x = F.layer_norm(x, self.normalized_shape, self.weight,
                              self.bias, self.eps)
