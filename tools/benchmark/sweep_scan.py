@@ -15,25 +15,25 @@ import argparse
 import importlib
 import itertools
 import json
+import os
+import sys
 
 import torch
 from triton.testing import do_bench
 
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_kernels import STAGES  # noqa: E402
+
 ss = importlib.import_module('mmvmamba.kernels.selective_scan_triton')
 ops = torch.ops.mmvmamba
 
-SHAPES = [
-    # name, batch, Di, H, W
-    ('T-s1', 128, 96, 56, 56),
-    ('T-s2', 128, 192, 28, 28),
-    ('T-s3', 128, 384, 14, 14),
-    ('T-s4', 128, 768, 7, 7),
-    ('S-s1', 128, 192, 56, 56),
-    ('B-s1', 128, 256, 56, 56),
-    ('MRCNN-s1', 2, 96, 200, 336),
-    ('b1-s1', 1, 96, 56, 56),
+# (name, batch, Di, H, W): bench_kernels.py's stages and three more
+SHAPES = STAGES + [
+    ('S-stage1', 128, 192, 56, 56),  # s2l15: ssm_ratio 2
+    ('B-stage1', 128, 256, 56, 56),
+    ('batch1-stage1', 1, 96, 56, 56),
 ]
 
 
@@ -148,7 +148,7 @@ def main():
                 continue
             bf = min(rt, key=lambda r: r['fwd_ms'])
             bb = min(rt, key=lambda r: r['bwd_ms'])
-            print(f'{name:9s} T={T}: fwd {bf["fwd_ms"]:.3f} ms BD,w='
+            print(f'{name:13s} T={T}: fwd {bf["fwd_ms"]:.3f} ms BD,w='
                   f'{bf["fwd"]}  bwd {bb["bwd_ms"]:.3f} ms BD,w={bb["bwd"]}')
     if args.json:
         with open(args.json, 'w') as f:
