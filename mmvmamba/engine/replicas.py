@@ -18,6 +18,7 @@ import os
 import os.path as osp
 import socket
 import sys
+from collections import Counter
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import torch
@@ -60,12 +61,10 @@ def check_replicas(model: torch.nn.Module,
         The digests of all ranks, by rank (one entry without a process
         group). Collective: every rank must call it.
     """
-    import torch.distributed as dist
+    from mmengine.dist import all_gather_object, get_dist_info
     state = unwrap(model).state_dict()
     digest = state_digest(state)
-    distributed = dist.is_available() and dist.is_initialized()
-    rank = dist.get_rank() if distributed else 0
-    world = dist.get_world_size() if distributed else 1
+    rank, world = get_dist_info()
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         record = dict(
@@ -80,11 +79,7 @@ def check_replicas(model: torch.nn.Module,
                              if isinstance(t, Tensor)))
         with open(osp.join(out_dir, f'rank{rank}.json'), 'w') as f:
             json.dump(record, f, indent=1)
-    if not distributed:
-        return [digest]
-    digests: List[Optional[str]] = [None] * world
-    dist.all_gather_object(digests, digest)
-    return [str(d) for d in digests]
+    return all_gather_object(digest)
 
 
 def describe(digests: List[str]) -> Tuple[bool, str]:
@@ -92,10 +87,8 @@ def describe(digests: List[str]) -> Tuple[bool, str]:
     if len(set(digests)) == 1:
         return True, (f'replicas identical across {len(digests)} rank(s): '
                       f'sha256 {digests[0][:16]}')
-    counts: Dict[str, int] = {}
-    for d in digests:
-        counts[d] = counts.get(d, 0) + 1
-    common = max(counts, key=counts.get)
+    counts = Counter(digests)
+    common = counts.most_common(1)[0][0]
     odd = [r for r, d in enumerate(digests) if d != common]
     return False, (f'replicas differ: rank(s) {odd} hold other parameters '
                    f'than the {counts[common]} rank(s) with sha256 '
