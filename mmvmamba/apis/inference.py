@@ -5,8 +5,9 @@ classifier, through the downstream libraries' own inferencers.
 ``MMSegInferencer`` or mmpretrain's ``ImageClassificationInferencer`` for a
 config, with weights that were
 
-* read without executing pickled code (:func:`mmvmamba.checkpoint.safe_load`;
-  the inferencers' own loader would call ``torch.load`` on the file),
+* read once, without executing pickled code
+  (:func:`mmvmamba.checkpoint.safe_load`), and handed to the inferencer
+  already loaded,
 * converted when they are an official VMamba classification file, and
 * checked against the config's model before it is built: weights of another
   task, of another VMamba variant, or of another head raise a
@@ -27,7 +28,6 @@ import os.path as osp
 import re
 import shutil
 import tempfile
-from collections import OrderedDict
 from contextlib import contextmanager
 from functools import lru_cache
 from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
@@ -119,40 +119,29 @@ def load_weights(weights: str) -> Dict[str, Any]:
     official VMamba classification files (``model``, converted to the
     mmpretrain names) are accepted; nothing pickled in the file is executed.
     """
-    from mmvmamba.checkpoint import (CheckpointDownloadError, PickledObject,
-                                     cached_download, convert_legacy_keys,
-                                     extract_state_dict,
-                                     official_to_mmpretrain, safe_load)
-    local = weights
-    if weights.startswith(_URL_PREFIXES):
-        try:
-            local = cached_download(weights)
-        except CheckpointDownloadError as e:
-            raise PreflightError(
-                f'{e}\n  -> or pass a local copy: --weights '
-                '/path/to/file.pth') from e
-    elif not osp.isfile(weights):
+    from mmvmamba.checkpoint import (CheckpointDownloadError,
+                                     CheckpointFormatError, PickledObject,
+                                     UnsafeCheckpointError,
+                                     convert_legacy_keys, extract_state_dict,
+                                     official_to_mmpretrain, safe_load,
+                                     strip_prefix)
+    if not weights.startswith(_URL_PREFIXES) and not osp.isfile(weights):
         raise PreflightError(
             f'weights file {weights!r} does not exist; pass --weights with a '
             'checkpoint written by tools/train.py, an official VMamba file '
             '(path or URL; model-index.yml lists them) or leave it out to use '
             "the config's")
-    with open(local, 'rb') as f:
-        magic = f.read(4)
-    # torch.save writes a zip archive (or, before torch 1.6, a pickle)
-    if not (magic.startswith(b'PK\x03\x04') or magic[:1] == b'\x80'):
-        raise PreflightError(
-            f'cannot read {weights!r} as a PyTorch checkpoint: it is neither '
-            'a zip archive nor a pickle (starts with '
-            f'{magic!r}); pass a .pth file written by tools/train.py or an '
-            'official VMamba release file')
-    from mmvmamba import checkpoint
-    unsafe = getattr(checkpoint, 'UnsafeCheckpointError', ())
     try:
-        ckpt = safe_load(local)
-    except unsafe as e:  # pickled code: its message says what to do
+        ckpt = safe_load(weights)
+    except CheckpointDownloadError as e:
+        raise PreflightError(
+            f'{e}\n  -> or pass a local copy: --weights '
+            '/path/to/file.pth') from e
+    except CheckpointFormatError as e:  # its message says what to pass
+        raise PreflightError(f'cannot read the weights: {e}') from e
+    except UnsafeCheckpointError as e:  # pickled code: what to do
         raise PreflightError(str(e)) from e
-    except Exception as e:  # corrupt or not a torch file at all
+    except Exception as e:  # a corrupt torch file
         raise PreflightError(
             f'cannot read {weights!r} as a PyTorch checkpoint '
             f'({type(e).__name__}: {e}); pass a .pth file written by '
@@ -167,7 +156,7 @@ def load_weights(weights: str) -> Dict[str, Any]:
             f'{weights!r} holds no model weights ({e}); pass a checkpoint '
             'written by tools/train.py or an official VMamba file') from e
     if sd and all(k.startswith('module.') for k in sd):
-        sd = OrderedDict((k[len('module.'):], v) for k, v in sd.items())
+        sd = strip_prefix(sd, 'module.')
     if official:
         sd = convert_legacy_keys(sd)
         if 'classifier.head.weight' in sd:
