@@ -131,16 +131,10 @@ class _ForeignClass:
         return obj
 
 
-_FOREIGN_CLASSES: Dict[str, type] = {}
-
-
 def _foreign_class(path: str) -> type:
-    if path not in _FOREIGN_CLASSES:
-        module, _, name = path.rpartition('.')
-        _FOREIGN_CLASSES[path] = type(
-            f'ForeignClass_{name}', (_ForeignClass, ),
-            dict(placeholder=_placeholder(module, name)))
-    return _FOREIGN_CLASSES[path]
+    module, _, name = path.rpartition('.')
+    return type(f'ForeignClass_{name}', (_ForeignClass, ),
+                dict(placeholder=_placeholder(module, name)))
 
 
 # numpy: numbers and strings only; a dtype's or array's pickled state goes
@@ -303,21 +297,20 @@ def _empty_bytes(*args: Any) -> bytes:
     return b''
 
 
-def _stand_ins() -> List[Tuple[Any, str]]:
-    """(stand-in, foreign name) for :func:`torch.serialization.safe_globals`.
-    """
-    entries: List[Tuple[Any, str]] = [(_foreign_class(path), path)
-                                      for path in ('yacs.config.CfgNode',
-                                                   'argparse.Namespace')]
-    entries += [(_empty_bytes, 'builtins.bytes'), (_NumpyDtype, 'numpy.dtype'),
-                (_NumpyArray, 'numpy.ndarray')]
-    for module in ('numpy.core.multiarray', 'numpy._core.multiarray'):
-        entries += [(_numpy_reconstruct, f'{module}._reconstruct'),
-                    (_numpy_scalar, f'{module}.scalar')]
-    entries += [(_HistoryBuffer,
-                 'mmengine.logging.history_buffer.HistoryBuffer'),
-                (_history_buffer_getattr, 'builtins.getattr')]
-    return entries
+#: (stand-in, foreign name) for :func:`torch.serialization.safe_globals`
+_STAND_INS: Tuple[Tuple[Any, str], ...] = (
+    *((_foreign_class(path), path)
+      for path in ('yacs.config.CfgNode', 'argparse.Namespace')),
+    (_empty_bytes, 'builtins.bytes'),
+    (_NumpyDtype, 'numpy.dtype'),
+    (_NumpyArray, 'numpy.ndarray'),
+    *((stand_in, f'{module}.{name}')
+      for module in ('numpy.core.multiarray', 'numpy._core.multiarray')
+      for stand_in, name in ((_numpy_reconstruct, '_reconstruct'),
+                             (_numpy_scalar, 'scalar'))),
+    (_HistoryBuffer, 'mmengine.logging.history_buffer.HistoryBuffer'),
+    (_history_buffer_getattr, 'builtins.getattr'),
+)
 
 
 #: what the error message says is accepted
@@ -336,7 +329,7 @@ def _stand_ins_allowed() -> Iterator[list]:
     """Allow-list the stand-ins for one load; collect its placeholders."""
     with _LOAD_LOCK:
         present = set(torch.serialization.get_safe_globals())
-        missing = [e for e in _stand_ins() if e not in present]
+        missing = [e for e in _STAND_INS if e not in present]
         _LOAD.placeholders = made = []
         try:
             with torch.serialization.safe_globals(missing):
@@ -404,7 +397,7 @@ _OPCODE_NAMES = {ord(op.code): op.name for op in pickletools.opcodes}
 
 
 def _global_name(obj: Any) -> str:
-    for stand_in, name in _stand_ins():
+    for stand_in, name in _STAND_INS:
         if stand_in is obj:
             return name
     module = getattr(obj, '__module__', None)

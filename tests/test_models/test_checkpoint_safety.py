@@ -27,7 +27,7 @@ import torch._utils
 from mmengine.logging import HistoryBuffer
 
 from mmvmamba.checkpoint import (PickledObject, UnsafeCheckpointError,
-                                 _stand_ins, load_pretrained, safe_load)
+                                 _STAND_INS, load_pretrained, safe_load)
 from mmvmamba.models import VMamba
 
 REBUILD_DEFAULTS = torch._utils._rebuild_tensor_v2.__defaults__
@@ -134,7 +134,7 @@ def global_state():
     would want to corrupt."""
     from torch._weights_only_unpickler import _get_allowed_globals
     objs = list(_get_allowed_globals().values())
-    objs += [obj for obj, _ in _stand_ins()]
+    objs += [obj for obj, _ in _STAND_INS]
     objs += [
         g[0] if isinstance(g, tuple) else g
         for g in torch.serialization.get_safe_globals()
