@@ -30,7 +30,7 @@ import shutil
 import tempfile
 from contextlib import contextmanager
 from functools import lru_cache
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -257,14 +257,6 @@ def _model_state_shapes(cfg: Config) -> Dict[str, Any]:
     return model.state_dict()
 
 
-def _core_shape(shape: Sequence[int]) -> Tuple[int, ...]:
-    # Linear2d weights load from (out, in) and (out, in, 1, 1)
-    shape = tuple(shape)
-    while len(shape) > 2 and shape[-1] == 1:
-        shape = shape[:-1]
-    return shape
-
-
 def _trained_config(meta: Dict[str, Any]) -> Optional[str]:
     """The config a checkpoint was trained with, from its experiment name
     (``<config stem>_<YYYYMMDD_HHMMSS>``), if it is in this repository."""
@@ -278,16 +270,12 @@ def _trained_config(meta: Dict[str, Any]) -> Optional[str]:
     return None
 
 
-def _fmt(keys: List[str], limit: int = 4) -> str:
-    more = f', ... (+{len(keys) - limit})' if len(keys) > limit else ''
-    return ', '.join(keys[:limit]) + more
-
-
 def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
                       config: str) -> None:
     """Raise :class:`PreflightError` if ``ckpt`` (from :func:`load_weights`)
     does not fit the model of ``cfg``: another task, another VMamba variant
     or other necks/heads. The message names the file and the fix."""
+    from mmvmamba.checkpoint import _core_shape, _fmt
     scope = downstream_of(cfg)
     sd = ckpt['state_dict']
     entry = find_model(config)
@@ -297,7 +285,7 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
     if found is None:
         raise PreflightError(
             f'{weights!r} holds no weights of an mmdet/mmseg/mmpretrain model '
-            f'(first keys: {_fmt(list(sd))}); pass a checkpoint written by '
+            f'(first keys: {_fmt(list(sd), 4)}); pass a checkpoint written by '
             f'tools/train.py with {config!r}{official}')
     ck_arch = _backbone_arch(sd)
     if found != scope:
@@ -336,7 +324,7 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
     unexpected = [k for k in sd if k not in own]
     mis_shaped = [
         f'{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}' for k in own
-        if k in sd and _core_shape(sd[k].shape) != _core_shape(own[k].shape)
+        if k in sd and _core_shape(sd[k]) != _core_shape(own[k])
     ]
     if missing or unexpected or mis_shaped:
         parts = [f'{weights!r} does not fit the model of {config!r}:']
@@ -344,10 +332,10 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
             parts.append(f'{len(mis_shaped)} keys of another shape '
                          f'(checkpoint vs config): {_fmt(mis_shaped, 3)}')
         if missing:
-            parts.append(f'{len(missing)} missing keys: {_fmt(missing)}')
+            parts.append(f'{len(missing)} missing keys: {_fmt(missing, 4)}')
         if unexpected:
             parts.append(f'{len(unexpected)} unexpected keys: '
-                         f'{_fmt(unexpected)}')
+                         f'{_fmt(unexpected, 4)}')
         trained = _trained_config(ckpt['meta'])
         fix = (f'pass the config it was trained with: {trained}'
                if trained and osp.realpath(trained) != osp.realpath(config)
