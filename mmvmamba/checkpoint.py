@@ -107,7 +107,7 @@ _LOAD = threading.local()  # what the stand-ins of the running load made
 
 
 def _made_placeholders() -> list:
-    """(object, PickledObject class or None) the running load made."""
+    """(object, PickledObject class) the running load made."""
     made = getattr(_LOAD, 'placeholders', None)
     return [] if made is None else made
 
@@ -211,9 +211,7 @@ def _numpy_reconstruct(subtype: Any,
     if subtype is not _NumpyArray:
         raise _refuse(f'numpy _reconstruct of {subtype!r}',
                       'only plain numpy arrays are loaded')
-    array = _NumpyArray()
-    _made_placeholders().append((array, None))  # swapped in by safe_load
-    return array
+    return _NumpyArray()  # swapped for its array by safe_load
 
 
 def _numpy_scalar(dtype: Any, data: Any = None) -> Any:
@@ -343,7 +341,7 @@ def _finish_load(root: Any, made: list, path: str) -> Any:
     :class:`PickledObject`, :class:`_NumpyArray` by its array) and refuse
     tensors with backward hooks (``torch.save`` never writes hooks, but
     ``_rebuild_tensor_v2`` attaches what a pickle passes it)."""
-    placeholders = {id(obj): (obj, cls) for obj, cls in made if cls}
+    placeholders = {id(obj): (obj, cls) for obj, cls in made}
     memo: Dict[int, Any] = {}
 
     def visit(obj: Any) -> Any:
