@@ -208,6 +208,15 @@ def refused(path, *names):
     return msg
 
 
+def crafted_case_is_refused(case, fmt, tmp_path, guard, *names):
+    """``case``: (pickle body, name the message must hold)."""
+    marker, check = guard
+    body, name = case
+    path = write(tmp_path / 'crafted.pth', PKL(body), fmt)
+    refused(path, name, *names)
+    check(tmp_path)
+
+
 # --------------------------------------------------------------------------
 # BUILD: only new objects of allow-listed types, never globals
 
@@ -261,11 +270,8 @@ BUILD_CASES = {
 @pytest.mark.parametrize('fmt', ['zip', 'legacy'])
 @pytest.mark.parametrize('case', sorted(BUILD_CASES))
 def test_build_on_globals_is_refused(case, fmt, tmp_path, guard):
-    marker, check = guard
-    body, name = BUILD_CASES[case]
-    path = write(tmp_path / 'crafted.pth', PKL(body), fmt)
-    refused(path, name, 'pickle opcode')
-    check(tmp_path)
+    crafted_case_is_refused(BUILD_CASES[case], fmt, tmp_path, guard,
+                            'pickle opcode')
 
 
 # --------------------------------------------------------------------------
@@ -331,11 +337,7 @@ REDUCE_CASES = {
 @pytest.mark.parametrize('fmt', ['zip', 'legacy'])
 @pytest.mark.parametrize('case', sorted(REDUCE_CASES))
 def test_reduce_with_hostile_arguments_is_refused(case, fmt, tmp_path, guard):
-    marker, check = guard
-    body, name = REDUCE_CASES[case]
-    path = write(tmp_path / 'crafted.pth', PKL(body), fmt)
-    refused(path, name)
-    check(tmp_path)
+    crafted_case_is_refused(REDUCE_CASES[case], fmt, tmp_path, guard)
 
 
 def test_tensor_past_its_storage_is_refused(tmp_path, guard):
