@@ -31,8 +31,11 @@ from typing import Dict
 import mmvmamba  # noqa: F401  isort:skip
 import torch
 from mmengine.config import Config
+from mmengine.dist import all_reduce, is_main_process
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
+
+from mmvmamba.engine.preflight import finish_distributed
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = {
@@ -74,12 +77,9 @@ def init_distributed(device: str) -> str:
 
 def reduce_max(value: float, device: str) -> float:
     """The largest value over all ranks (the value itself without torchrun)."""
-    import torch.distributed as dist
-    if not (dist.is_available() and dist.is_initialized()):
-        return value
     t = torch.tensor([value], dtype=torch.float64, device=device)
-    dist.all_reduce(t, op=dist.ReduceOp.MAX)
-    return float(t.item())
+    all_reduce(t, op='max')
+    return t.item()
 
 
 def time_model(name: str, args: argparse.Namespace) -> Dict[str, float]:
@@ -195,7 +195,7 @@ def main() -> None:
         parser.error('--amp needs --device cuda')
     args.device = init_distributed(args.device)
     world = world_size()
-    rank0 = int(os.environ.get('RANK', 0)) == 0
+    rank0 = is_main_process()
     results = {}
     for name in args.models:
         results[name] = time_model(name, args)
@@ -228,10 +228,7 @@ def main() -> None:
                     results=results),
                 f,
                 indent=1)
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()
+    finish_distributed()
 
 
 if __name__ == '__main__':
