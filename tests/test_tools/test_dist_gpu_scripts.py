@@ -12,20 +12,26 @@ from .test_dist import free_port
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
-def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
-    out = tmp_path / 'step.json'
-    proc = subprocess.run([
-        sys.executable,
+def step_speed(tmp_path, launcher, *args, env=None):
+    """maskrcnn_step_speed.py on the CPU (64x96, batch 1, one timed step)."""
+    return subprocess.run([
+        *launcher,
         osp.join(ROOT, 'tools', 'benchmark', 'maskrcnn_step_speed.py'),
         '--device', 'cpu', '--batch', '1', '--height', '64', '--width', '96',
-        '--iters', '1', '--warmup', '0', '--out',
-        str(out)
+        '--iters', '1', *args
     ],
                           cwd=tmp_path,
+                          env=env,
                           stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT,
                           text=True,
                           timeout=600)
+
+
+def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
+    out = tmp_path / 'step.json'
+    proc = step_speed(tmp_path, [sys.executable], '--warmup', '0', '--out',
+                      str(out))
     assert proc.returncode == 0, proc.stdout[-3000:]
     res = json.loads(out.read_text())['results']
     assert res['vmamba_t']['sec_per_iter'] > 0
@@ -45,22 +51,13 @@ def test_maskrcnn_step_speed_data_parallel_on_two_cpu_processes(tmp_path):
     """The multi-GPU throughput path (torchrun + DDP) with gloo."""
     out = tmp_path / 'speed_n2.json'
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([
+    torchrun = [
         sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node',
         '2', '--master_port',
-        str(free_port()),
-        osp.join(ROOT, 'tools', 'benchmark', 'maskrcnn_step_speed.py'),
-        '--device', 'cpu', '--models', 'vmamba_t', '--batch', '1',
-        '--height', '64', '--width', '96', '--iters', '1', '--warmup', '1',
-        '--out',
-        str(out)
-    ],
-                          cwd=tmp_path,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=600)
+        str(free_port())
+    ]
+    proc = step_speed(tmp_path, torchrun, '--models', 'vmamba_t', '--warmup',
+                      '1', '--out', str(out), env=env)
     assert proc.returncode == 0, proc.stdout[-3000:]
     data = json.loads(out.read_text())
     assert data['world_size'] == 2
