@@ -105,31 +105,28 @@ if part twonode; then
   else
     d=$OUT/twonode
     rm -rf "$d" && mkdir -p "$d"
-    # both "nodes" run the same command; each sees one GPU as its cuda:0
-    for r in 1 0; do
-      cmd=(env CUDA_VISIBLE_DEVICES=$r NNODES=2 NODE_RANK=$r
-           MASTER_ADDR=127.0.0.1 PORT=29670 bash tools/dist_train.sh
-           "$CONFIG" 1 --work-dir "$d/train" --replica-digest "$d/replicas"
+    # the same command on both "nodes"; each sees one GPU as its cuda:0
+    train=(MASTER_ADDR=127.0.0.1 PORT=29670 bash tools/dist_train.sh "$CONFIG" 1
+           --work-dir "$d/train" --replica-digest "$d/replicas"
            --cfg-options train_cfg.max_epochs=2)
-      if ((r == 1)); then
-        echo "+ ${cmd[*]} &" | tee -a "$OUT/commands.txt"
-        if [[ $PLAN_ONLY != 1 ]]; then
-          timeout "${T_TRAIN:-300}" "${cmd[@]}" > "$d/node1.log" 2>&1 &
-          node1=$!
-        fi
-      else
-        step "twonode" "$d/node0.log" "${T_TRAIN:-300}" "${cmd[@]}" || true
-        if [[ $PLAN_ONLY != 1 ]]; then
-          rc=0
-          wait "$node1" || rc=$?
-          if ((rc != 0)); then
-            failed+=("twonode node 1")
-            echo "  twonode node 1: rc=$rc (log: $d/node1.log)"
-          fi
-          [[ -f $d/node0_seconds ]] && cp "$d/node0_seconds" "$d/train_seconds"
-        fi
+    node0=(env CUDA_VISIBLE_DEVICES=0 NNODES=2 NODE_RANK=0 "${train[@]}")
+    node1=(env CUDA_VISIBLE_DEVICES=1 NNODES=2 NODE_RANK=1 "${train[@]}")
+    # node 1 in the background, node 0 in the foreground: both wait
+    echo "+ ${node1[*]} &" | tee -a "$OUT/commands.txt"
+    if [[ $PLAN_ONLY != 1 ]]; then
+      timeout "${T_TRAIN:-300}" "${node1[@]}" > "$d/node1.log" 2>&1 &
+      pid1=$!
+    fi
+    step "twonode" "$d/node0.log" "${T_TRAIN:-300}" "${node0[@]}" || true
+    if [[ $PLAN_ONLY != 1 ]]; then
+      rc=0
+      wait "$pid1" || rc=$?
+      if ((rc != 0)); then
+        failed+=("twonode node 1")
+        echo "  twonode node 1: rc=$rc (log: $d/node1.log)"
       fi
-    done
+      [[ -f $d/node0_seconds ]] && cp "$d/node0_seconds" "$d/train_seconds"
+    fi
   fi
 fi
 
