@@ -238,120 +238,71 @@ def test_classification_with_official_file(ws):
         CLASSES[pred['pred_label']]
 
 
-def _fails(ws, out_dir, *needles, **kwargs):
-    with pytest.raises(PreflightError) as e:
-        run_image_demo(out_dir=str(ws / out_dir), device='cpu', **kwargs)
-    for needle in needles:
-        assert needle in str(e.value), str(e.value)
-    assert not (ws / out_dir).exists(), 'a failed run wrote its out_dir'
-    assert not [p for p in os.listdir(ws) if p.startswith('.image_demo')]
-    return str(e.value)
-
-
-def test_unreadable_image_names_file_and_writes_nothing(ws):
-    folder = ws / 'mixed'
-    folder.mkdir()
-    _, images = val_images(ws)
-    (folder / 'good.jpg').write_bytes(images[0].read_bytes())
-    (folder / 'broken.jpg').write_bytes(b'not an image at all')
-    msg = _fails(
-        ws,
-        'bad_out',
-        'broken.jpg',
-        'cannot read image',
-        inputs=str(folder),
-        config=str(ws / 'cls.py'),
-        weights=str(ws / 'cls.pth'))
-    assert 'remove it' in msg
-
-
-def test_empty_folder(ws):
-    (ws / 'empty').mkdir()
-    (ws / 'empty' / 'notes.txt').write_text('no pictures here')
-    _fails(
-        ws,
-        'empty_out',
-        'empty',
-        'holds no images',
-        '.jpg',
-        inputs=str(ws / 'empty'),
-        config=str(ws / 'cls.py'),
-        weights=str(ws / 'cls.pth'))
-
-
-def test_checkpoint_of_another_task(ws):
-    folder, _ = val_images(ws)
+# Each error case: inputs, config, weights (relative to the workspace;
+# '{val}' is the folder of demo images, '{image}' its first image; weights
+# None: not given) and what the message must name.
+ERROR_CASES = {
+    'unreadable_image':
+    ('mixed', 'cls.py', 'cls.pth',
+     ('broken.jpg', 'cannot read image', 'remove it')),
+    'empty_folder': ('empty', 'cls.py', 'cls.pth',
+                     ('empty', 'holds no images', '.jpg')),
     # detector weights for a segmentation config
-    msg = _fails(
-        ws,
-        'task_out',
-        'det.pth',
-        'a detector (mmdet)',
-        'a semantic segmentor (mmseg)',
-        'maskrcnn_vmamba_t_coco.py',
-        inputs=folder,
-        config=str(ws / 'seg.py'),
-        weights=str(ws / 'det.pth'))
-    assert 'Fix:' in msg
+    'checkpoint_of_another_task':
+    ('{val}', 'seg.py', 'det.pth',
+     ('det.pth', 'a detector (mmdet)', 'a semantic segmentor (mmseg)',
+      'maskrcnn_vmamba_t_coco.py', 'Fix:')),
     # ImageNet weights for a detector: they start a training run instead
-    _fails(
-        ws,
-        'task_out',
-        'official.pth',
-        'image-classification (ImageNet) weights',
-        'model.backbone.init_cfg.checkpoint=',
-        inputs=folder,
-        config=DEMO_CFG,
-        weights=str(ws / 'official.pth'))
+    'imagenet_weights_for_a_detector':
+    ('{val}', DEMO_CFG, 'official.pth',
+     ('official.pth', 'image-classification (ImageNet) weights',
+      'model.backbone.init_cfg.checkpoint=')),
+    'checkpoint_of_another_variant':
+    ('{val}', 'cls_deeper.py', 'cls.pth',
+     ('cls.pth', 'depths=(1, 1, 1, 1)', 'depths=(1, 1, 2, 1)', 'Fix:')),
+    # the demo detector (3 classes, 128 channels) with the COCO recipe: the
+    # message names the config it was trained with
+    'checkpoint_with_other_heads':
+    ('{val}', osp.join(ROOT, 'configs', 'maskrcnn_vmamba_t_coco.py'),
+     'det.pth',
+     ('det.pth', 'does not fit', 'neck.lateral_convs.0.conv.weight '
+      '(128, 96, 1, 1) vs (256, 96, 1, 1)', 'maskrcnn_vmamba_t_demo-shapes.py')),
+    'not_a_checkpoint': ('{val}', 'cls.py', '{image}',
+                         ('{image}', 'cannot read', 'PyTorch checkpoint')),
+    'missing_weights': ('{val}', 'cls.py', None,
+                        ('no weights for', '--weights')),
+}
 
 
-def test_checkpoint_of_another_variant(ws):
-    folder, _ = val_images(ws)
-    _fails(
-        ws,
-        'variant_out',
-        'cls.pth',
-        'depths=(1, 1, 1, 1)',
-        'depths=(1, 1, 2, 1)',
-        'Fix:',
-        inputs=folder,
-        config=str(ws / 'cls_deeper.py'),
-        weights=str(ws / 'cls.pth'))
-
-
-def test_checkpoint_with_other_heads_names_its_config(ws):
-    """The demo detector (3 classes, 128 channels) with the COCO recipe."""
-    folder, _ = val_images(ws)
-    _fails(
-        ws,
-        'heads_out',
-        'det.pth',
-        'does not fit',
-        'neck.lateral_convs.0.conv.weight (128, 96, 1, 1) vs (256, 96, 1, 1)',
-        'maskrcnn_vmamba_t_demo-shapes.py',
-        inputs=folder,
-        config=osp.join(ROOT, 'configs', 'maskrcnn_vmamba_t_coco.py'),
-        weights=str(ws / 'det.pth'))
-
-
-def test_not_a_checkpoint_and_missing_weights(ws):
+@pytest.mark.parametrize('case', list(ERROR_CASES))
+def test_error_names_the_problem_and_writes_nothing(ws, case):
+    inputs, config, weights, needles = ERROR_CASES[case]
     folder, images = val_images(ws)
-    _fails(
-        ws,
-        'nockpt_out',
-        str(images[0]),
-        'cannot read',
-        'PyTorch checkpoint',
-        inputs=folder,
-        config=str(ws / 'cls.py'),
-        weights=str(images[0]))
-    _fails(
-        ws,
-        'nockpt_out',
-        'no weights for',
-        '--weights',
-        inputs=folder,
-        config=str(ws / 'cls.py'))
+    (ws / 'mixed').mkdir(exist_ok=True)
+    (ws / 'mixed' / 'good.jpg').write_bytes(images[0].read_bytes())
+    (ws / 'mixed' / 'broken.jpg').write_bytes(b'not an image at all')
+    (ws / 'empty').mkdir(exist_ok=True)
+    (ws / 'empty' / 'notes.txt').write_text('no pictures here')
+
+    def at(path):
+        if path is None:
+            return None
+        path = path.format(val=folder, image=str(images[0]))
+        return str(ws / path)  # an absolute path stays as it is
+
+    out_dir = ws / f'{case}_out'
+    with pytest.raises(PreflightError) as e:
+        run_image_demo(
+            inputs=at(inputs),
+            config=at(config),
+            weights=at(weights),
+            out_dir=str(out_dir),
+            device='cpu')
+    for needle in needles:
+        needle = needle.format(image=str(images[0]))
+        assert needle in str(e.value), str(e.value)
+    assert not out_dir.exists(), 'a failed run wrote its out_dir'
+    assert not [p for p in os.listdir(ws) if p.startswith('.image_demo')]
 
 
 def test_cli_error_is_one_clear_line(ws):
