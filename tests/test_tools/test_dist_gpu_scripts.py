@@ -42,7 +42,7 @@ def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
 
 
 def test_gpu_scripts_are_valid_bash():
-    for name in ('gpu_report.sh', 'gpu_scaling.sh', 'device_env.sh'):
+    for name in ('gpu_speed.sh', 'gpu_scaling.sh', 'device_env.sh'):
         path = osp.join(ROOT, 'tools', 'benchmark', name)
         assert subprocess.run(['bash', '-n', path]).returncode == 0
 

@@ -9,11 +9,12 @@
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
+#   demo    the demo Mask R-CNN trained and tested on the GPU
 # Stages run in the order given. Results land in $RES (default
 # outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
-STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling}
+STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling demo}
 mkdir -p "$RES"
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
@@ -67,13 +68,28 @@ stage_maskrcnn() {
 stage_scaling() {
   echo "== scaling"
   timeout "${T_SCALING:-170}" python3 tools/analysis/scaling.py vmamba-t swin-t convnext-t --dtype fp16 \
-    --batch-224 "${BATCH:-64}" --sizes ${SIZES:-224 512 1024} --iters 10 --warmup 3 \
+    --batch-224 "${BATCH:-64}" --sizes ${SIZES:-224 384 512 768 1024} --iters 10 --warmup 3 \
     --out "$RES/scaling_fp16" > "$RES/scaling.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/scaling.log" | tail -12
 }
+stage_demo() {
+  echo "== demo"
+  local start=$(date +%s)
+  timeout "${T_DEMO:-170}" python3 tools/train.py configs/demo/maskrcnn_vmamba_t_demo-shapes.py \
+    --work-dir "$RES/demo" > "$RES/demo_train.log" 2>&1
+  echo "rc=$? demo training took $(( $(date +%s) - start )) s"
+  grep -E "coco/bbox_mAP:|coco/segm_mAP:" "$RES/demo_train.log" | sed 's/.*Epoch(val)/Epoch(val)/' | cut -c1-160
+  if [[ -f "$RES/demo/last_checkpoint" ]]; then
+    timeout 60 python3 tools/test.py configs/demo/maskrcnn_vmamba_t_demo-shapes.py \
+      "$(cat "$RES/demo/last_checkpoint")" --work-dir "$RES/demo_test" --show-dir pictures \
+      > "$RES/demo_test.log" 2>&1
+    grep -E "bbox_mAP_copypaste|segm_mAP_copypaste" "$RES/demo_test.log"
+  fi
+}
+
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling)"
+    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"
