@@ -79,6 +79,22 @@ def timed(fn, warmup: int, iters: int) -> float:
     return statistics.median(times)
 
 
+def wall_clock(fn, iters: int, warmup: int = 5, cuda: bool = True) -> float:
+    """Median wall-clock seconds of one call of ``fn`` under ``no_grad``,
+    synchronised before and after (latency, launch overhead included)."""
+    sync = torch.cuda.synchronize if cuda else (lambda: None)
+    times = []
+    with torch.no_grad():
+        for i in range(warmup + iters):
+            sync()
+            t0 = time.perf_counter()
+            fn()
+            sync()
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
     """Median wall-clock ms of one synchronised batch-1 forward."""
     from mmvmamba.models.cuda_graph import GraphCache
@@ -92,16 +108,7 @@ def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
         with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
             return cache(fwd, x) if graph else fwd(x)
 
-    times = []
-    with torch.no_grad():
-        for i in range(iters + 5):
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            call()
-            torch.cuda.synchronize()
-            if i >= 5:
-                times.append((time.perf_counter() - t0) * 1e3)
-    return statistics.median(times)
+    return wall_clock(call, iters) * 1e3
 
 
 def run_model(name: str, batch: int, warmup: int, iters: int,

@@ -24,6 +24,7 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 import tempfile
 import time
 from typing import Dict
@@ -36,6 +37,9 @@ from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
 from mmvmamba.engine.preflight import finish_distributed
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from bench_models import wall_clock  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = {
@@ -151,18 +155,8 @@ def time_predict(model, args: argparse.Namespace) -> Dict[str, float]:
     model.eval()
 
     def median_time() -> float:
-        times = []
-        with torch.no_grad():
-            for i in range(args.iters + 3):
-                if cuda:
-                    torch.cuda.synchronize()
-                t0 = time.perf_counter()
-                model.test_step(data)
-                if cuda:
-                    torch.cuda.synchronize()
-                if i >= 3:
-                    times.append(time.perf_counter() - t0)
-        return sorted(times)[len(times) // 2]
+        return wall_clock(
+            lambda: model.test_step(data), args.iters, warmup=3, cuda=cuda)
 
     out = dict(predict_sec=median_time())
     if cuda and hasattr(model.backbone, '_graphs'):
