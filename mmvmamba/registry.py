@@ -1,13 +1,18 @@
-"""The ``mmvmamba`` child registry.
+"""The ``mmvmamba`` child registries (models, hooks).
 
-``dict(type='mmvmamba.VMamba')`` resolves from any OpenMMLab scope (mmdet, mmseg,
-mmpretrain): mmengine sees the ``mmvmamba.`` prefix, imports this module and then the
-``locations`` below, so no ``custom_imports`` is needed and no downstream package is
-imported by us.
+``dict(type='mmvmamba.VMamba')`` (or ``'mmvmamba.LoggerHook'``) resolves from any
+OpenMMLab scope (mmdet, mmseg, mmpretrain): mmengine sees the ``mmvmamba.`` prefix,
+imports this module and then the ``locations`` below, so no ``custom_imports`` is
+needed and no downstream package is imported by us.
 """
+from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
 MODELS = Registry(
     'model', parent=MMENGINE_MODELS, scope='mmvmamba',
     locations=['mmvmamba.models'])
+
+HOOKS = Registry(
+    'hook', parent=MMENGINE_HOOKS, scope='mmvmamba',
+    locations=['mmvmamba.engine.hooks'])

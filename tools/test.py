@@ -23,6 +23,7 @@ from mmengine.runner import Runner
 from torch import Tensor
 
 from mmvmamba.checkpoint import UnsafeCheckpointError
+from mmvmamba.engine.hooks import use_main_process_logger
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        drop_pretrained, ensure_demo_data,
@@ -102,6 +103,8 @@ def build_cfg(args: argparse.Namespace) -> Config:
     cfg.resume = False
     # the weights come from the checkpoint: skip downloading pretrained ones
     drop_pretrained(cfg.model)
+    # one writer for the metrics json of a distributed test
+    use_main_process_logger(cfg)
 
     if args.show_dir:
         _enable_visualization(cfg, downstream, args.show_dir)
