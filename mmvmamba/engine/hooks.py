@@ -33,7 +33,6 @@ def use_main_process_logger(cfg) -> None:
     """Swap MMEngine's ``LoggerHook`` in ``cfg.default_hooks`` for
     :class:`LoggerHook` (same arguments); other logger hooks are left alone."""
     logger = cfg.get('default_hooks', {}).get('logger', None)
-    if logger is not None and logger.get('type') in ('LoggerHook',
-                                                      'mmengine.LoggerHook',
-                                                      _MMEngineLoggerHook):
+    stock = ('LoggerHook', 'mmengine.LoggerHook', _MMEngineLoggerHook)
+    if logger is not None and logger.get('type') in stock:
         logger['type'] = 'mmvmamba.LoggerHook'
