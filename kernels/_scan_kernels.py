@@ -222,12 +222,18 @@ def scan_bwd_kernel(
         DIRECTIONAL: tl.constexpr, PROJ: tl.constexpr, HAS_D: tl.constexpr,
         HAS_BIAS: tl.constexpr, SOFTPLUS: tl.constexpr, ATOMIC_U: tl.constexpr,
         HAS_R0: tl.constexpr, CARRY_ONLY: tl.constexpr,
-        DOT_PREC: tl.constexpr):
+        DOT_PREC: tl.constexpr, DZ_OUT: tl.constexpr):
     """Backward of :func:`scan_fwd_kernel`.
 
     ``gy`` has y's strides (sy_*), ``du``/``dz`` u's (su_*)/delta's (sd_*),
     ``dbc`` (float32 grads of B/C or of the whole x_dbl) the B/C strides and
     ``dx`` the dt-rank strides. Reductions over channels go through atomics.
+
+    With ``PROJ`` the gradients of the dt-rank vectors and of ``W_dt`` are
+    two small GEMMs per chunk inside the kernel, unless ``DZ_OUT``: then dz
+    is stored (sd_* strides, per direction) and the caller does both GEMMs
+    over the whole map; the kernel keeps no dot products of the backward
+    (fewer registers: see tools/benchmark/kernel_resources.py).
     """
     pid_d = tl.program_id(0)
     pid_bg = tl.program_id(1)
@@ -361,7 +367,7 @@ def scan_bwd_kernel(
             dz = tl.where(mask, dz, 0.)
             if HAS_BIAS:
                 dbias += tl.sum(dz, 1)
-            if PROJ:
+            if PROJ and not DZ_OUT:
                 # d dt_r = W_dtᵀ dz (summed over this channel block) and
                 # dW_dt += dz dt_rᵀ, both as small GEMMs.
                 ddtr = tl.dot(tl.trans(w_tile), dz, input_precision=DOT_PREC)
@@ -395,7 +401,7 @@ def scan_bwd_kernel(
             tl.atomic_add(dD_ptr + ch, dD, mask=mask_d, sem='relaxed')
         if HAS_BIAS:
             tl.atomic_add(dbias_ptr + ch, dbias, mask=mask_d, sem='relaxed')
-        if PROJ:
+        if PROJ and not DZ_OUT:
             tl.atomic_add(
                 dw_ptr + g * sw_g + offs_d[:, None] * sw_c +
                 offs_r[None, :] * sw_r,

@@ -281,11 +281,13 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
                   x: Tensor, w: Tensor, A: Tensor, D: Optional[Tensor],
                   bias: Optional[Tensor], softplus: bool, gy: Tensor,
                   hs: Tensor, du: Tensor, dz: Tensor, dbc: Tensor,
-                  atomic_u: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+                  atomic_u: bool,
+                  dz_out: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     """Launch the backward scan.
 
-    Writes (or atomically adds) du, dz (plain op), dbc (B/C or x_dbl grads);
-    returns float32 (dA, dD, dbias, dW) accumulated over batch and time.
+    Writes (or atomically adds) du, dz (plain op, or ``dz_out``), dbc (B/C or
+    x_dbl grads); returns float32 (dA, dD, dbias, dW) accumulated over batch
+    and time (dW stays zero with ``dz_out``: the caller computes it).
     """
     L = lay.H * lay.W
     _, T, NP, RP = block_config(lay.N, lay.R, L)
@@ -316,7 +318,7 @@ def scan_backward(lay: ScanLayout, batch: int, u: Tensor, delta: Tensor,
         'HAS_R0',
         _flags(
             lay, BD, T, NP, RP, D, bias, softplus, x, warps,
-            ATOMIC_U=atomic_u),
+            ATOMIC_U=atomic_u, DZ_OUT=dz_out),
         carry_pass={},
         main_pass={})
     return dA, dD, dbias, dW

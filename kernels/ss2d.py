@@ -12,6 +12,7 @@ stores nothing but chunk-start states and recomputes.
 Registered as ``mmvmamba::ss2d_scan_fwd`` / ``_bwd`` custom ops, so
 ``torch.compile`` traces around them.
 """
+import os
 from typing import Tuple
 
 import torch
@@ -24,6 +25,24 @@ from .selective_scan_triton import (ScanLayout, block_config, scan_backward,
 __all__ = ['ss2d_core_triton']
 
 K = 4
+
+
+def _dt_grad_gemm() -> bool:
+    mode = os.environ.get('MMVMAMBA_DT_GRAD', 'kernel')
+    if mode not in ('kernel', 'gemm'):
+        raise ValueError(f'MMVMAMBA_DT_GRAD={mode!r}: expected kernel '
+                         '(default) or gemm')
+    return mode == 'gemm'
+
+
+#: Backward variant (``MMVMAMBA_DT_GRAD=kernel|gemm``; sweep_scan.py
+#: ``--dt-grad``). False (kernel): the gradients of the dt-rank vectors and of
+#: ``W_dt`` are computed inside the scan kernel (two small GEMMs per chunk,
+#: plus atomics). True (gemm): the kernel stores dz (float32, 4·B·Di·L) and
+#: they are two batched GEMMs over the whole map, so the backward kernel has
+#: no dot product and needs fewer registers
+#: (tools/benchmark/kernel_resources.py). Same gradients up to summation order.
+DT_GRAD_GEMM: bool = _dt_grad_gemm()
 
 
 def _channels_last(x: Tensor) -> bool:
@@ -113,11 +132,17 @@ def _ss2d_bwd(
         contiguous_format)
     dx = _empty_like_x(x)
     dxdbl = torch.zeros(x_dbl.shape, dtype=torch.float32, device=x.device)
+    Bsz, Di, H, W = x.shape
+    dz = x.new_empty((K, Di, Bsz, H, W) if DT_GRAD_GEMM else (1, ),
+                     dtype=torch.float32)
+    if DT_GRAD_GEMM:  # dz[k, d, b, h, w]: direction k's, by pixel
+        st = dz.stride()
+        lay = lay._replace(delta=(st[2], st[0], st[1], st[3], st[4]))
     dA, dD, dbias, dW = scan_backward(
         lay,
-        x.shape[0],
+        Bsz,
         x,
-        x,
+        dz,
         x_dbl,
         dt_w,
         A,
@@ -127,10 +152,35 @@ def _ss2d_bwd(
         gy,
         hs,
         dx,
-        dx,
+        dz,
         dxdbl,
-        atomic_u=True)
+        atomic_u=True,
+        dz_out=DT_GRAD_GEMM)
+    if DT_GRAD_GEMM:
+        dW = _dt_rank_grads(dz, x_dbl, dt_w, dxdbl, _channels_last(x))
     return (dx.to(x.dtype), dxdbl.to(x_dbl.dtype), dW, dbias, dA, dD)
+
+
+def _dt_rank_grads(dz: Tensor, x_dbl: Tensor, dt_w: Tensor, dxdbl: Tensor,
+                   channels_last: bool) -> Tensor:
+    """d dt_r = W_dtᵀ dz into the dt rows of ``dxdbl``; returns dW_dt.
+
+    dz: (K, Di, B, H, W) float32; x_dbl and dxdbl: (B, K·J, L), or
+    (B, L, K·J) when ``channels_last``. Per direction two GEMMs over all B·L
+    pixels: (R, Di) @ (Di, B·L) and (Di, B·L) @ (B·L, R).
+    """
+    R = dt_w.shape[2]
+    dz = dz.view(K, dz.shape[1], -1)
+    if channels_last:
+        rows = dxdbl.unflatten(2, (K, -1))[..., :R].permute(2, 3, 0, 1)
+        dtr = x_dbl.unflatten(2, (K, -1))[..., :R].permute(2, 3, 0, 1)
+    else:
+        rows = dxdbl.unflatten(1, (K, -1))[:, :, :R].permute(1, 2, 0, 3)
+        dtr = x_dbl.unflatten(1, (K, -1))[:, :, :R].permute(1, 2, 0, 3)
+    # rows, dtr: (K, R, B, L) views
+    rows.copy_(torch.bmm(dt_w.float().transpose(1, 2), dz).view(rows.shape))
+    dtr = dtr.float().reshape(K, R, -1)
+    return torch.bmm(dz, dtr.transpose(1, 2))
 
 
 @_ss2d_bwd.register_fake

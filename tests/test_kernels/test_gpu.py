@@ -1,4 +1,6 @@
 """GPU-only checks: full model shapes, torch.compile, whole VMamba-T."""
+import importlib
+
 import pytest
 import torch
 
@@ -24,7 +26,11 @@ def _params(C, N=1, R=None):
 
 @pytest.mark.parametrize('C,H', [(96, 56), (192, 28), (384, 14), (768, 7)])
 @pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
-def test_ss2d_core_stage_shapes(C, H, dtype):
+@pytest.mark.parametrize('dt_grad_gemm', [False, True])
+def test_ss2d_core_stage_shapes(monkeypatch, C, H, dtype, dt_grad_gemm):
+    monkeypatch.setattr(
+        importlib.import_module('mmvmamba.kernels.ss2d'), 'DT_GRAD_GEMM',
+        dt_grad_gemm)
     torch.manual_seed(0)
     x = torch.randn(
         4, C, H, H, device='cuda').to(dtype).to(
@@ -39,8 +45,12 @@ def test_ss2d_core_stage_shapes(C, H, dtype):
         assert rel_err(a, b) < bwd_tol
 
 
-def test_ss2d_core_detection_shape_splits_time():
+@pytest.mark.parametrize('dt_grad_gemm', [False, True])
+def test_ss2d_core_detection_shape_splits_time(monkeypatch, dt_grad_gemm):
     # batch 2 at 800×1344, stage 1: L = 67200, time is split across programs
+    monkeypatch.setattr(
+        importlib.import_module('mmvmamba.kernels.ss2d'), 'DT_GRAD_GEMM',
+        dt_grad_gemm)
     torch.manual_seed(0)
     x = torch.randn(2, 96, 200, 336, device='cuda').requires_grad_()
     ps = _params(96)

@@ -6,6 +6,8 @@
 #   sweep   launch-configuration sweep of the scan kernels (sweep_scan.py)
 #   kernels ms, GB/s and % of copy bandwidth per kernel (bench_kernels.py)
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency
+#   dtgrad  VMamba-T/S (and Swin-T) with each backward variant,
+#           MMVMAMBA_DT_GRAD=kernel and =gemm (throughput and training memory)
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
@@ -14,7 +16,7 @@
 # outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
-STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling demo}
+STAGES=${STAGES:-tests sweep kernels models dtgrad profile maskrcnn scaling demo}
 mkdir -p "$RES"
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
@@ -51,6 +53,15 @@ stage_models() {
     --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
+}
+stage_dtgrad() {
+  for mode in kernel gemm; do
+    echo "== dtgrad $mode"
+    MMVMAMBA_DT_GRAD=$mode timeout "${T_DTGRAD:-200}" python3 tools/benchmark/bench_models.py \
+      --models ${DTGRAD_MODELS:-vmamba_t swin_t vmamba_s} --json "$RES/dtgrad_$mode.json" \
+      > "$RES/dtgrad_$mode.log" 2>&1
+    echo "rc=$?"; grep -v -i warn "$RES/dtgrad_$mode.log"
+  done
 }
 stage_profile() {
   echo "== profile"
@@ -89,7 +100,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep kernels models dtgrad profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"

@@ -7,9 +7,12 @@ stage shapes (batch 128), the stage-1 shapes of the s2l15 S/B presets, the
 Mask R-CNN stage-1 shape (batch 2, 800×1344) and batch 1 at 224². Every
 configuration is first checked against the PyTorch reference (forward and
 all gradients). Prints the best configuration per shape and writes all
-timings as JSON.
+timings as JSON. The backward is timed in each ``--dt-grad`` variant
+(``MMVMAMBA_DT_GRAD``: dt-rank gradients inside the kernel, or dz stored and
+two GEMMs outside it), with its peak memory.
 
-    python tools/benchmark/sweep_scan.py [--json out.json] [--dtype bf16]
+    python tools/benchmark/sweep_scan.py [--json out.json] [--dtype bf16] \
+        [--dt-grad kernel gemm]
 """
 import argparse
 import importlib
@@ -27,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_kernels import STAGES  # noqa: E402
 
 ss = importlib.import_module('mmvmamba.kernels.selective_scan_triton')
+ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
 ops = torch.ops.mmvmamba
 
 # (name, batch, Di, H, W): bench_kernels.py's stages and three more
@@ -48,10 +52,11 @@ def params(C, device='cuda'):
     ]
 
 
-def max_err(tune):
+def max_err(tune, dt_grad_gemm=False):
     """Forward and gradient error of one configuration (fp32, small)."""
     ss.TUNE.clear()
     ss.TUNE[1] = tune
+    ss2d.DT_GRAD_GEMM = dt_grad_gemm
     torch.manual_seed(0)
     x = torch.randn(
         2, 96, 28, 36,
@@ -91,6 +96,12 @@ def main():
     parser.add_argument('--bwd-blocks', type=int, nargs='*', default=[16, 32,
                                                                       64])
     parser.add_argument('--warps', type=int, nargs='*', default=[2, 4, 8])
+    parser.add_argument(
+        '--dt-grad',
+        nargs='+',
+        default=['kernel', 'gemm'],
+        choices=['kernel', 'gemm'],
+        help='backward variants to time (MMVMAMBA_DT_GRAD)')
     args = parser.parse_args()
     dtype = torch.bfloat16 if args.dtype == 'bf16' else torch.float16
     print(torch.cuda.get_device_name(), torch.__version__, args.dtype)
@@ -103,7 +114,7 @@ def main():
             bdf, wf = fwd[i % len(fwd)]
             bdb, wb = bwd[i % len(bwd)]
             tune = (bdf, bdb, T, wf, wb)
-            err = max_err(tune)
+            err = max(max_err(tune, m == 'gemm') for m in args.dt_grad)
             line = f'T={T:3d} fwd BD={bdf:3d} w={wf} | bwd BD={bdb:3d} ' \
                    f'w={wb}  err {err:.1e}'
             for name, *_ in SHAPES:
@@ -116,22 +127,28 @@ def main():
                     return_mode='median')
                 states = ops.ss2d_scan_fwd(x, x_dbl, dt_w, dt_b, A, Ds,
                                            True)[1]
-                b = do_bench(
-                    lambda: ops.ss2d_scan_bwd(x, x_dbl, dt_w, dt_b, A, Ds, gy,
-                                              states),
-                    warmup=10,
-                    rep=40,
-                    return_mode='median')
-                results.append(
-                    dict(
-                        shape=name,
-                        T=T,
-                        fwd=(bdf, wf),
-                        bwd=(bdb, wb),
-                        fwd_ms=f,
-                        bwd_ms=b,
-                        err=err))
-                line += f' | {name} {f:.3f}/{b:.3f}'
+                rec = dict(
+                    shape=name, T=T, fwd=(bdf, wf), bwd=(bdb, wb), fwd_ms=f,
+                    err=err)
+                line += f' | {name} {f:.3f}'
+                for mode in args.dt_grad:
+                    ss2d.DT_GRAD_GEMM = mode == 'gemm'
+
+                    def bwd():
+                        return ops.ss2d_scan_bwd(x, x_dbl, dt_w, dt_b, A, Ds,
+                                                 gy, states)
+
+                    torch.cuda.synchronize()
+                    base = torch.cuda.memory_allocated()
+                    torch.cuda.reset_peak_memory_stats()
+                    bwd()
+                    torch.cuda.synchronize()
+                    rec[f'bwd_{mode}_mib'] = (
+                        torch.cuda.max_memory_allocated() - base) / 2**20
+                    rec[f'bwd_{mode}_ms'] = do_bench(
+                        bwd, warmup=10, rep=40, return_mode='median')
+                    line += f'/{mode} {rec[f"bwd_{mode}_ms"]:.3f}'
+                results.append(rec)
             # registers/spills of the 16-bit main-pass kernels just timed
             line += ' | ' + ' '.join(
                 f'{name[5:8]} regs {getattr(k, "n_regs", "?")} spills '
@@ -139,7 +156,9 @@ def main():
                 for name, k in sorted(ss.LAST_LAUNCH.items()))
             print(line, flush=True)
     ss.TUNE.clear()
-    print('best per shape (forward ms, backward ms):')
+    ss2d.DT_GRAD_GEMM = ss2d._dt_grad_gemm()
+    print('best per shape (forward ms; backward ms and its peak MiB per '
+          'dt-grad variant):')
     for name, *_ in SHAPES:
         rows = [r for r in results if r['shape'] == name and r['err'] < 1e-3]
         for T in args.chunks:
@@ -147,9 +166,13 @@ def main():
             if not rt:
                 continue
             bf = min(rt, key=lambda r: r['fwd_ms'])
-            bb = min(rt, key=lambda r: r['bwd_ms'])
-            print(f'{name:13s} T={T}: fwd {bf["fwd_ms"]:.3f} ms BD,w='
-                  f'{bf["fwd"]}  bwd {bb["bwd_ms"]:.3f} ms BD,w={bb["bwd"]}')
+            line = (f'{name:13s} T={T}: fwd {bf["fwd_ms"]:.3f} ms BD,w='
+                    f'{bf["fwd"]}')
+            for mode in args.dt_grad:
+                bb = min(rt, key=lambda r: r[f'bwd_{mode}_ms'])
+                line += (f'  bwd/{mode} {bb[f"bwd_{mode}_ms"]:.3f} ms '
+                         f'{bb[f"bwd_{mode}_mib"]:.0f} MiB BD,w={bb["bwd"]}')
+            print(line)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(

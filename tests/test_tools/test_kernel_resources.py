@@ -1,0 +1,66 @@
+"""tools/benchmark/kernel_resources.py compiles the scan kernels for sm_90 on a
+CPU-only machine and reads their registers, spills and shared memory."""
+import json
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import triton
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+TOOL = osp.join(ROOT, 'tools', 'benchmark', 'kernel_resources.py')
+NVIDIA_BIN = osp.join(
+    osp.dirname(triton.__file__), 'backends', 'nvidia', 'bin', 'cuobjdump')
+
+pytestmark = pytest.mark.skipif(
+    not osp.isfile(NVIDIA_BIN), reason='Triton without its NVIDIA tools')
+
+
+def run(*args, tool=TOOL):
+    # the kernel tests' conftest sets TRITON_INTERPRET for this process;
+    # the tool compiles real kernels
+    env = {k: v for k, v in os.environ.items() if k != 'TRITON_INTERPRET'}
+    return subprocess.run([sys.executable, *([tool] if tool else []), *args],
+                          capture_output=True,
+                          text=True,
+                          env=env,
+                          cwd=ROOT,
+                          timeout=600)
+
+
+def run_python(code):
+    proc = run('-c', code, tool=None)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def test_static_resources_of_the_launch_configs(tmp_path):
+    out = tmp_path / 'res.json'
+    proc = run('--shapes', 'T-stage4', '--json', str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    data = json.loads(out.read_text())
+    assert data['arch'] == 90
+    rows = {r['kernel']: r for r in data['rows']}
+    assert sorted(rows) == ['bwd/gemm', 'bwd/kernel', 'fwd']
+    # the configuration a GPU run picks (not the interpreter's: no
+    # TRITON_INTERPRET, as in the tool)
+    code = ('from mmvmamba.kernels.selective_scan_triton import '
+            'launch_config; print(*launch_config(1, 768, 49, 128))')
+    bdf, bdb, wf, wb = map(int, run_python(code).split())
+    assert (rows['fwd']['BD'], rows['fwd']['warps']) == (bdf, wf)
+    for r in rows.values():
+        assert r['shape'] == 'T-stage4'
+        assert 0 < r['regs'] <= 255 and r['stack'] >= 0 and r['shared'] > 0
+        assert 0 < r['resident_warps'] <= 64
+        assert r['resident_warps'] % r['warps'] == 0
+    assert rows['bwd/gemm']['BD'] == bdb and rows['bwd/gemm']['warps'] == wb
+    assert 'T-stage4       bwd/gemm' in proc.stdout
+
+
+def test_unknown_shape_is_named():
+    proc = run('--shapes', 'T-stage9')
+    assert proc.returncode == 2
+    assert 'unknown shape(s) T-stage9' in proc.stderr
+    assert 'T-stage1' in proc.stderr  # lists the known ones
