@@ -116,11 +116,23 @@ def _target_programs(device: torch.device) -> int:
     """Programs wanted per launch before time is split (two waves of SMs)."""
     if device.type != 'cuda':
         return 1
-    return 2 * torch.cuda.get_device_properties(device).multi_processor_count
+    return programs_for(
+        torch.cuda.get_device_properties(device).multi_processor_count)
+
+
+def programs_for(sms: int) -> int:
+    """Programs wanted per launch on a card with ``sms`` SMs."""
+    return 2 * sms
 
 
 def _splits(programs: int, nch: int, device: torch.device) -> Tuple[int, int]:
-    want = triton.cdiv(_target_programs(device), programs)
+    return time_splits(programs, nch, _target_programs(device))
+
+
+def time_splits(programs: int, nch: int, target: int) -> Tuple[int, int]:
+    """(splits, chunks per split) of a launch of ``programs`` programs over
+    ``nch`` chunks when ``target`` programs are wanted."""
+    want = triton.cdiv(target, programs)
     S = max(1, min(nch, want))
     cps = triton.cdiv(nch, S)
     return triton.cdiv(nch, cps), cps

@@ -114,11 +114,9 @@ def shape_configs(batch: int,
     bdf, bdb, wf, wb = ss.launch_config(N, DC, L, batch)
     nch = triton.cdiv(L, T)
 
-    def splits(BD):  # as ss._splits on a GPU with `sms` SMs
+    def splits(BD):  # as the launcher on a GPU with `sms` SMs
         programs = triton.cdiv(DC, BD) * batch * 4
-        want = triton.cdiv(2 * sms, programs)
-        cps = triton.cdiv(nch, max(1, min(nch, want)))
-        return triton.cdiv(nch, cps)
+        return ss.time_splits(programs, nch, ss.programs_for(sms))[0]
 
     common = dict(
         G=4,
