@@ -9,7 +9,17 @@ backward is PyTorch's own LayerNorm backward kernel fed with them.
 
 The forward is the custom op ``mmvmamba::layer_norm_fwd`` (an opaque call
 for ``torch.compile``); its backward is plain aten.
+
+What the backward keeps (``MMVMAMBA_LN_SAVE``): ``input`` (default) keeps the
+input, as PyTorch does (float32 for the model's norms under autocast, whose
+input is the float32 residual stream or scan output). ``xhat16``: when the
+output is 16-bit and the input wider, the kernel also writes the normalised
+input x̂ = (x − mean)·rstd in the output's dtype and the backward keeps that
+instead: half the bytes, and the gradients carry x̂'s 16-bit rounding (the
+forward is unchanged). tools/benchmark/activation_memory.py counts the
+difference.
 """
+import os
 from typing import Tuple
 
 import torch
@@ -20,9 +30,22 @@ from torch import Tensor
 __all__ = ['layer_norm_triton']
 
 
+def _save_mode() -> str:
+    mode = os.environ.get('MMVMAMBA_LN_SAVE', 'input')
+    if mode not in ('input', 'xhat16'):
+        raise ValueError(f'MMVMAMBA_LN_SAVE={mode!r}: expected input '
+                         '(default) or xhat16')
+    return mode
+
+
+#: ``'input'`` or ``'xhat16'`` (see the module docstring)
+SAVE: str = _save_mode()
+
+
 @triton.jit(do_not_specialize=['M', 'C'])
-def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, M, C, eps,
-                   BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr):
+def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
+                   M, C, eps, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+                   STORE_XHAT: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
     mask_r = rows < M
@@ -35,8 +58,12 @@ def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, M, C, eps,
     rstd = 1. / tl.sqrt(tl.sum(xc * xc, 1) / C + eps)
     w = tl.load(w_ptr + cols, mask=mask_c, other=0.).to(tl.float32)
     b = tl.load(b_ptr + cols, mask=mask_c, other=0.).to(tl.float32)
-    y = xc * rstd[:, None] * w[None, :] + b[None, :]
+    xhat = xc * rstd[:, None]
+    y = xhat * w[None, :] + b[None, :]
     tl.store(y_ptr + offs, y.to(y_ptr.dtype.element_ty), mask=mask)
+    if STORE_XHAT:
+        tl.store(
+            xhat_ptr + offs, xhat.to(xhat_ptr.dtype.element_ty), mask=mask)
     tl.store(mean_ptr + rows, mean, mask=mask_r)
     tl.store(rstd_ptr + rows, rstd, mask=mask_r)
 
@@ -50,44 +77,60 @@ def _blocks(C: int) -> Tuple[int, int, int]:
 
 @torch.library.custom_op('mmvmamba::layer_norm_fwd', mutates_args=())
 def _ln_fwd(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-            out_dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
+            out_dtype: torch.dtype,
+            store_xhat: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     C = x.shape[-1]
     M = x.numel() // C
     y = torch.empty(x.shape, dtype=out_dtype, device=x.device)
     mean = torch.empty(M, dtype=torch.float32, device=x.device)
     rstd = torch.empty(M, dtype=torch.float32, device=x.device)
+    xhat = torch.empty(
+        x.shape if store_xhat else (0, ), dtype=out_dtype, device=x.device)
     if M:
         BM, BC, warps = _blocks(C)
         _ln_fwd_kernel[(triton.cdiv(M, BM), )](
-            x, weight, bias, y, mean, rstd, M, C, eps, BM, BC,
-            num_warps=warps)
-    return y, mean, rstd
+            x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
+            eps, BM, BC, store_xhat, num_warps=warps)
+    return y, mean, rstd, xhat
 
 
 @_ln_fwd.register_fake
-def _(x, weight, bias, eps, out_dtype):
+def _(x, weight, bias, eps, out_dtype, store_xhat):
     M = x.numel() // x.shape[-1]
     return (x.new_empty(x.shape, dtype=out_dtype),
             x.new_empty((M, ), dtype=torch.float32),
-            x.new_empty((M, ), dtype=torch.float32))
+            x.new_empty((M, ), dtype=torch.float32),
+            x.new_empty(x.shape if store_xhat else (0, ), dtype=out_dtype))
 
 
 def _setup(ctx, inputs, output):
-    x, weight, bias, _, _ = inputs
-    ctx.save_for_backward(x, weight, bias, output[1], output[2])
+    x, weight, bias, _, _, store_xhat = inputs
+    ctx.x_dtype = x.dtype
+    # the 16-bit x̂ instead of the input: the backward rebuilds x − mean
+    kept = output[3] if store_xhat else x
+    ctx.save_for_backward(kept, weight, bias, output[1], output[2])
+    ctx.store_xhat = store_xhat
 
 
-def _backward(ctx, dy, _dmean, _drstd):
+def _backward(ctx, dy, _dmean, _drstd, _dxhat):
     # PyTorch's own LayerNorm backward fed with the saved statistics, in
     # float32 as the forward. (A single-kernel Triton backward was slower in
     # the full training step: VMamba-T AMP training fell from 1285 to 1114
     # img/s on an H200 with it.)
-    x, weight, bias, mean, rstd = ctx.saved_tensors
-    stats = x.shape[:-1] + (1, )
+    kept, weight, bias, mean, rstd = ctx.saved_tensors
+    stats = kept.shape[:-1] + (1, )
+    mean, rstd = mean.view(stats), rstd.view(stats)
+    if ctx.store_xhat:
+        # x − mean = x̂ / rstd, normalised around a zero mean
+        x = kept.float() / rstd
+        mean = torch.zeros_like(mean)
+    else:
+        x = kept.float()
     dx, dw, db = torch.ops.aten.native_layer_norm_backward(
-        dy.float(), x.float(), [x.shape[-1]], mean.view(stats),
-        rstd.view(stats), weight.float(), bias.float(), [True, True, True])
-    return dx.to(x.dtype), dw.to(weight.dtype), db.to(bias.dtype), None, None
+        dy.float(), x, [x.shape[-1]], mean, rstd, weight.float(),
+        bias.float(), [True, True, True])
+    return (dx.to(ctx.x_dtype), dw.to(weight.dtype), db.to(bias.dtype), None,
+            None, None)
 
 
 _ln_fwd.register_autograd(_backward, setup_context=_setup)
@@ -104,4 +147,8 @@ def layer_norm_triton(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
     if weight.shape != (C, ) or bias.shape != (C, ):
         raise ValueError(f'weight and bias must be ({C},), got '
                          f'{tuple(weight.shape)} and {tuple(bias.shape)}')
-    return _ln_fwd(x, weight, bias, float(eps), out_dtype)[0]
+    store_xhat = (
+        SAVE == 'xhat16' and out_dtype.itemsize < x.dtype.itemsize
+        and torch.is_grad_enabled()
+        and (x.requires_grad or weight.requires_grad or bias.requires_grad))
+    return _ln_fwd(x, weight, bias, float(eps), out_dtype, store_xhat)[0]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from mmvmamba.kernels import layer_norm
+from mmvmamba.kernels import layer_norm_triton as LN
 from mmvmamba.models.vmamba import LayerNorm2d
 from ._helpers import DEVICE, grads, rel_err
 
@@ -24,7 +25,9 @@ TOL = {torch.float32: (1e-5, 1e-5), torch.bfloat16: (1e-2, 1e-2)}
         ((130, 20), torch.bfloat16, torch.float32),  # rows over programs
         ((1, 3, 3, 33), torch.bfloat16, torch.bfloat16),  # odd C
     ])
-def test_layer_norm_matches_torch(shape, dtype, out_dtype):
+@pytest.mark.parametrize('save', ['input', 'xhat16'])
+def test_layer_norm_matches_torch(monkeypatch, shape, dtype, out_dtype, save):
+    monkeypatch.setattr(LN, 'SAVE', save)
     torch.manual_seed(0)
     C = shape[-1]
     x = (torch.randn(shape) * 3 + 1).to(dtype).to(DEVICE).requires_grad_()
@@ -72,3 +75,43 @@ def test_layer_norm2d_cast_out_only_under_autocast():
         out32 = norm(x)
     assert out.dtype == torch.bfloat16 and out32.dtype == torch.float32
     assert rel_err(out.float(), ref) < 1e-2
+
+
+@pytest.mark.parametrize('save,kept', [('input', torch.float32),
+                                       ('xhat16', torch.bfloat16)])
+def test_what_the_backward_keeps(monkeypatch, save, kept):
+    """xhat16 keeps the 16-bit normalised input instead of the float32
+    input: half the activation bytes, gradients within bf16 rounding."""
+    monkeypatch.setattr(LN, 'SAVE', save)
+    torch.manual_seed(0)
+    x = (torch.randn(4, 6, 64) * 2 + 3).to(DEVICE).requires_grad_()
+    w = (torch.randn(64) * 0.5 + 1).to(DEVICE).requires_grad_()
+    b = torch.randn(64).to(DEVICE).requires_grad_()
+    saved = []
+
+    def pack(t):
+        saved.append(t)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = layer_norm(x, w, b, 1e-6, torch.bfloat16, backend='triton')
+    big = [t for t in saved if t.shape == x.shape]
+    assert [t.dtype for t in big] == [kept]
+    ref = F.layer_norm(x.float(), (64, ), w, b, 1e-6)
+    g = torch.randn(x.shape).to(DEVICE)
+    gt = grads(y, [x, w, b], g.bfloat16())
+    for a, r in zip(gt, grads(ref, [x, w, b], g)):
+        assert rel_err(a, r) < 1e-2
+    # without gradients nothing extra is written
+    with torch.no_grad():
+        out = LN._ln_fwd(x, w, b, 1e-6, torch.bfloat16, False)
+    assert out[3].numel() == 0
+
+
+def test_save_mode_from_the_environment(monkeypatch):
+    for value in ('input', 'xhat16'):
+        monkeypatch.setenv('MMVMAMBA_LN_SAVE', value)
+        assert LN._save_mode() == value
+    monkeypatch.setenv('MMVMAMBA_LN_SAVE', 'fp8')
+    with pytest.raises(ValueError, match="MMVMAMBA_LN_SAVE='fp8': expected"):
+        LN._save_mode()

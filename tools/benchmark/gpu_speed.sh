@@ -6,8 +6,9 @@
 #   sweep   launch-configuration sweep of the scan kernels (sweep_scan.py)
 #   kernels ms, GB/s and % of copy bandwidth per kernel (bench_kernels.py)
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency
-#   dtgrad  VMamba-T/S (and Swin-T) with each backward variant,
-#           MMVMAMBA_DT_GRAD=kernel and =gemm (throughput and training memory)
+#   variants VMamba-T/S beside Swin-T (throughput, training memory) with each
+#           backward variant: default, MMVMAMBA_DT_GRAD=gemm,
+#           MMVMAMBA_LN_SAVE=xhat16, and both
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
@@ -16,7 +17,7 @@
 # outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
-STAGES=${STAGES:-tests sweep kernels models dtgrad profile maskrcnn scaling demo}
+STAGES=${STAGES:-tests sweep kernels models variants profile maskrcnn scaling demo}
 mkdir -p "$RES"
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
@@ -54,13 +55,15 @@ stage_models() {
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
 }
-stage_dtgrad() {
-  for mode in kernel gemm; do
-    echo "== dtgrad $mode"
-    MMVMAMBA_DT_GRAD=$mode timeout "${T_DTGRAD:-200}" python3 tools/benchmark/bench_models.py \
-      --models ${DTGRAD_MODELS:-vmamba_t swin_t vmamba_s} --json "$RES/dtgrad_$mode.json" \
-      > "$RES/dtgrad_$mode.log" 2>&1
-    echo "rc=$?"; grep -v -i warn "$RES/dtgrad_$mode.log"
+stage_variants() {
+  local name dt ln
+  for spec in default:kernel:input dtgemm:gemm:input xhat16:kernel:xhat16 both:gemm:xhat16; do
+    IFS=: read -r name dt ln <<< "$spec"
+    echo "== variants $name (MMVMAMBA_DT_GRAD=$dt MMVMAMBA_LN_SAVE=$ln)"
+    MMVMAMBA_DT_GRAD=$dt MMVMAMBA_LN_SAVE=$ln timeout "${T_VARIANTS:-150}" \
+      python3 tools/benchmark/bench_models.py --models ${VARIANT_MODELS:-vmamba_t swin_t vmamba_s} \
+      --json "$RES/variant_$name.json" > "$RES/variant_$name.log" 2>&1
+    echo "rc=$?"; grep -v -i warn "$RES/variant_$name.log"
   done
 }
 stage_profile() {
@@ -100,7 +103,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep kernels models dtgrad profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep kernels models variants profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"
