@@ -25,3 +25,7 @@ optim_wrapper = dict(
         _delete_=True,
         norm_decay_mult=0.,
         custom_keys={'norm': dict(decay_mult=0.)}))
+
+# MMEngine's LoggerHook, except that only the main process writes the test
+# metrics json (in a multi-GPU test every rank wrote the same file at once)
+default_hooks = dict(logger=dict(type='mmvmamba.LoggerHook'))

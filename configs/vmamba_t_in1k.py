@@ -20,3 +20,7 @@ model = dict(
 
 # official model EMA with decay 0.9999 (momentum = 1 - decay)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
+
+# MMEngine's LoggerHook, except that only the main process writes the test
+# metrics json (in a multi-GPU test every rank wrote the same file at once)
+default_hooks = dict(logger=dict(type='mmvmamba.LoggerHook'))

@@ -72,6 +72,21 @@ def test_recipe_backbone(name):
 
 
 @pytest.mark.parametrize('name', CONFIGS)
+def test_logger_hook_writes_test_metrics_once(name):
+    """mmvmamba.LoggerHook (rank 0 alone writes the test metrics json), with
+    the downstream recipe's arguments kept, and buildable in its scope."""
+    cfg = load(name)
+    logger = cfg.default_hooks.logger
+    assert logger.type == 'mmvmamba.LoggerHook'
+    assert logger.interval > 0
+    scope = downstream_of(cfg)
+    hooks = __import__(f'{scope}.registry', fromlist=['HOOKS']).HOOKS
+    from mmvmamba.engine.hooks import LoggerHook
+    hook = hooks.build(copy.deepcopy(logger))
+    assert type(hook) is LoggerHook and hook.interval == logger.interval
+
+
+@pytest.mark.parametrize('name', CONFIGS)
 def test_config_builds_full_model(name):
     cfg = load(name)
     cfg.model.backbone.init_cfg = None
