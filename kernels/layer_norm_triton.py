@@ -19,7 +19,6 @@ instead: half the bytes, and the gradients carry x̂'s 16-bit rounding (the
 forward is unchanged). tools/benchmark/activation_memory.py counts the
 difference.
 """
-import os
 from typing import Tuple
 
 import torch
@@ -27,15 +26,13 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._env import env_choice
+
 __all__ = ['layer_norm_triton']
 
 
 def _save_mode() -> str:
-    mode = os.environ.get('MMVMAMBA_LN_SAVE', 'input')
-    if mode not in ('input', 'xhat16'):
-        raise ValueError(f'MMVMAMBA_LN_SAVE={mode!r}: expected input '
-                         '(default) or xhat16')
-    return mode
+    return env_choice('MMVMAMBA_LN_SAVE', ('input', 'xhat16'))
 
 
 #: ``'input'`` or ``'xhat16'`` (see the module docstring)

@@ -12,13 +12,13 @@ stores nothing but chunk-start states and recomputes.
 Registered as ``mmvmamba::ss2d_scan_fwd`` / ``_bwd`` custom ops, so
 ``torch.compile`` traces around them.
 """
-import os
 from typing import Tuple
 
 import torch
 import triton
 from torch import Tensor
 
+from ._env import env_choice
 from .selective_scan_triton import (ScanLayout, block_config, scan_backward,
                                     scan_forward)
 
@@ -28,11 +28,7 @@ K = 4
 
 
 def _dt_grad_gemm() -> bool:
-    mode = os.environ.get('MMVMAMBA_DT_GRAD', 'kernel')
-    if mode not in ('kernel', 'gemm'):
-        raise ValueError(f'MMVMAMBA_DT_GRAD={mode!r}: expected kernel '
-                         '(default) or gemm')
-    return mode == 'gemm'
+    return env_choice('MMVMAMBA_DT_GRAD', ('kernel', 'gemm')) == 'gemm'
 
 
 #: Backward variant (``MMVMAMBA_DT_GRAD=kernel|gemm``; sweep_scan.py
