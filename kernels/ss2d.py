@@ -129,16 +129,16 @@ def _ss2d_bwd(
     dx = _empty_like_x(x)
     dxdbl = torch.zeros(x_dbl.shape, dtype=torch.float32, device=x.device)
     Bsz, Di, H, W = x.shape
-    dz = x.new_empty((K, Di, Bsz, H, W) if DT_GRAD_GEMM else (1, ),
-                     dtype=torch.float32)
+    dz = dx  # not written: the kernel's dt-rank GEMMs consume dz
     if DT_GRAD_GEMM:  # dz[k, d, b, h, w]: direction k's, by pixel
+        dz = x.new_empty((K, Di, Bsz, H, W), dtype=torch.float32)
         st = dz.stride()
         lay = lay._replace(delta=(st[2], st[0], st[1], st[3], st[4]))
     dA, dD, dbias, dW = scan_backward(
         lay,
         Bsz,
         x,
-        dz,
+        x,  # Δ is recomputed from x_dbl, never read
         x_dbl,
         dt_w,
         A,
