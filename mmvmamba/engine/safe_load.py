@@ -37,11 +37,9 @@ def load_from_mmvmamba_safe_load(filename: str,
     return safe_load(filename, map_location)
 
 
-def _model_name(filename: str, prefixes) -> str:
-    for prefix in prefixes:
-        if filename.startswith(prefix):
-            return filename[len(prefix):]
-    raise ValueError(f'{filename!r} does not start with any of {prefixes}')
+def _model_name(filename: str) -> str:
+    """'open-mmlab://resnet50_v1c' -> 'resnet50_v1c'."""
+    return filename.split('://', 1)[1]
 
 
 def _from_table(table: dict, name: str, filename: str) -> str:
@@ -55,7 +53,7 @@ def _from_table(table: dict, name: str, filename: str) -> str:
 def load_from_openmmlab_safe(filename: str, map_location: Any = None) -> Any:
     """``open-mmlab://NAME`` / ``openmmlab://NAME`` (MMEngine's model table)."""
     from mmengine.runner import checkpoint as mm
-    name = _model_name(filename, OPENMMLAB)
+    name = _model_name(filename)
     name = mm.get_deprecated_model_names().get(name, name)
     where = _from_table(mm.get_external_models(), name, filename)
     if not where.startswith(HTTP):
@@ -66,7 +64,7 @@ def load_from_openmmlab_safe(filename: str, map_location: Any = None) -> Any:
 def load_from_torchvision_safe(filename: str, map_location: Any = None) -> Any:
     """``torchvision://NAME`` / ``modelzoo://NAME`` (torchvision's URLs)."""
     from mmengine.runner import checkpoint as mm
-    name = _model_name(filename, TORCHVISION)
+    name = _model_name(filename)
     url = _from_table(mm.get_torchvision_models(), name, filename)
     return load_from_mmvmamba_safe_load(url, map_location)
 
@@ -74,7 +72,7 @@ def load_from_torchvision_safe(filename: str, map_location: Any = None) -> Any:
 def load_from_mmcls_safe(filename: str, map_location: Any = None) -> Any:
     """``mmcls://NAME``: the file, with MMEngine's mmcls key conversion."""
     from mmengine.runner import checkpoint as mm
-    name = _model_name(filename, ('mmcls://', ))
+    name = _model_name(filename)
     url = _from_table(mm.get_mmcls_models(), name, filename)
     return mm._process_mmcls_checkpoint(
         load_from_mmvmamba_safe_load(url, map_location))
@@ -112,7 +110,7 @@ def load_from_pavi_safe(filename: str, map_location: Any = None) -> Any:
     except ImportError as e:
         raise ImportError(
             f'{filename!r} needs the pavi client: pip install pavi') from e
-    model = modelcloud.get(_model_name(filename, ('pavi://', )))
+    model = modelcloud.get(_model_name(filename))
     return _load_fetched(model.download, model.name, map_location)
 
 
