@@ -126,13 +126,7 @@ def programs_for(sms: int) -> int:
 
 
 def _splits(programs: int, nch: int, device: torch.device) -> Tuple[int, int]:
-    return time_splits(programs, nch, _target_programs(device))
-
-
-def time_splits(programs: int, nch: int, target: int) -> Tuple[int, int]:
-    """(splits, chunks per split) of a launch of ``programs`` programs over
-    ``nch`` chunks when ``target`` programs are wanted."""
-    want = triton.cdiv(target, programs)
+    want = triton.cdiv(_target_programs(device), programs)
     S = max(1, min(nch, want))
     cps = triton.cdiv(nch, S)
     return triton.cdiv(nch, cps), cps

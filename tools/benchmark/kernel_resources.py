@@ -25,16 +25,19 @@ import subprocess
 import sys
 import tempfile
 from typing import Dict, List, Sequence, Tuple
+from unittest import mock
 
 if os.environ.get('TRITON_INTERPRET') == '1':
     sys.exit('kernel_resources.py compiles kernels: unset TRITON_INTERPRET')
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from mmvmamba.kernels import _scan_kernels as sk  # noqa: E402
 from mmvmamba.kernels import selective_scan_triton as ss  # noqa: E402
+from mmvmamba.kernels import ss2d  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from sweep_scan import SHAPES  # noqa: E402
@@ -107,45 +110,41 @@ def shape_configs(batch: int,
                   sms: int,
                   extra_bwd: Sequence[Tuple[int, int]] = ()) -> List:
     """(label, kernel, constexprs, warps) of the main-pass launches: the
-    chosen configuration, then the ``extra_bwd`` (BD, warps) backward ones."""
-    N, L = 1, H * W
-    R = math.ceil(DC / 16)
+    chosen configuration, then the ``extra_bwd`` (BD, warps) backward ones.
+
+    The constexprs are the launcher's own (``ss2d._layout``, ``ss._flags``,
+    ``ss._plan``), built from meta tensors of the shape: bf16 x and x_dbl as
+    under autocast, no data and no GPU.
+    """
+    N, R, L = 1, math.ceil(DC / 16), H * W
+    x = torch.empty(
+        batch, DC, H, W, dtype=torch.bfloat16,
+        device='meta').to(memory_format=torch.channels_last)
+    x_dbl = torch.empty(
+        batch, L, 4 * (R + 2 * N), dtype=torch.bfloat16, device='meta')
+    vec = torch.empty(4 * DC, device='meta')  # Ds, dt bias
+    lay = ss2d._layout(x, x_dbl, torch.empty(4, DC, R, device='meta'), N)
     _, T, NP, RP = ss.block_config(N, R, L)
     bdf, bdb, wf, wb = ss.launch_config(N, DC, L, batch)
-    nch = triton.cdiv(L, T)
 
-    def splits(BD):  # as the launcher on a GPU with `sms` SMs
-        programs = triton.cdiv(DC, BD) * batch * 4
-        return ss.time_splits(programs, nch, ss.programs_for(sms))[0]
+    def flags(BD: int, warps: int, split_flag: str, **extra) -> Dict:
+        # time splits as on a GPU with `sms` SMs
+        with mock.patch.object(ss, '_target_programs',
+                               lambda device: ss.programs_for(sms)):
+            splits = ss._plan(lay, batch, BD, T, x)[3]
+        cx = ss._flags(
+            lay, BD, T, NP, RP, vec, vec, True, x, warps, CARRY_ONLY=False,
+            **{split_flag: splits > 1}, **extra)
+        del cx['num_warps']
+        return cx
 
-    common = dict(
-        G=4,
-        N=N,
-        NP=NP,
-        RP=RP,
-        T=T,
-        DIRECTIONAL=True,
-        PROJ=True,
-        HAS_D=True,
-        HAS_BIAS=True,
-        SOFTPLUS=True,
-        DOT_PREC='tf32',
-        CARRY_ONLY=False)
     out = [('fwd', sk.scan_fwd_kernel,
-            dict(
-                common,
-                BD=bdf,
-                ATOMIC_Y=True,
-                STORE_HS=True,
-                HAS_H0=splits(bdf) > 1), wf)]
+            flags(bdf, wf, 'HAS_H0', ATOMIC_Y=True, STORE_HS=True), wf)]
     for bd, warps in [(bdb, wb), *extra_bwd]:
         for mode in ('kernel', 'gemm'):
             out.append((f'bwd/{mode}', sk.scan_bwd_kernel,
-                        dict(
-                            common,
-                            BD=bd,
-                            ATOMIC_U=True,
-                            HAS_R0=splits(bd) > 1,
+                        flags(
+                            bd, warps, 'HAS_R0', ATOMIC_U=True,
                             DZ_OUT=mode == 'gemm'), warps))
     return out
 
