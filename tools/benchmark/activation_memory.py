@@ -33,10 +33,6 @@ import bench_models  # noqa: E402
 BATCHES = (4, 12)
 
 
-def _owner(stack) -> str:
-    return stack[-1] if stack else 'other'
-
-
 def saved_bytes(model: torch.nn.Module, batch: int, size: int,
                 amp_dtype: torch.dtype) -> Dict[Tuple[str, str], int]:
     """Bytes saved for backward by one AMP forward, by (module, dtype)."""
@@ -57,7 +53,7 @@ def saved_bytes(model: torch.nn.Module, batch: int, size: int,
         key = t.untyped_storage()._cdata
         if key not in params and key not in seen:
             seen.add(key)
-            by[(_owner(stack), str(t.dtype).replace('torch.', ''))] += (
+            by[(stack[-1] if stack else 'other', str(t.dtype).replace('torch.', ''))] += (
                 t.untyped_storage().nbytes())
         return t
 
