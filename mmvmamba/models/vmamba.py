@@ -11,8 +11,9 @@ between modules, ``'ln'`` channel-last (B, H, W, C). Weights are the same in
 both; the layouts compute the same function.
 """
 import math
+import warnings
 from collections import OrderedDict
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -243,9 +244,9 @@ class Mlp(nn.Module):
                  hidden_features: int,
                  act_layer: type = nn.GELU,
                  drop: float = 0.0,
-                 channels_first: bool = False) -> None:
+                 channel_first: bool = False) -> None:
         super().__init__()
-        linear = Linear2d if channels_first else nn.Linear
+        linear = Linear2d if channel_first else nn.Linear
         self.fc1 = linear(in_features, hidden_features)
         self.act = act_layer()
         self.fc2 = linear(hidden_features, in_features)
@@ -264,10 +265,10 @@ class GMlp(nn.Module):
                  hidden_features: int,
                  act_layer: type = nn.GELU,
                  drop: float = 0.0,
-                 channels_first: bool = False) -> None:
+                 channel_first: bool = False) -> None:
         super().__init__()
-        linear = Linear2d if channels_first else nn.Linear
-        self.channel_dim = 1 if channels_first else -1
+        linear = Linear2d if channel_first else nn.Linear
+        self.channel_dim = 1 if channel_first else -1
         self.fc1 = linear(in_features, 2 * hidden_features)
         self.act = act_layer()
         self.fc2 = linear(hidden_features, in_features)
@@ -288,12 +289,17 @@ class GMlp(nn.Module):
 # differ only in kernel choice and AMP casting, which our single core
 # (fp32 state, fp32 output) subsumes. Variants computing other functions
 # (other scan patterns, out-norms, out activations) are rejected.
-_V2_BASES = ('v01', 'v02', 'v03', 'v04', 'v05', 'v2', 'v3')
-FORWARD_TYPES: Dict[str, bool] = {'v0': True, 'v0seq': True}  # name → gated
-for _base in _V2_BASES:
-    for _noz in ('', '_noz'):
-        for _no32 in ('', '_no32'):
-            FORWARD_TYPES[_base + _noz + _no32] = not _noz
+#: forward_type -> whether the output is gated by z (``_noz``: no gate;
+#: ``_no32``: official AMP casting only)
+FORWARD_TYPES: Dict[str, bool] = {
+    **dict.fromkeys(('v0', 'v0seq', 'v01', 'v01_no32', 'v02', 'v02_no32',
+                     'v03', 'v03_no32', 'v04', 'v04_no32', 'v05', 'v05_no32',
+                     'v2', 'v2_no32', 'v3', 'v3_no32'), True),
+    **dict.fromkeys(('v01_noz', 'v01_noz_no32', 'v02_noz', 'v02_noz_no32',
+                     'v03_noz', 'v03_noz_no32', 'v04_noz', 'v04_noz_no32',
+                     'v05_noz', 'v05_noz_no32', 'v2_noz', 'v2_noz_no32',
+                     'v3_noz', 'v3_noz_no32'), False),
+}
 
 
 def _check_forward_type(forward_type: str) -> bool:
@@ -512,7 +518,7 @@ class VSSBlock(nn.Module):
                 int(hidden_dim * mlp_ratio),
                 act_layer=mlp_act_layer,
                 drop=mlp_drop_rate,
-                channels_first=channel_first)
+                channel_first=channel_first)
         if not post_norm:  # pre-norms feed a linear layer: fuse its cast
             for name in ('norm', 'norm2'):
                 if isinstance(getattr(self, name, None), LayerNorm2d):
@@ -624,12 +630,116 @@ ARCH_ALIASES = {
     'base_s2l15': 'base',
 }
 
-# Arguments of Swin's mmdet/mmseg backbone that official VMamba configs
-# inherit by not using ``_delete_=True`` (the official class ignores them).
-_SWIN_KEYS = ('embed_dims', 'num_heads', 'window_size', 'qkv_bias', 'qk_scale',
-              'drop_rate', 'attn_drop_rate', 'convert_weights',
-              'pretrain_img_size', 'strides', 'act_cfg', 'norm_cfg',
-              'in_channels', 'use_abs_pos_embed')
+#: Arguments of the backbones of the stock mmdet / mmseg / mmpretrain base
+#: configs that VMamba does not take. A config that inherits one of them and
+#: changes only ``type`` (the official VMamba configs inherit Swin's) leaves
+#: them in the backbone dict: VMamba ignores them with one warning (the
+#: official class ignores them silently). Two or more arguments of one
+#: backbone mark such a leftover; anything else unknown is an error.
+FOREIGN_BACKBONE_ARGS: Dict[str, Tuple[str, ...]] = {
+    'SwinTransformer':
+    ('act_cfg', 'attn_drop_rate', 'convert_weights', 'drop_rate',
+     'embed_dims', 'in_channels', 'norm_cfg', 'num_heads',
+     'pretrain_img_size', 'qk_scale', 'qkv_bias', 'strides',
+     'use_abs_pos_embed', 'window_size'),
+    'ResNet': ('avg_down', 'base_channels', 'contract_dilation', 'conv_cfg',
+               'dcn', 'deep_stem', 'depth', 'dilations', 'in_channels',
+               'multi_grid', 'norm_cfg', 'num_stages', 'plugins',
+               'stage_with_dcn', 'stem_channels', 'strides', 'style',
+               'zero_init_residual'),
+    'ConvNeXt': ('act_cfg', 'gap_before_final_norm', 'in_channels',
+                 'layer_scale_init_value', 'linear_pw_conv', 'norm_cfg',
+                 'stem_patch_size', 'use_grn'),
+}
+
+
+def _drop_leftover_arguments(kwargs: dict, pretrained: Optional[str],
+                             init_cfg: Any) -> Any:
+    """Ignore, with one warning, the arguments another backbone's base
+    config left in ``kwargs``; raise for any other unknown argument.
+
+    Returns the ``init_cfg`` to use: an inherited one gives way to an
+    explicit ``pretrained`` (official configs set both that way).
+    """
+    if not kwargs:
+        return init_cfg
+    backbone, leftover = max(
+        ((name, sorted(set(kwargs) & set(args)))
+         for name, args in FOREIGN_BACKBONE_ARGS.items()),
+        key=lambda item: len(item[1]))
+    if len(leftover) < 2:
+        leftover = []
+    unknown = sorted(set(kwargs) - set(leftover))
+    if unknown:
+        foreign = [
+            k for k in unknown
+            if any(k in args for args in FOREIGN_BACKBONE_ARGS.values())
+        ]
+        hint = (f' {foreign} belong to another backbone: if the base config '
+                'left them, add `_delete_=True` to the backbone dict.'
+                if foreign else '')
+        raise TypeError(f'VMamba got unknown arguments {unknown}.{hint} '
+                        'Accepted: see VMamba.__init__ (official '
+                        'VSSM/Backbone_VSSM arguments, arch, frozen_stages, '
+                        'norm_eval, with_cp, backend, cuda_graph, init_cfg).')
+    replaced = ''
+    if pretrained and init_cfg is not None:
+        replaced = (f' and its init_cfg (pretrained={pretrained!r} is '
+                    'loaded instead)')
+        init_cfg = None
+    warnings.warn(
+        f'VMamba ignores the {backbone} arguments {leftover}{replaced} that '
+        'the base config left in the backbone dict; add `_delete_=True` to '
+        'the backbone dict to drop them and silence this warning.',
+        UserWarning,
+        stacklevel=3)
+    return init_cfg
+
+
+def _check_arguments(cfg: Dict[str, Any], out_indices: Union[int,
+                                                             Sequence[int]],
+                     frozen_stages: int, cuda_graph: Union[bool, int],
+                     ssm_act_layer: str, mlp_act_layer: str) -> dict:
+    """Every check of VMamba's arguments (``cfg``: the preset with the
+    explicit arguments over it), before anything is built. Returns them
+    normalised: ``dims``/``depths`` lists, sorted non-negative
+    ``out_indices``, ``graphs`` (cached CUDA-graph shapes, 0 = off)."""
+    dims = cfg['dims']
+    if isinstance(dims, int):
+        dims = [dims * 2**i for i in range(4)]
+    dims, depths = list(dims), list(cfg['depths'])
+    if len(dims) != len(depths) or len(depths) < 1:
+        raise ValueError(f'dims {dims} and depths {depths} must have the '
+                         'same (non-zero) length')
+    num_stages = len(depths)
+    out_indices = [out_indices] if isinstance(out_indices,
+                                              int) else list(out_indices)
+    if any(not -num_stages <= i < num_stages for i in out_indices):
+        raise ValueError(f'out_indices {tuple(out_indices)} out of range '
+                         f'for {num_stages} stages')
+    if not out_indices:
+        raise ValueError('out_indices must not be empty')
+    if not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
+                         f'got {frozen_stages}')
+    if cuda_graph is True:
+        cuda_graph = 4
+    if cuda_graph is not False and (isinstance(cuda_graph, bool)
+                                    or not isinstance(cuda_graph, int)
+                                    or cuda_graph < 1):
+        raise ValueError('cuda_graph must be True, False or a positive '
+                         f'number of cached input shapes, got {cuda_graph!r}')
+    _lookup(NORM_LAYERS, cfg['norm_layer'].lower(), 'norm_layer')
+    _lookup(ACT_LAYERS, ssm_act_layer, 'ssm_act_layer')
+    _lookup(ACT_LAYERS, mlp_act_layer, 'mlp_act_layer')
+    _lookup(PATCH_EMBEDS, cfg['patchembed_version'], 'patchembed_version')
+    _lookup(DOWNSAMPLES, cfg['downsample_version'], 'downsample_version')
+    _check_forward_type(cfg['forward_type'])
+    return dict(
+        dims=dims,
+        depths=depths,
+        out_indices=tuple(sorted(i % num_stages for i in out_indices)),
+        graphs=int(cuda_graph))
 
 
 @MODELS.register_module()
@@ -704,24 +814,13 @@ class VMamba(BaseModule):
                  pretrained: Optional[str] = None,
                  init_cfg: Union[dict, List[dict], None] = None,
                  **kwargs) -> None:
-        if kwargs:
-            swin = sorted(k for k in kwargs if k in _SWIN_KEYS)
-            hint = (' These are Swin Transformer arguments inherited from a '
-                    'Swin base config: add `_delete_=True` to the backbone '
-                    'dict.' if swin else '')
-            raise TypeError(f'VMamba got unknown arguments {sorted(kwargs)}.'
-                            f'{hint} Accepted: see VMamba.__init__ '
-                            '(official VSSM/Backbone_VSSM arguments, arch, '
-                            'frozen_stages, norm_eval, with_cp, backend, '
-                            'cuda_graph, '
-                            'init_cfg).')
+        init_cfg = _drop_leftover_arguments(kwargs, pretrained, init_cfg)
         if pretrained:
             if init_cfg is not None:
                 raise ValueError('give either `pretrained` or `init_cfg`, '
                                  'not both')
             init_cfg = dict(type='Pretrained', checkpoint=pretrained)
         super().__init__(init_cfg=init_cfg)
-
         cfg = self._resolve_arch(
             arch,
             dict(
@@ -738,104 +837,86 @@ class VMamba(BaseModule):
                 norm_layer=norm_layer,
                 downsample_version=downsample_version,
                 patchembed_version=patchembed_version))
-        dims = cfg['dims']
-        if isinstance(dims, int):
-            dims = [dims * 2**i for i in range(4)]
-        dims, depths = list(dims), list(cfg['depths'])
-        if len(dims) != len(depths) or len(depths) < 1:
-            raise ValueError(f'dims {dims} and depths {depths} must have the '
-                             'same (non-zero) length')
-        num_stages = len(depths)
-        norm_name = cfg['norm_layer'].lower()
-        norm = _lookup(NORM_LAYERS, norm_name, 'norm_layer')
-        self.channel_first = channel_first = norm_name in ('ln2d', 'bn')
-        _check_forward_type(cfg['forward_type'])
-        ssm_act = _lookup(ACT_LAYERS, ssm_act_layer, 'ssm_act_layer')
-        mlp_act = _lookup(ACT_LAYERS, mlp_act_layer, 'mlp_act_layer')
-        make_stem = _lookup(PATCH_EMBEDS, cfg['patchembed_version'],
-                            'patchembed_version')
-        make_down = _lookup(DOWNSAMPLES, cfg['downsample_version'],
-                            'downsample_version')
+        checked = _check_arguments(cfg, out_indices, frozen_stages,
+                                   cuda_graph, ssm_act_layer, mlp_act_layer)
 
-        out_indices = [out_indices] if isinstance(out_indices,
-                                                  int) else out_indices
-        self.out_indices = tuple(sorted(i % num_stages for i in out_indices))
-        if any(not -num_stages <= i < num_stages for i in out_indices):
-            raise ValueError(f'out_indices {tuple(out_indices)} out of range '
-                             f'for {num_stages} stages')
-        if not self.out_indices:
-            raise ValueError('out_indices must not be empty')
-        if not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
-                             f'got {frozen_stages}')
         self.arch_settings = cfg
-        self.dims, self.depths = dims, depths
-        self.num_features = dims[-1]
+        self.dims, self.depths = checked['dims'], checked['depths']
+        self.num_features = self.dims[-1]
+        self.out_indices = checked['out_indices']
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp or use_checkpoint
         self.backend = backend
         self.num_classes = num_classes
-        if cuda_graph is True:
-            cuda_graph = 4
-        if cuda_graph is not False and (isinstance(cuda_graph, bool)
-                                        or not isinstance(cuda_graph, int)
-                                        or cuda_graph < 1):
-            raise ValueError('cuda_graph must be True, False or a positive '
-                             'number of cached input shapes, got '
-                             f'{cuda_graph!r}')
-        self._graphs = GraphCache(cuda_graph) if cuda_graph else None
+        self._graphs = GraphCache(
+            checked['graphs']) if checked['graphs'] else None
+        norm_name = cfg['norm_layer'].lower()
+        norm = NORM_LAYERS[norm_name]
+        self.channel_first = norm_name in ('ln2d', 'bn')
 
-        self.patch_embed = make_stem(in_chans, dims[0], patch_size, patch_norm,
-                                     norm, channel_first)
+        self.patch_embed = PATCH_EMBEDS[cfg['patchembed_version']](
+            in_chans, self.dims[0], patch_size, patch_norm, norm,
+            self.channel_first)
         self.pos_embed = None
         if posembed:
             size = imgsize // patch_size
-            self.pos_embed = nn.Parameter(torch.zeros(1, dims[0], size, size))
+            self.pos_embed = nn.Parameter(
+                torch.zeros(1, self.dims[0], size, size))
             nn.init.trunc_normal_(self.pos_embed, std=0.02)
-
-        # stochastic depth grows linearly over all blocks (CPU: meta-safe)
-        dpr = torch.linspace(
-            0, cfg['drop_path_rate'], sum(depths), device='cpu').tolist()
-        self.layers = nn.ModuleList()
-        for i in range(num_stages):
-            blocks = [
-                VSSBlock(
-                    hidden_dim=dims[i],
-                    drop_path=dpr[sum(depths[:i]) + j],
-                    norm_layer=norm,
-                    channel_first=channel_first,
-                    ssm_d_state=cfg['ssm_d_state'],
-                    ssm_ratio=cfg['ssm_ratio'],
-                    ssm_dt_rank=cfg['ssm_dt_rank'],
-                    ssm_act_layer=ssm_act,
-                    ssm_conv=cfg['ssm_conv'],
-                    ssm_conv_bias=cfg['ssm_conv_bias'],
-                    ssm_drop_rate=ssm_drop_rate,
-                    ssm_init=ssm_init,
-                    forward_type=cfg['forward_type'],
-                    mlp_ratio=cfg['mlp_ratio'],
-                    mlp_act_layer=mlp_act,
-                    mlp_drop_rate=mlp_drop_rate,
-                    gmlp=gmlp,
-                    backend=backend) for j in range(depths[i])
-            ]
-            # The downsample is the tail of stage i (keys layers.i.downsample)
-            down = (
-                make_down(dims[i], dims[i + 1], norm, channel_first)
-                if i < num_stages - 1 else nn.Identity())
-            self.layers.append(
-                nn.Sequential(
-                    OrderedDict(
-                        blocks=nn.Sequential(*blocks), downsample=down)))
+        self.layers = self._build_layers(
+            cfg,
+            norm,
+            norm_layer=norm,
+            channel_first=self.channel_first,
+            ssm_d_state=cfg['ssm_d_state'],
+            ssm_ratio=cfg['ssm_ratio'],
+            ssm_dt_rank=cfg['ssm_dt_rank'],
+            ssm_act_layer=ACT_LAYERS[ssm_act_layer],
+            ssm_conv=cfg['ssm_conv'],
+            ssm_conv_bias=cfg['ssm_conv_bias'],
+            ssm_drop_rate=ssm_drop_rate,
+            ssm_init=ssm_init,
+            forward_type=cfg['forward_type'],
+            mlp_ratio=cfg['mlp_ratio'],
+            mlp_act_layer=ACT_LAYERS[mlp_act_layer],
+            mlp_drop_rate=mlp_drop_rate,
+            gmlp=gmlp,
+            backend=backend)
         for i in self.out_indices:
-            self.add_module(f'outnorm{i}', norm(dims[i]))
+            self.add_module(f'outnorm{i}', norm(self.dims[i]))
 
         for m in self.modules():
             if isinstance(m, LayerNorm2d):
                 m.backend = backend
         self.apply(self._init_module)
         self._freeze_stages()
+
+    def _build_layers(self, cfg: Dict[str, Any], norm: type,
+                      **block_args: Any) -> nn.ModuleList:
+        """``layers.i`` = ``blocks`` (the VSSBlocks of stage i) and
+        ``downsample`` (to stage i + 1; Identity after the last), the
+        official key layout. Stochastic depth grows linearly over all
+        blocks."""
+        dims, depths = self.dims, self.depths
+        make_down = DOWNSAMPLES[cfg['downsample_version']]
+        dpr = torch.linspace(  # on the CPU: safe under a meta device
+            0, cfg['drop_path_rate'], sum(depths), device='cpu').tolist()
+        layers = nn.ModuleList()
+        for i, (dim, depth) in enumerate(zip(dims, depths)):
+            first = sum(depths[:i])
+            blocks = [
+                VSSBlock(dim, drop_path=dpr[first + j], **block_args)
+                for j in range(depth)
+            ]
+            down = (
+                make_down(dim, dims[i + 1], norm, self.channel_first)
+                if i + 1 < len(dims) else nn.Identity())
+            layers.append(
+                nn.Sequential(
+                    OrderedDict(
+                        blocks=nn.Sequential(*blocks), downsample=down)))
+        return layers
 
     @staticmethod
     def _resolve_arch(arch: Union[str, dict, None], explicit: dict) -> dict:
