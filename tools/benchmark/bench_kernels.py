@@ -1,158 +1,250 @@
-"""Time the SS2D kernels on a GPU: ms and achieved GB/s per kernel.
+"""Time the SS2D core on a GPU against its memory floor and against public
+first-order-recurrence kernels.
 
-Shapes: VMamba-T's four stages at batch 128, 224² (C = 96·2^i, H = W = 56/2^i,
-d_state 1, dt_rank = C/16) and the Mask R-CNN stage-1 shape (batch 2,
-800×1344 → 200×336). Every kernel is first checked against the PyTorch
-reference (at a reduced batch), then timed with ``triton.testing.do_bench``
-(median). GB/s counts the bytes each kernel must move at least (inputs read
-once, outputs written once) against the ~3.0 TB/s copy rate of an H100.
+Shapes (batch, Di, H×W): VMamba-T's four stages at batch 128, 224² (d_state
+1, dt_rank Di/16), stage 1 at batch 1, and the four Mask R-CNN stages at
+batch 2, 800×1344. For each shape the core is first checked against the
+float32 PyTorch reference (forward and every gradient, at batch ≤ 2) and for
+bit-identical results over two runs, then timed with
+``triton.testing.do_bench`` (median) in bf16: forward without autograd
+(inference) and forward + backward.
 
-    python tools/benchmark/bench_kernels.py [--json out.json]
+The floor is the bytes the op must move at least, at the card's copy rate
+(measured in the same run, device-to-device): forward reads x and the
+projections x_dbl (B·L·4·(R+2)) and writes the float32 output; forward +
+backward also reads x, x_dbl and the float32 upstream gradient again and
+writes dx and d x_dbl.
+
+``--public fla|accel`` times instead a public kernel for the plain recurrence
+h_t = a_t·h_{t-1} + b_t on the same number of steps (4·batch·Di sequences of
+length L, bf16): fla-core's ``hgrn`` (chunk and fused_recurrent) or
+accelerated-scan's ``scalar.scan``. Run each in its own process
+(accelerated-scan can fault after a first shape). ``--report`` merges the
+JSON files of such runs into one markdown table.
+
+    python tools/benchmark/bench_kernels.py [--json ours.json]
+    python tools/benchmark/bench_kernels.py --public fla --json fla.json
+    python tools/benchmark/bench_kernels.py --report ours.json fla.json ...
 """
 import argparse
 import json
 import math
+import sys
 
 import torch
-from triton.testing import do_bench
 
-from mmvmamba.kernels import (cross_merge, cross_scan, selective_scan,
-                              selective_scan_ref, ss2d_core, ss2d_core_ref)
-
-COPY_GBS = 3000.  # measured device-to-device copy rate of our H100
-
-STAGES = [
-    # name, batch, C, H, W
+# name, batch, Di, H, W
+SHAPES = [
     ('T-stage1', 128, 96, 56, 56),
     ('T-stage2', 128, 192, 28, 28),
     ('T-stage3', 128, 384, 14, 14),
     ('T-stage4', 128, 768, 7, 7),
+    ('batch1-stage1', 1, 96, 56, 56),
     ('MaskRCNN-s1', 2, 96, 200, 336),
+    ('MaskRCNN-s2', 2, 192, 100, 168),
+    ('MaskRCNN-s3', 2, 384, 50, 84),
+    ('MaskRCNN-s4', 2, 768, 25, 42),
 ]
 
 
 def ss2d_params(C: int, N: int = 1, device='cuda'):
+    """x_proj, dt_projs weight and bias, A_logs, Ds as in a VMamba block."""
     R = math.ceil(C / 16)
     return [
         torch.randn(4, R + 2 * N, C, device=device) * C**-0.5,
         torch.randn(4, C, R, device=device) * R**-0.5,
         torch.randn(4, C, device=device) * 0.5 - 3.,
-        torch.log(torch.arange(1, N + 1,
-                               device=device).float()).repeat(4 * C, 1),
-        torch.ones(4 * C, device=device),
+        torch.log(torch.rand(4 * C, N, device=device) + 0.5),
+        torch.randn(4 * C, device=device),
     ]
 
 
 def rel(a, b):
-    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+    return ((a.float() - b.float()).abs().max() /
+            b.float().abs().max().clamp_min(1e-12)).item()
 
 
-def bench(fn, grad=None):
-    return do_bench(fn, warmup=10, rep=50, return_mode='median')
+def bench(fn):
+    from triton.testing import do_bench
+    return do_bench(fn, warmup=10, rep=60, return_mode='median')
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--json', help='write the results here')
-    parser.add_argument('--dtype', default='bf16', choices=['bf16', 'fp32'])
-    args = parser.parse_args()
-    dev = 'cuda'
-    dt = torch.bfloat16 if args.dtype == 'bf16' else torch.float32
-    esz = 2 if dt == torch.bfloat16 else 4
+def copy_rate() -> float:
+    """Device-to-device copy rate in GB/s (read + write bytes)."""
+    src = torch.empty(1 << 29, dtype=torch.uint8, device='cuda')
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src))
+    return 2 * src.numel() / ms / 1e6
+
+
+def floor_bytes(B, C, H, W, esz=2):
+    E, L = B * C * H * W, H * W
+    xdbl = B * L * 4 * (math.ceil(C / 16) + 2) * esz
+    fwd = E * esz + xdbl + E * 4
+    return fwd, fwd + E * esz + xdbl + E * 4 + E * esz + xdbl
+
+
+def check(B, C, H, W):
+    """(max relative error against the reference, bit-identical twice)."""
+    from mmvmamba.kernels import ss2d_core, ss2d_core_ref
+    torch.manual_seed(0)
+    nb = min(B, 2)
+    x = torch.randn(nb, C, H, W, device='cuda').to(
+        memory_format=torch.channels_last).requires_grad_()
+    ps = [p.requires_grad_() for p in ss2d_params(C)]
+    g = torch.randn(nb, C, H, W, device='cuda')
+    runs = []
+    for _ in range(2):
+        y = ss2d_core(x, *ps)
+        runs.append([y] + list(torch.autograd.grad(y, [x] + ps, g)))
+    yr = ss2d_core_ref(x, *ps)
+    ref = [yr] + list(torch.autograd.grad(yr, [x] + ps, g))
+    err = max(rel(a, b) for a, b in zip(runs[0], ref))
+    same = all(torch.equal(a, b) for a, b in zip(*runs))
+    return err, same
+
+
+def run_ours(args, rate):
+    from mmvmamba.kernels import ss2d_core
     rows = []
-    print(f'{torch.cuda.get_device_name()}  torch {torch.__version__}  '
-          f'dtype {args.dtype}')
-    hdr = f'{"shape":12s} {"kernel":22s} {"ms":>8s} {"GB/s":>8s} {"%copy":>6s} {"err":>8s}'
-    print(hdr)
+    print(f'{"shape":14s} {"fwd ms":>8s} {"f+b ms":>8s} {"floor f":>8s} '
+          f'{"floor fb":>8s} {"x fwd":>6s} {"x f+b":>6s} {"err":>8s} det')
+    for name, B, C, H, W in SHAPES:
+        if args.shapes and name not in args.shapes:
+            continue
+        err, same = check(B, C, H, W)
+        x = torch.randn(
+            B, C, H, W, device='cuda',
+            dtype=torch.bfloat16).to(memory_format=torch.channels_last)
+        ps = ss2d_params(C)
+        with torch.no_grad():
+            fwd = bench(lambda: ss2d_core(x, *ps))
+        xg = x.detach().requires_grad_()
+        pg = [p.clone().requires_grad_() for p in ps]
+        gy = torch.randn(
+            B, C, H, W, device='cuda').to(memory_format=torch.channels_last)
 
-    def report(name, kernel, ms, nbytes, err=float('nan')):
-        gbs = nbytes / ms / 1e6
+        def fwd_bwd():
+            torch.autograd.grad(ss2d_core(xg, *pg), [xg] + pg, gy)
+
+        fb = bench(fwd_bwd)
+        ff, ffb = (n / rate / 1e6 for n in floor_bytes(B, C, H, W))
         rows.append(
             dict(
                 shape=name,
-                kernel=kernel,
-                ms=ms,
-                gbs=gbs,
-                frac=gbs / COPY_GBS,
-                err=err))
-        print(
-            f'{name:12s} {kernel:22s} {ms:8.3f} {gbs:8.0f} '
-            f'{100 * gbs / COPY_GBS:5.1f}% {err:8.1e}',
-            flush=True)
-
-    for name, B, C, H, W in STAGES:
-        L = H * W
-        R = math.ceil(C / 16)
-        E = B * C * L
-        x = torch.randn(B, C, H, W, device=dev, dtype=dt)
-        x_cl = x.to(memory_format=torch.channels_last)
-        params = ss2d_params(C)
-        # correctness at a reduced batch against the float32 reference
-        nb = min(B, 2)
-        xs = x_cl[:nb].float().requires_grad_()
-        ps = [p.clone().requires_grad_() for p in params]
-        y = ss2d_core(xs, *ps)
-        yr = ss2d_core_ref(xs, *ps)
-        g = torch.randn_like(yr)
-        gt = torch.autograd.grad(y, [xs] + ps, g)
-        gr = torch.autograd.grad(yr, [xs] + ps, g)
-        err = max([rel(y, yr)] + [rel(a, b) for a, b in zip(gt, gr)])
-        del xs, ps, y, yr, gt, gr
-
-        # cross scan / merge: read E, write 4E (and the reverse)
-        ms = bench(lambda: cross_scan(x))
-        report(name, 'cross_scan', ms, 5 * E * esz)
-        ys = torch.randn(B, 4, C, H, W, device=dev, dtype=torch.float32)
-        ms = bench(lambda: cross_merge(ys))
-        report(name, 'cross_merge(fp32)', ms, 5 * E * 4)
-
-        # plain selective scan on materialised 4-direction inputs
-        u = cross_scan(x).view(B, 4 * C, L)
-        delta = torch.randn_like(u)
-        A = -torch.ones(4 * C, 1, device=dev)
-        Bm = torch.randn(B, 4, 1, L, device=dev, dtype=dt)
-        Cm = torch.randn_like(Bm)
-        Dv = torch.ones(4 * C, device=dev)
-        bias = torch.zeros(4 * C, device=dev)
-        if B <= 2:
-            yr = selective_scan_ref(u, delta, A, Bm, Cm, Dv, bias, True)
-            ye = selective_scan(u, delta, A, Bm, Cm, Dv, bias, True)
-            sserr = rel(ye, yr)
-            del yr, ye
-        else:
-            sserr = float('nan')
-        ms = bench(lambda: selective_scan(u, delta, A, Bm, Cm, Dv, bias, True))
-        # read u, delta (esz each), B, C; write y fp32
-        report(name, 'selective_scan fwd', ms, 4 * E * (2 * esz + 4), sserr)
-
-        # fused core, inference (no stored states), both layouts
-        J = 4 * (R + 2)
-        floor = E * esz + B * L * J * esz + E * 4  # x, x_dbl, y fp32
-        with torch.no_grad():
-            ms = bench(lambda: ss2d_core(x_cl, *params))
-            report(name, 'ss2d_core fwd (NHWC)', ms, floor, err)
-            ms = bench(lambda: ss2d_core(x, *params))
-            report(name, 'ss2d_core fwd (NCHW)', ms, floor)
-        # fused core, forward + backward
-        xg = x_cl.detach().requires_grad_()
-        pg = [p.clone().requires_grad_() for p in params]
-        gy = torch.randn(
-            B, C, H, W, device=dev).to(memory_format=torch.channels_last)
-
-        def fwd_bwd():
-            out = ss2d_core(xg, *pg)
-            torch.autograd.grad(out, [xg] + pg, gy)
-
-        ms = bench(fwd_bwd)
-        # fwd floor + bwd: read x, x_dbl, gy fp32; write dx, dx_dbl
-        report(name, 'ss2d_core fwd+bwd', ms,
-               floor + E * esz * 2 + E * 4 + 2 * B * L * J * esz)
+                fwd_ms=fwd,
+                fwd_bwd_ms=fb,
+                floor_fwd_ms=ff,
+                floor_fwd_bwd_ms=ffb,
+                err=err,
+                deterministic=same))
+        print(f'{name:14s} {fwd:8.3f} {fb:8.3f} {ff:8.3f} {ffb:8.3f} '
+              f'{fwd / ff:6.1f} {fb / ffb:6.1f} {err:8.1e} {same}',
+              flush=True)
         torch.cuda.empty_cache()
+    return rows
 
+
+def run_public(args):
+    if args.public == 'fla':
+        from fla.ops.hgrn import chunk_hgrn, fused_recurrent_hgrn
+        kernels = {
+            'fla chunk_hgrn': lambda x, g: chunk_hgrn(x, g)[0],
+            'fla fused_recurrent_hgrn':
+            lambda x, g: fused_recurrent_hgrn(x, g)[0],
+        }
+    else:
+        from accelerated_scan.scalar import scan
+        kernels = {'accelerated-scan': lambda x, g: scan(g.exp(), x)}
+    rows = []
+    for name, B, C, H, W in SHAPES:
+        if args.shapes and name not in args.shapes:
+            continue
+        L = H * W
+        # (sequences, L, channels) for fla; accelerated-scan wants
+        # (batch, channels, L): same element count, own layout
+        shape = (4 * B, L, C) if args.public == 'fla' else (4 * B, C, L)
+        x = torch.randn(shape, device='cuda', dtype=torch.bfloat16)
+        g = torch.nn.functional.logsigmoid(
+            torch.randn(shape, device='cuda')).to(torch.bfloat16)
+        for kname, fn in kernels.items():
+            try:
+                with torch.no_grad():
+                    fwd = bench(lambda: fn(x, g))
+                xg, gg = x.requires_grad_(), g.requires_grad_()
+                do = torch.randn_like(x)
+                fb = bench(lambda: torch.autograd.grad(
+                    fn(xg, gg), [xg, gg], do))
+                x, g = x.detach(), g.detach()
+            except Exception as e:  # report and go on with the next one
+                print(f'{name:14s} {kname}: {type(e).__name__}: {e}',
+                      flush=True)
+                continue
+            rows.append(
+                dict(shape=name, kernel=kname, fwd_ms=fwd, fwd_bwd_ms=fb))
+            print(f'{name:14s} {kname:26s} {fwd:8.3f} {fb:8.3f}', flush=True)
+        torch.cuda.empty_cache()
+    return rows
+
+
+def report(paths):
+    ours, public = {}, {}
+    for path in paths:
+        with open(path) as f:
+            data = json.load(f)
+        for row in data['rows']:
+            if 'kernel' in row:
+                best = public.get(row['shape'])
+                if best is None or row['fwd_bwd_ms'] < best['fwd_bwd_ms']:
+                    public[row['shape']] = row
+            else:
+                ours[row['shape']] = row
+    print('| shape (batch, Di, H×W) | fwd ms | fwd+bwd ms | floor fwd / '
+          'fwd+bwd ms | × floor fwd / fwd+bwd | deterministic | fastest '
+          'public fwd+bwd ms |')
+    print('| --- | --- | --- | --- | --- | --- | --- |')
+    for name, B, C, H, W in SHAPES:
+        r = ours.get(name)
+        if r is None:
+            continue
+        p = public.get(name)
+        pub = f'{p["fwd_bwd_ms"]:.3f} ({p["kernel"]})' if p else '—'
+        print(f'| {name} ({B}, {C}, {H}×{W}) | {r["fwd_ms"]:.3f} | '
+              f'{r["fwd_bwd_ms"]:.3f} | {r["floor_fwd_ms"]:.3f} / '
+              f'{r["floor_fwd_bwd_ms"]:.3f} | '
+              f'{r["fwd_ms"] / r["floor_fwd_ms"]:.1f} / '
+              f'{r["fwd_bwd_ms"] / r["floor_fwd_bwd_ms"]:.1f} | '
+              f'{"yes" if r["deterministic"] else "NO"} | {pub} |')
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--json', help='write the results here')
+    parser.add_argument(
+        '--shapes', nargs='+', help='only these shapes (default: all)')
+    parser.add_argument(
+        '--public',
+        choices=['fla', 'accel'],
+        help='time a public recurrence kernel instead of ours')
+    parser.add_argument(
+        '--report', nargs='+', help='merge JSON files into a markdown table')
+    args = parser.parse_args(argv)
+    if args.report:
+        report(args.report)
+        return
+    if not torch.cuda.is_available():
+        sys.exit('bench_kernels.py needs a CUDA GPU')
+    rate = copy_rate()
+    print(f'{torch.cuda.get_device_name()}  torch {torch.__version__}  '
+          f'copy {rate:.0f} GB/s')
+    rows = run_public(args) if args.public else run_ours(args, rate)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump(
-                dict(device=torch.cuda.get_device_name(), rows=rows),
+                dict(
+                    device=torch.cuda.get_device_name(),
+                    copy_gbs=rate,
+                    rows=rows),
                 f,
                 indent=1)
 

@@ -3,12 +3,12 @@
 # repository root on the GPU box). STAGES picks what runs (default: all):
 #   tests   the kernel/model test suite on the GPU; a failure is printed loudly
 #           and makes the script exit non-zero at the end
-#   sweep   launch-configuration sweep of the scan kernels (sweep_scan.py)
-#   kernels ms, GB/s and % of copy bandwidth per kernel (bench_kernels.py)
+#   sweep   configuration sweep of the SS2D tile kernels (sweep_scan.py;
+#           SWEEP_ARGS adds arguments)
+#   kernels the SS2D core against its memory floor and the public
+#           recurrence kernels (bench_kernels.py, each library in its own
+#           process), merged into one markdown table (kernels.md)
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency
-#   variants VMamba-T/S beside Swin-T (throughput, training memory) with each
-#           backward variant: default, MMVMAMBA_DT_GRAD=gemm,
-#           MMVMAMBA_LN_SAVE=xhat16, and both
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
@@ -17,7 +17,7 @@
 # outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
-STAGES=${STAGES:-tests sweep kernels models variants profile maskrcnn scaling demo}
+STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling demo}
 mkdir -p "$RES"
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
@@ -39,14 +39,22 @@ stage_tests() {
 stage_sweep() {
   echo "== sweep"
   timeout "${T_SWEEP:-300}" python3 tools/benchmark/sweep_scan.py --json "$RES/sweep.json" \
-    > "$RES/sweep.log" 2>&1
+    ${SWEEP_ARGS:-} > "$RES/sweep.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/sweep.log" | tail -40
 }
 stage_kernels() {
   echo "== kernels"
-  timeout "${T_KERNELS:-150}" python3 tools/benchmark/bench_kernels.py --json "$RES/kernels.json" \
+  local lib
+  timeout "${T_KERNELS:-200}" python3 tools/benchmark/bench_kernels.py --json "$RES/kernels.json" \
     > "$RES/kernels.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/kernels.log"
+  # public kernels last, each in its own process (accelerated-scan can fault)
+  for lib in fla accel; do
+    timeout "${T_PUBLIC:-150}" python3 tools/benchmark/bench_kernels.py --public $lib \
+      --json "$RES/kernels_$lib.json" > "$RES/kernels_$lib.log" 2>&1
+    echo "$lib rc=$?"; grep -v -i warn "$RES/kernels_$lib.log" | tail -20
+  done
+  python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
 }
 stage_models() {
   echo "== models"
@@ -54,17 +62,6 @@ stage_models() {
     --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
-}
-stage_variants() {
-  local name dt ln
-  for spec in default:kernel:input dtgemm:gemm:input xhat16:kernel:xhat16 both:gemm:xhat16; do
-    IFS=: read -r name dt ln <<< "$spec"
-    echo "== variants $name (MMVMAMBA_DT_GRAD=$dt MMVMAMBA_LN_SAVE=$ln)"
-    MMVMAMBA_DT_GRAD=$dt MMVMAMBA_LN_SAVE=$ln timeout "${T_VARIANTS:-150}" \
-      python3 tools/benchmark/bench_models.py --models ${VARIANT_MODELS:-vmamba_t swin_t vmamba_s} \
-      --json "$RES/variant_$name.json" > "$RES/variant_$name.log" 2>&1
-    echo "rc=$?"; grep -v -i warn "$RES/variant_$name.log"
-  done
 }
 stage_profile() {
   echo "== profile"
@@ -103,7 +100,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep kernels models variants profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"
