@@ -1,4 +1,4 @@
-"""Route every MMEngine checkpoint scheme through :func:`mmvmamba.checkpoint.safe_load`.
+"""MMEngine's ``CheckpointLoader`` schemes, every one ending in :func:`safe_load`.
 
 Since torch 2.6 ``torch.load`` defaults to ``weights_only=True``; MMEngine 0.10.7
 checkpoints carry its message hub (``HistoryBuffer`` objects, numpy arrays and
@@ -18,9 +18,12 @@ objects for each load only:
 * ``s3://``/``petrel://`` (MMEngine's file backends) and ``pavi://``: the bytes
   are fetched into a temporary file, then ``safe_load``.
 """
+import itertools
 import os.path as osp
 import tempfile
-from typing import Any, Callable
+from typing import Any, Callable, Dict
+
+from .unpickler import safe_load
 
 HTTP = ('http://', 'https://')
 OPENMMLAB = ('open-mmlab://', 'openmmlab://')
@@ -31,7 +34,6 @@ BACKENDS = (r'(\S+\:)?s3://', r'(\S+\:)?petrel://')
 def load_from_mmvmamba_safe_load(filename: str,
                                  map_location: Any = None) -> Any:
     """MMEngine ``CheckpointLoader`` scheme: local files and http(s) URLs."""
-    from mmvmamba.checkpoint import safe_load
     if not filename.startswith(HTTP):
         filename = osp.expanduser(filename)
     return safe_load(filename, map_location)
@@ -114,13 +116,44 @@ def load_from_pavi_safe(filename: str, map_location: Any = None) -> Any:
     return _load_fetched(model.download, model.name, map_location)
 
 
+#: checkpoints loaded and checked already, by their ``checked://`` name
+CHECKED = 'mmvmamba-checked://'
+_PREPARED: Dict[str, Any] = {}
+_COUNT = itertools.count()
+
+
+def load_from_checked(filename: str, map_location: Any = None) -> Any:
+    """``mmvmamba-checked://N/<path>``: a checkpoint :func:`prepare` holds
+    (read once: the entry is dropped as it is handed out)."""
+    if filename not in _PREPARED:
+        raise KeyError(f'{filename!r} was handed out already or never '
+                       'prepared (mmvmamba.checkpoint.prepare)')
+    return _PREPARED.pop(filename)
+
+
+def prepare(ckpt: Any, source: str) -> str:
+    """A name under which MMEngine's ``CheckpointLoader`` (the Runner's
+    ``load_from`` and ``resume``, the inferencers) returns ``ckpt``, which
+    was loaded and checked already; ``source`` (the file) shows in the
+    name, which MMEngine logs."""
+    name = f'{CHECKED}{next(_COUNT)}/{source}'
+    _PREPARED[name] = ckpt
+    return name
+
+
+def release(name: str) -> None:
+    """Drop a prepared checkpoint that was not read."""
+    _PREPARED.pop(name, None)
+
+
 # MMEngine logs "Loads checkpoint by <name[10:]> backend"
 for _fn, _what in ((load_from_mmvmamba_safe_load, 'safe_load'),
                    (load_from_openmmlab_safe, 'openmmlab + safe_load'),
                    (load_from_torchvision_safe, 'torchvision + safe_load'),
                    (load_from_mmcls_safe, 'mmcls + safe_load'),
                    (load_from_backend_safe, 'file backend + safe_load'),
-                   (load_from_pavi_safe, 'pavi + safe_load')):
+                   (load_from_pavi_safe, 'pavi + safe_load'),
+                   (load_from_checked, 'checked checkpoint')):
     _fn.__name__ = f'load_from_mmvmamba {_what}'
 
 SCHEMES = (
@@ -130,6 +163,7 @@ SCHEMES = (
     (('mmcls://', ), load_from_mmcls_safe),
     (BACKENDS, load_from_backend_safe),
     (('pavi://', ), load_from_pavi_safe),
+    ((CHECKED, ), load_from_checked),
 )
 
 

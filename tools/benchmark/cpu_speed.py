@@ -1,0 +1,203 @@
+"""CPU speed of VMamba-T beside timm's Swin-T and ConvNeXt-T, one run.
+
+Two parts, each interleaved (every repeat times every row once, in turn, so
+a load change on a shared machine hits all rows alike) and reported as the
+median over ``--repeats`` with the min-max spread of the per-repeat ratios:
+
+* inference (eval, ``no_grad``, fp32, 224², random weights) at each
+  ``--batch`` and ``--threads``: VMamba-T with the compiled CPU core
+  (``vmamba_t``), with the PyTorch reference core (``vmamba_t_ref``),
+  Swin-T and ConvNeXt-T (timm);
+* ``--maskrcnn``: one training step (forward, backward, AdamW) of the demo's
+  Mask R-CNN (``configs/demo/maskrcnn_vmamba_t_demo-shapes.py``, batch 2,
+  160², random boxes and masks) with the compiled core (``after``) and the
+  reference core (``before``).
+
+    python tools/benchmark/cpu_speed.py [--threads 1 2] [--batch 1 8]
+        [--repeats 7] [--maskrcnn] [--json out.json]
+"""
+import argparse
+import contextlib
+import json
+import os.path as osp
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List
+
+import mmvmamba  # noqa: F401  isort:skip
+import torch
+
+import mmvmamba.models.vmamba as vmamba_module
+from mmvmamba.kernels import ss2d_core, ss2d_core_ref
+
+sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
+from bench_models import build  # noqa: E402
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+DEMO_CFG = osp.join(ROOT, 'configs', 'demo',
+                    'maskrcnn_vmamba_t_demo-shapes.py')
+
+
+def _ref_core(x, *params, backend=None):
+    return ss2d_core_ref(x, *params)
+
+
+@contextlib.contextmanager
+def core(kind: str):
+    """Run VMamba's SS2D core as ``kind``: 'cpu' (the dispatch of
+    :func:`mmvmamba.kernels.ss2d_core`) or 'ref' (the PyTorch reference)."""
+    vmamba_module.ss2d_core = _ref_core if kind == 'ref' else ss2d_core
+    try:
+        yield
+    finally:
+        vmamba_module.ss2d_core = ss2d_core
+
+
+def interleaved(rows: Dict[str, Callable[[], None]], repeats: int,
+                warmup: int = 1) -> Dict[str, List[float]]:
+    """Seconds of each row's call, ``repeats`` rounds of all rows."""
+    for fn in rows.values():
+        for _ in range(warmup):
+            fn()
+    times = {name: [] for name in rows}
+    for _ in range(repeats):
+        for name, fn in rows.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def summary(times: Dict[str, List[float]], base: str) -> Dict[str, dict]:
+    """Median ms per row and its ratio to ``base`` (median and spread of
+    the per-repeat ratios)."""
+    out = {}
+    for name, ts in times.items():
+        ratios = [t / b for t, b in zip(ts, times[base])]
+        out[name] = dict(
+            ms=statistics.median(ts) * 1e3,
+            ms_min=min(ts) * 1e3,
+            ms_max=max(ts) * 1e3,
+            ratio=statistics.median(ratios),
+            ratio_min=min(ratios),
+            ratio_max=max(ratios))
+    return out
+
+
+def print_table(title: str, res: Dict[str, dict], base: str) -> None:
+    print(f'\n{title}')
+    print(f'| row | median ms | min-max ms | / {base} (min-max) |')
+    print('| --- | --- | --- | --- |')
+    for name, r in res.items():
+        print(f"| {name} | {r['ms']:.1f} | {r['ms_min']:.1f}-{r['ms_max']:.1f}"
+              f" | {r['ratio']:.2f} ({r['ratio_min']:.2f}-"
+              f"{r['ratio_max']:.2f}) |", flush=True)
+
+
+def inference(args) -> dict:
+    torch.manual_seed(0)
+    models = {
+        'vmamba_t': build('vmamba_t'),
+        'swin_t': build('swin_t'),
+        'convnext_t': build('convnext_t')
+    }
+    for m in models.values():
+        m.eval()
+    results = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+        for batch in args.batch:
+            x = torch.randn(batch, 3, 224, 224)
+
+            def run(name: str, kind: str = 'cpu') -> Callable[[], None]:
+                def fn():
+                    with torch.no_grad(), core(kind):
+                        models[name](x)
+                return fn
+
+            rows = {
+                'vmamba_t': run('vmamba_t'),
+                'vmamba_t_ref': run('vmamba_t', 'ref'),
+                'swin_t': run('swin_t'),
+                'convnext_t': run('convnext_t')
+            }
+            res = summary(interleaved(rows, args.repeats), 'swin_t')
+            key = f'threads{threads}_batch{batch}'
+            results[key] = res
+            print_table(
+                f'inference, batch {batch}, 224², {threads} thread(s), '
+                f'median of {args.repeats}', res, 'swin_t')
+    return results
+
+
+def maskrcnn(args) -> dict:
+    from mmdet.registry import MODELS
+    from mmdet.testing import demo_mm_inputs
+    from mmengine.config import Config
+    from mmengine.optim import build_optim_wrapper
+    from mmengine.registry import init_default_scope
+    cfg = Config.fromfile(DEMO_CFG)
+    init_default_scope('mmdet')
+    torch.manual_seed(0)
+    model = MODELS.build(cfg.model)
+    model.init_weights()
+    model.train()
+    optim = build_optim_wrapper(model, cfg.optim_wrapper)
+    torch.manual_seed(0)
+    size = cfg.img_size
+    data = demo_mm_inputs(
+        2, [[3, size, size]] * 2,
+        num_items=[3, 3],
+        num_classes=len(cfg.classes),
+        with_mask=True)
+    results = {}
+    for threads in args.threads:
+        torch.set_num_threads(threads)
+
+        def step(kind: str) -> Callable[[], None]:
+            def fn():
+                with core(kind):
+                    model.train_step(data, optim)
+            return fn
+
+        res = summary(
+            interleaved({
+                'after': step('cpu'),
+                'before': step('ref')
+            }, args.repeats), 'after')
+        results[f'threads{threads}'] = res
+        print_table(
+            f'demo Mask R-CNN train step (batch 2, {size}², fwd+bwd+AdamW), '
+            f'{threads} thread(s), median of {args.repeats}', res, 'after')
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
+    parser.add_argument('--batch', type=int, nargs='+', default=[1, 8])
+    parser.add_argument('--repeats', type=int, default=7)
+    parser.add_argument(
+        '--maskrcnn', action='store_true', help='also the demo train step')
+    parser.add_argument(
+        '--no-inference', action='store_true', help='only --maskrcnn')
+    parser.add_argument('--json', help='write the results here')
+    args = parser.parse_args()
+    from mmvmamba.kernels.ss2d_cpu import load_extension
+    t0 = time.perf_counter()
+    load_extension()
+    print(f'CPU kernel ready in {time.perf_counter() - t0:.1f} s (built '
+          'at first use on a machine, then cached)')
+    results = dict(torch=torch.__version__)
+    if not args.no_inference:
+        results['inference'] = inference(args)
+    if args.maskrcnn:
+        results['maskrcnn'] = maskrcnn(args)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
