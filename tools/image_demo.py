@@ -23,11 +23,13 @@ import os.path as osp
 import sys
 from typing import Any, Dict, List, Optional
 
-import mmvmamba  # noqa: F401,E402  isort:skip
-from mmengine.config import DictAction
+from mmvmamba.cli import hide_third_party_warnings  # isort:skip
 
-from mmvmamba.apis import run_image_demo
-from mmvmamba.engine.preflight import PreflightError
+hide_third_party_warnings()  # before the imports that warn
+from mmengine.config import DictAction  # noqa: E402
+
+from mmvmamba.apis import run_image_demo  # noqa: E402
+from mmvmamba.engine.preflight import PreflightError  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:

@@ -358,13 +358,14 @@ def _prepared_loader(filename: str, map_location: Any = None) -> dict:
 
 
 @contextmanager
-def _prepared_checkpoint(ckpt: Dict[str, Any]) -> Iterator[str]:
+def _prepared_checkpoint(ckpt: Dict[str, Any], weights: str) -> Iterator[str]:
     """A name under which mmengine's ``CheckpointLoader`` (used by all
-    three inferencers) returns ``ckpt``, already loaded safely."""
+    three inferencers) returns ``ckpt``, already loaded safely from
+    ``weights`` (the name its log line shows)."""
     from mmengine.runner.checkpoint import CheckpointLoader
     CheckpointLoader.register_scheme(
         prefixes=_SCHEME, loader=_prepared_loader, force=True)
-    name = f'{_SCHEME}{id(ckpt)}'
+    name = f'{_SCHEME}{weights}'
     _PREPARED[name] = ckpt
     try:
         yield name
@@ -417,9 +418,10 @@ def default_weights(cfg: Config, config: str,
 
 def build_inferencer(cfg: Config,
                      ckpt: Dict[str, Any],
-                     device: Optional[str] = None) -> Any:
+                     device: Optional[str] = None,
+                     weights: str = 'weights') -> Any:
     """The downstream library's inferencer for ``cfg`` with the (checked)
-    weights ``ckpt`` from :func:`load_weights`."""
+    weights ``ckpt`` that :func:`load_weights` read from ``weights``."""
     scope = downstream_of(cfg)
     if device is None:
         device = 'cuda' if torch.cuda.is_available() else 'cpu'
@@ -435,7 +437,7 @@ def build_inferencer(cfg: Config,
         if dataset_meta:
             ckpt = dict(ckpt, meta=dict(ckpt['meta'],
                                         dataset_meta=dataset_meta))
-    with _prepared_checkpoint(ckpt) as name, \
+    with _prepared_checkpoint(ckpt, weights) as name, \
             DefaultScope.overwrite_default_scope(scope):
         if scope == 'mmdet':
             from mmdet.apis import DetInferencer
@@ -557,7 +559,7 @@ def run_image_demo(inputs: str,
     ckpt = load_weights(weights)
     check_weights_fit(cfg, ckpt, weights, config)
     scope = downstream_of(cfg)
-    inferencer = build_inferencer(cfg, ckpt, device)
+    inferencer = build_inferencer(cfg, ckpt, device, weights)
     parent = osp.dirname(osp.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(prefix='.image_demo-', dir=parent)

@@ -9,6 +9,7 @@ UperNet and ImageNet recipes reduced to a 16-wide VMamba.
 import json
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 from collections import OrderedDict
@@ -160,6 +161,11 @@ def test_detection_cli_draws_and_saves_predictions(ws):
         assert f'{img.name}: {n} object' in out
     assert any(f'{c} 0.' in out for c in CLASSES), out[-2000:]
     assert sorted(os.listdir(ws / 'det_out')) == ['preds', 'vis']
+    # a quiet terminal: no third-party deprecation noise, no object
+    # addresses; the checkpoint line names the file
+    assert 'pkg_resources' not in out
+    assert not re.search(r'://\d{6,}', out), out[-3000:]
+    assert 'mmvmamba-checked://det.pth' in out
     # no temporary folder is left beside the output
     assert not [p for p in os.listdir(ws) if p.startswith('.image_demo')]
 
