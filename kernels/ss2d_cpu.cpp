@@ -136,7 +136,8 @@ inline void step_in(int64_t nd, const T* __restrict dt,
 }
 
 struct Shapes {
-  int64_t Bsz, H, W, L, Di, N, R, RN2, nblk;
+  int64_t Bsz, H, W, L, Di, N, R, RN2;
+  int64_t nblk, bw;  // channel blocks (one task each) and their width
 };
 
 Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
@@ -150,7 +151,15 @@ Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
   s.N = A.size(1);
   s.RN2 = xdbl.size(3) / 4;
   s.R = s.RN2 - 2 * s.N;
-  s.nblk = (s.Di + kBlock - 1) / kBlock;
+  // Blocks of at most kBlock channels; for a small batch as many as make
+  // the task count a multiple of the threads (no thread idles at the end).
+  const int64_t threads = at::get_num_threads();
+  int64_t nblk = (s.Di + kBlock - 1) / kBlock;
+  if (s.Bsz * nblk < 8 * threads) {
+    while ((s.Bsz * nblk) % threads && nblk * 8 < s.Di) ++nblk;
+  }
+  s.bw = std::min(kBlock, ((s.Di + nblk - 1) / nblk + 7) / 8 * 8);
+  s.nblk = (s.Di + s.bw - 1) / s.bw;
   return s;
 }
 
@@ -164,8 +173,8 @@ void forward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
   at::parallel_for(0, s.Bsz * s.nblk, 1, [&](int64_t begin, int64_t end) {
     std::vector<T> hbuf(N * kBlock);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / s.nblk, d0 = (task % s.nblk) * kBlock;
-      const int64_t nd = std::min(kBlock, Di - d0);
+      const int64_t b = task / s.nblk, d0 = (task % s.nblk) * s.bw;
+      const int64_t nd = std::min(s.bw, Di - d0);
       const T* ub = u + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
       T* yb = y + b * L * Di + d0;
@@ -222,11 +231,11 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
     // instead of saved by the forward)
     std::vector<T> buf_delta(L * kBlock), buf_sig(L * kBlock);
     std::vector<T> buf_a(L * N * kBlock), buf_h(L * N * kBlock);
-    std::vector<T> hbuf(N * kBlock), gbuf(N * kBlock);
+    std::vector<T> hbuf(N * kBlock), gbuf(N * kBlock), zeros(N * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / s.nblk, blk = task % s.nblk;
-      const int64_t d0 = blk * kBlock;
-      const int64_t nd = std::min(kBlock, Di - d0);
+      const int64_t d0 = blk * s.bw;
+      const int64_t nd = std::min(s.bw, Di - d0);
       const T* ub = u + b * L * Di + d0;
       const T* dyb = dy + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
@@ -286,32 +295,35 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
           const T* sg = buf_sig.data() + t * kBlock;
           const T* at = buf_a.data() + t * N * kBlock;
           const T* ht = buf_h.data() + t * N * kBlock;
-          const T* hprev = t > 0 ? ht - N * kBlock : nullptr;
+          const T* hprev = t > 0 ? ht - N * kBlock : zeros.data();
           T* dBCp = dBCb + p * 4 * 2 * N + k * 2 * N;
           T* dup = dub + p * Di;
-          T* ddtp = ddtb + p * Di;  // holds d(delta) until scaled below
+          T* ddtp = ddtb + p * Di;
+          T ddl[kBlock], dua[kBlock];  // d(delta), du over the states
+#pragma omp simd
+          for (int64_t d = 0; d < nd; ++d) {
+            ddl[d] = 0;
+            dua[d] = Dk[d] * dyp[d];
+          }
           for (int64_t n = 0; n < N; ++n) {
             const T Bn = BC[n], Cn = BC[N + n];
             const T* an = at + n * kBlock;
             const T* hn = ht + n * kBlock;
-            const T* hpn = hprev ? hprev + n * kBlock : nullptr;
+            const T* hpn = hprev + n * kBlock;
             const T* Akn = Ak + n * Di;
             T* cn = carry + n * kBlock;
             T* dAn = accAn.data() + n * kBlock;
-            const bool set = n == 0, set_du = first && n == 0;
             T sB = 0, sC = 0;
 #pragma omp simd reduction(+ : sB, sC)
             for (int64_t d = 0; d < nd; ++d) {
               const T g = dyp[d] * Cn + cn[d];
-              const T hp = hpn ? hpn[d] : T(0);
-              const T gha = g * hp * an[d];
+              const T gha = g * hpn[d] * an[d];
+              const T gdl = g * dl[d];
               sC += dyp[d] * hn[d];
-              sB += g * dl[d] * up[d];
-              const T dd = g * up[d] * Bn + gha * Akn[d];
-              ddtp[d] = set ? dd : ddtp[d] + dd;
+              sB += gdl * up[d];
+              ddl[d] += g * up[d] * Bn + gha * Akn[d];
               dAn[d] += gha * dl[d];
-              const T dun = g * dl[d] * Bn;
-              dup[d] = set_du ? dun : dup[d] + dun;
+              dua[d] += gdl * Bn;
               cn[d] = an[d] * g;
             }
             dBCp[n] = sB;
@@ -319,11 +331,17 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
           }
 #pragma omp simd
           for (int64_t d = 0; d < nd; ++d) {
-            const T dz = ddtp[d] * sg[d];
+            const T dz = ddl[d] * sg[d];
             ddtp[d] = dz;
             accb[d] += dz;
             accD[d] += dyp[d] * up[d];
-            dup[d] += Dk[d] * dyp[d];
+          }
+          if (first) {
+#pragma omp simd
+            for (int64_t d = 0; d < nd; ++d) dup[d] = dua[d];
+          } else {
+#pragma omp simd
+            for (int64_t d = 0; d < nd; ++d) dup[d] += dua[d];
           }
         });
         for (int64_t d = 0; d < nd; ++d) {
