@@ -7,7 +7,7 @@ through :func:`mmvmamba.checkpoint.safe_load`, the weights-only loader that
 also reads official VMamba files; it never imports mmdet, mmseg or
 mmpretrain.
 """
-from .engine import allow_mmengine_checkpoints
+from .checkpoint import allow_mmengine_checkpoints
 from .registry import MODELS
 from .version import __version__
 

@@ -1,4 +1,4 @@
-"""Convert an official VMamba checkpoint into a clean state-dict file.
+"""Convert a VMamba checkpoint into a clean state-dict file.
 
 The source is read with :func:`mmvmamba.checkpoint.safe_load`, the project's one
 loader (PyTorch's weights-only unpickler; the yacs config of official files
@@ -14,7 +14,9 @@ object is refused with a message naming it). Output formats:
   ``load_from``; evaluates to the official accuracy.
 
 The file holds ``{'state_dict': ..., 'meta': ...}`` with tensors and strings
-only, so ``torch.load(weights_only=True)`` and MMEngine read it.
+only, so ``torch.load(weights_only=True)`` and MMEngine read it. It is written
+to a temporary file beside the destination and moved there when complete; a
+destination that is the source (by any path) is refused.
 
 Example::
 
@@ -27,31 +29,35 @@ import sys
 from collections import OrderedDict
 from typing import List, Optional
 
-import torch
+from mmvmamba.checkpoint import (LAYOUTS, CheckpointError, check_weights,
+                                 infer_arch, safe_load, save_atomic,
+                                 split_weights, to_layout)
 
-from mmvmamba.checkpoint import (UnsafeCheckpointError, convert_legacy_keys,
-                                 extract_state_dict, infer_arch,
-                                 official_to_backbone, official_to_mmpretrain,
-                                 safe_load, strip_prefix)
-
-FORMATS = ('official', 'backbone', 'mmpretrain')
+FORMATS = LAYOUTS
 
 
-def convert(src: str, fmt: str = 'mmpretrain', use_ema: bool = False) -> dict:
-    """Read ``src`` safely and return ``{'state_dict', 'meta'}`` in ``fmt``."""
+def convert(src: str,
+            fmt: str = 'mmpretrain',
+            use_ema: bool = False,
+            allow_nonfinite: bool = False) -> dict:
+    """``{'state_dict': ..., 'meta': ...}`` of ``src`` in layout ``fmt``.
+
+    Any supported file is read (official, legacy v0, OpenMMLab with a
+    ``backbone.`` prefix, mmpretrain); it must hold a VMamba backbone with
+    finite values (NaN/Inf refused unless ``allow_nonfinite``).
+    """
     if fmt not in FORMATS:
         raise ValueError(f'unknown format {fmt!r}; expected one of {FORMATS}')
-    sd = extract_state_dict(safe_load(src), use_ema=use_ema)
-    if all(k.startswith('module.') for k in sd):
-        sd = strip_prefix(sd, 'module.')
-    if any(k.startswith('backbone.') for k in sd):
-        sd = strip_prefix(sd, 'backbone.')  # an OpenMMLab file: backbone only
-    sd = convert_legacy_keys(sd)
-    implied = infer_arch(official_to_backbone(sd))
-    if fmt == 'backbone':
-        sd = official_to_backbone(sd)
-    elif fmt == 'mmpretrain':
-        sd = official_to_mmpretrain(sd)
+    ckpt = safe_load(src)
+    backbone, _ = split_weights(ckpt, use_ema)
+    implied = infer_arch(backbone)
+    if not implied:
+        raise CheckpointError(
+            f'{src!r} holds no VMamba weights (no layers.*.blocks.* keys, '
+            'with or without a backbone. prefix); pass an official VMamba '
+            'file or a checkpoint of a model with a VMamba backbone')
+    sd = to_layout(ckpt, fmt, use_ema)
+    check_weights(sd, repr(src), allow_nonfinite)
     meta = dict(
         source=osp.basename(src),
         format=fmt,
@@ -63,7 +69,8 @@ def convert(src: str, fmt: str = 'mmpretrain', use_ema: bool = False) -> dict:
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='official checkpoint (path or URL)')
-    parser.add_argument('dst', help='output .pth file')
+    parser.add_argument(
+        'dst', help='output .pth file (written in full, then moved there)')
     parser.add_argument(
         '--format',
         choices=FORMATS,
@@ -73,17 +80,21 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         '--ema',
         action='store_true',
         help="use the EMA weights ('model_ema') of the official file")
+    parser.add_argument(
+        '--allow-nonfinite',
+        action='store_true',
+        help='convert weights holding NaN/Inf (refused by default)')
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
-        out = convert(args.src, args.format, args.ema)
-    except UnsafeCheckpointError as e:
+        out = convert(args.src, args.format, args.ema, args.allow_nonfinite)
+        save_atomic(out, args.dst, src=args.src)
+    except (CheckpointError, ValueError, OSError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
-    torch.save(out, args.dst)
     n = sum(v.numel() for v in out['state_dict'].values())
     print(f'wrote {args.dst}: {len(out["state_dict"])} tensors, {n:,} '
           f'values, format {args.format}; checkpoint implies '

@@ -13,16 +13,14 @@ import argparse
 import os
 import os.path as osp
 import sys
-from typing import Dict, Optional
-
 import mmvmamba  # noqa: F401,E402  isort:skip
 import torch
 from mmengine.config import Config, ConfigDict, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
-from torch import Tensor
 
-from mmvmamba.checkpoint import UnsafeCheckpointError
+from mmvmamba.apis.inference import checked_load_from
+from mmvmamba.checkpoint import CheckpointError, missing_file_message
 from mmvmamba.engine.hooks import use_main_process_logger
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
@@ -54,6 +52,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         'for segmentation: multi-scale + flip)')
     parser.add_argument(
         '--amp', action='store_true', help='fp16 inference (needs a GPU)')
+    parser.add_argument(
+        '--allow-nonfinite',
+        action='store_true',
+        help='evaluate a checkpoint holding NaN/Inf weights (refused by '
+        'default: every score would be meaningless)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -97,7 +100,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
         raise PreflightError(
             'no checkpoint: pass one after the config (or set load_from)')
     if '://' not in ckpt and not osp.isfile(ckpt):
-        raise PreflightError(f'checkpoint {ckpt!r} does not exist')
+        raise PreflightError(missing_file_message(ckpt))
     downstream = downstream_of(cfg)
     cfg.load_from = ckpt
     cfg.resume = False
@@ -113,59 +116,43 @@ def build_cfg(args: argparse.Namespace) -> Config:
             raise PreflightError('--amp needs a CUDA GPU; drop it on a CPU')
         cfg.setdefault('test_cfg', ConfigDict())
         cfg.test_cfg.fp16 = True
-    if args.tta:
-        missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
-        if missing:
-            raise PreflightError(
-                f'--tta needs {" and ".join(missing)} in the config; this '
-                f'{downstream} config defines no test-time augmentation')
-        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
-        cfg.tta_model.module = cfg.model
-        cfg.model = cfg.tta_model
     __import__(downstream)
     return cfg
 
 
-def official_classifier_weights(path: str) -> Optional[Dict[str, Tensor]]:
-    """mmpretrain weights from an official VMamba classification file, or
-    None if ``path`` is not one (loaded without executing pickled code)."""
-    from mmvmamba.checkpoint import (convert_legacy_keys, extract_state_dict,
-                                     official_to_mmpretrain, safe_load)
-    ckpt = safe_load(path)
-    if not (isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict)):
-        return None
-    sd = convert_legacy_keys(extract_state_dict(ckpt))
-    if 'classifier.head.weight' not in sd:
-        return None
-    return official_to_mmpretrain(sd)
+def use_tta(cfg: Config) -> None:
+    """Wrap the model in the config's test-time augmentation."""
+    missing = [k for k in ('tta_model', 'tta_pipeline') if k not in cfg]
+    if missing:
+        raise PreflightError(
+            f'--tta needs {" and ".join(missing)} in the config; this '
+            f'{downstream_of(cfg)} config defines no test-time augmentation')
+    cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+    cfg.tta_model.module = cfg.model
+    cfg.model = cfg.tta_model
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    official = None
     try:
         cfg = build_cfg(args)
         setup_cpu_distributed(cfg, args.launcher)
         ensure_demo_data(cfg)
         check_datasets(cfg, ('test_dataloader', ))
         check_checkpoints(cfg)
-        if downstream_of(cfg) == 'mmpretrain':
-            official = official_classifier_weights(cfg.load_from)
-    except (PreflightError, UnsafeCheckpointError) as e:
+        # read once, converted if official, checked against the model:
+        # nothing is evaluated with weights that do not fit
+        cfg.load_from = checked_load_from(cfg, cfg.load_from, args.config,
+                                          args.allow_nonfinite)
+        if args.tta:
+            use_tta(cfg)
+    except (PreflightError, CheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
-    if official is not None:
-        cfg.load_from = None  # loaded below, after the model is built
     if 'runner_type' in cfg:
         runner = RUNNERS.build(cfg)
     else:
         runner = Runner.from_cfg(cfg)
-    if official is not None:
-        model = runner.model
-        while hasattr(model, 'module'):  # DDP / TTA wrappers
-            model = model.module
-        model.load_state_dict(official, strict=True)
-        runner.logger.info('loaded the official VMamba classifier weights')
     runner.test()
     finish_distributed()
 

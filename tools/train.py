@@ -8,9 +8,11 @@ Examples::
     bash tools/dist_train.sh configs/maskrcnn_vmamba_t_coco.py 8
 """
 import argparse
+import glob
 import os
 import os.path as osp
 import sys
+from typing import Optional
 
 # ``import mmvmamba`` first: it registers the model scope and lets resume
 # read MMEngine checkpoints under torch's weights_only default.
@@ -19,7 +21,11 @@ import torch
 from mmengine.config import Config, DictAction
 from mmengine.registry import RUNNERS
 from mmengine.runner import Runner
+from mmengine.runner.checkpoint import find_latest_checkpoint
 
+from mmvmamba.apis.inference import checked_load_from
+from mmvmamba.checkpoint import (CheckpointError, missing_file_message,
+                                 safe_load)
 from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
                                        check_datasets, downstream_of,
                                        ensure_demo_data, finish_distributed,
@@ -67,6 +73,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         'SHA-256 of its model state; the digests of all ranks are gathered '
         'and the run fails if the replicas differ (python -m '
         'mmvmamba.engine.replicas DIR compares the files later)')
+    parser.add_argument(
+        '--allow-nonfinite',
+        action='store_true',
+        help='start from (load_from, --resume) weights holding NaN/Inf '
+        '(refused by default)')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
@@ -113,7 +124,7 @@ def build_cfg(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         if '://' not in args.resume and not osp.isfile(args.resume):
             raise PreflightError(
-                f'--resume checkpoint {args.resume!r} does not exist')
+                '--resume: ' + missing_file_message(args.resume))
         cfg.resume = True
         cfg.load_from = args.resume
 
@@ -121,6 +132,48 @@ def build_cfg(args: argparse.Namespace) -> Config:
     # importing the package here gives a clear error if it is missing
     __import__(downstream)
     return cfg
+
+
+def _previous_good(bad: str) -> Optional[str]:
+    """The newest other checkpoint beside ``bad`` that reads."""
+    folder = osp.dirname(osp.abspath(bad))
+    others = sorted(
+        (f for f in glob.glob(osp.join(folder, '*.pth'))
+         if not osp.samefile(f, bad)),
+        key=osp.getmtime,
+        reverse=True)
+    for path in others[:5]:
+        try:
+            safe_load(path)
+        except Exception:  # damaged too: try the one before
+            continue
+        return path
+    return None
+
+
+def check_start(cfg: Config, args: argparse.Namespace) -> None:
+    """The one checked load of the weights a run starts from (``load_from``
+    or the checkpoint ``--resume`` picks): read safely, refused if it does
+    not fit the model or holds NaN/Inf, before the work_dir exists. A
+    damaged resume checkpoint names the previous good one of the run."""
+    path = cfg.get('load_from', None)
+    if cfg.get('resume', False) and path is None:
+        path = find_latest_checkpoint(cfg.work_dir)  # --resume: the last one
+    if not path:
+        return
+    try:
+        cfg.load_from = checked_load_from(cfg, path, args.config,
+                                          args.allow_nonfinite)
+    except PreflightError as e:
+        if not (cfg.get('resume', False) and osp.isfile(path)):
+            raise
+        prev = _previous_good(path)
+        raise PreflightError(
+            f'cannot resume from {path!r}: {e}\n  -> ' +
+            (f'resume from the previous checkpoint of this run, which reads '
+             f'fine: --resume {prev}' if prev else
+             'no other checkpoint beside it reads; train from the start '
+             '(without --resume)')) from e
 
 
 def main(argv=None) -> None:
@@ -131,7 +184,8 @@ def main(argv=None) -> None:
         ensure_demo_data(cfg)
         check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
         check_checkpoints(cfg)
-    except PreflightError as e:
+        check_start(cfg, args)
+    except (PreflightError, CheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
     # the work_dir is created only now, after every check has passed

@@ -112,60 +112,80 @@ def list_images(path: str) -> List[str]:
 # --------------------------------------------------------------------------
 
 
-def load_weights(weights: str) -> Dict[str, Any]:
-    """``{'state_dict': ..., 'meta': ...}`` from a checkpoint path or URL.
-
-    OpenMMLab files (``state_dict`` + ``meta``), bare state dicts and
-    official VMamba classification files (``model``, converted to the
-    mmpretrain names) are accepted; nothing pickled in the file is executed.
-    """
+def read_checkpoint(weights: str) -> Any:
+    """The checkpoint at ``weights`` (path or URL), read with
+    :func:`~mmvmamba.checkpoint.safe_load`; every way it can fail (absent,
+    a folder, not a checkpoint, damaged, crafted, not downloadable) is a
+    :class:`PreflightError` that names the file and the fix."""
     from mmvmamba.checkpoint import (CheckpointDownloadError,
-                                     CheckpointFormatError, PickledObject,
-                                     UnsafeCheckpointError,
-                                     convert_legacy_keys, extract_state_dict,
-                                     official_to_mmpretrain, safe_load,
-                                     strip_prefix)
-    if not weights.startswith(_URL_PREFIXES) and not osp.isfile(weights):
+                                     CheckpointError, CheckpointFormatError,
+                                     missing_file_message, safe_load)
+    if '://' not in weights and not osp.isfile(weights):
         raise PreflightError(
-            f'weights file {weights!r} does not exist; pass --weights with a '
-            'checkpoint written by tools/train.py, an official VMamba file '
-            '(path or URL; model-index.yml lists them) or leave it out to use '
-            "the config's")
+            f'{missing_file_message(weights, "weights")}; pass a checkpoint '
+            'written by tools/train.py or an official VMamba file (path or '
+            "URL; model-index.yml lists them), or leave it out to use the "
+            "config's")
     try:
-        ckpt = safe_load(weights)
+        if '://' in weights and not weights.startswith(_URL_PREFIXES):
+            # open-mmlab://, s3://, ...: MMEngine's loader, routed to
+            # safe_load on import of mmvmamba
+            from mmengine.runner.checkpoint import CheckpointLoader
+            return CheckpointLoader.load_checkpoint(weights, 'cpu')
+        return safe_load(weights)
     except CheckpointDownloadError as e:
         raise PreflightError(
             f'{e}\n  -> or pass a local copy: --weights '
             '/path/to/file.pth') from e
     except CheckpointFormatError as e:  # its message says what to pass
         raise PreflightError(f'cannot read the weights: {e}') from e
-    except UnsafeCheckpointError as e:  # pickled code: what to do
+    except CheckpointError as e:  # crafted files: what to do
         raise PreflightError(str(e)) from e
-    except Exception as e:  # a corrupt torch file
-        raise PreflightError(
-            f'cannot read {weights!r} as a PyTorch checkpoint '
-            f'({type(e).__name__}: {e}); pass a .pth file written by '
-            'tools/train.py or an official VMamba release file') from e
+
+
+def weights_of(ckpt: Any,
+               weights: str,
+               allow_nonfinite: bool = False) -> Dict[str, Any]:
+    """``{'state_dict': ..., 'meta': ...}`` of a checkpoint read by
+    :func:`read_checkpoint`: OpenMMLab files (``state_dict`` + ``meta``),
+    bare state dicts, and official VMamba classification files (converted
+    to the mmpretrain layout); NaN/Inf weights are refused unless
+    ``allow_nonfinite``."""
+    from mmvmamba.checkpoint import (CheckpointError, PickledObject,
+                                     check_weights, extract_state_dict,
+                                     is_official, split_weights, strip_prefix,
+                                     to_layout)
     meta = ckpt.get('meta', None) if isinstance(ckpt, dict) else None
     meta = meta if isinstance(meta, dict) else {}
-    official = isinstance(ckpt, dict) and isinstance(ckpt.get('model'), dict)
     try:
-        sd = extract_state_dict(ckpt)
-    except (KeyError, TypeError) as e:
+        if is_official(ckpt):
+            head = split_weights(ckpt)[1]
+            sd = to_layout(ckpt, 'mmpretrain' if head else 'official')
+        else:
+            sd = extract_state_dict(ckpt)
+            if sd and all(k.startswith('module.') for k in sd):
+                sd = strip_prefix(sd, 'module.')
+    except CheckpointError as e:
         raise PreflightError(
             f'{weights!r} holds no model weights ({e}); pass a checkpoint '
             'written by tools/train.py or an official VMamba file') from e
-    if sd and all(k.startswith('module.') for k in sd):
-        sd = strip_prefix(sd, 'module.')
-    if official:
-        sd = convert_legacy_keys(sd)
-        if 'classifier.head.weight' in sd:
-            sd = official_to_mmpretrain(sd)
+    try:
+        check_weights(sd, repr(weights), allow_nonfinite)
+    except CheckpointError as e:
+        raise PreflightError(str(e)) from e
     out_meta = {}
     for key in ('dataset_meta', 'CLASSES', 'experiment_name'):
         if key in meta and not isinstance(meta[key], PickledObject):
             out_meta[key] = meta[key]
     return dict(state_dict=sd, meta=out_meta)
+
+
+def load_weights(weights: str,
+                 allow_nonfinite: bool = False) -> Dict[str, Any]:
+    """``{'state_dict': ..., 'meta': ...}`` from a checkpoint path or URL
+    (:func:`read_checkpoint`, then :func:`weights_of`); nothing pickled in
+    the file is executed."""
+    return weights_of(read_checkpoint(weights), weights, allow_nonfinite)
 
 
 def _scope_of_weights(sd: Dict[str, torch.Tensor]) -> Optional[str]:
@@ -190,12 +210,9 @@ def _backbone_arch(sd: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _preset_of(arch: Dict[str, Any]) -> Optional[str]:
-    from mmvmamba.models.vmamba import ARCH_SETTINGS
-    for name, preset in ARCH_SETTINGS.items():
-        preset = dict(preset, depths=tuple(preset['depths']))
-        if arch and all(preset.get(k) == v for k, v in arch.items()):
-            return name
-    return None
+    from mmvmamba.checkpoint import preset_of
+    from mmvmamba.models import ARCH_SETTINGS
+    return preset_of(arch, ARCH_SETTINGS)
 
 
 def _describe(arch: Dict[str, Any]) -> str:
@@ -272,10 +289,13 @@ def _trained_config(meta: Dict[str, Any]) -> Optional[str]:
 
 def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
                       config: str) -> None:
-    """Raise :class:`PreflightError` if ``ckpt`` (from :func:`load_weights`)
+    """Raise :class:`PreflightError` if ``ckpt`` (from :func:`weights_of`)
     does not fit the model of ``cfg``: another task, another VMamba variant
-    or other necks/heads. The message names the file and the fix."""
-    from mmvmamba.checkpoint import _core_shape, _fmt
+    or other necks/heads. The message names the file, the missing /
+    unexpected / mis-shaped keys, and the config or preset that fits.
+    ``tools/test.py``, ``tools/train.py`` (``load_from``, ``--resume``) and
+    the inferencers all check with it."""
+    from mmvmamba.checkpoint import compare, fmt_keys
     scope = downstream_of(cfg)
     sd = ckpt['state_dict']
     entry = find_model(config)
@@ -285,8 +305,11 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
     if found is None:
         raise PreflightError(
             f'{weights!r} holds no weights of an mmdet/mmseg/mmpretrain model '
-            f'(first keys: {_fmt(list(sd), 4)}); pass a checkpoint written by '
-            f'tools/train.py with {config!r}{official}')
+            f'(first keys: {fmt_keys(list(sd), 4)}); pass a checkpoint '
+            f'written by tools/train.py with {config!r}{official}')
+    own = _model_state_shapes(cfg)
+    keys = compare(own, sd).lines('config')
+    details = ''.join(f'\n  {line}' for line in keys)
     ck_arch = _backbone_arch(sd)
     if found != scope:
         if found == 'backbone' or (found == 'mmpretrain'
@@ -299,15 +322,14 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
                 f'weights trained with this config{official}. Backbone/'
                 'ImageNet weights start a training run instead: python '
                 f'tools/train.py {config} --cfg-options '
-                f'model.backbone.init_cfg.checkpoint={weights}')
+                f'model.backbone.init_cfg.checkpoint={weights}' + details)
         others = _zoo_configs(found, ck_arch)
         use = (f'use them with a config for that task, e.g. {others[0]}, '
                'or ' if others else '')
         raise PreflightError(
             f'{weights!r} holds the weights of {_WHAT[found]}, but {config!r} '
             f'builds {_WHAT[scope]}. Fix: {use}pass weights of this config'
-            f'{official}')
-    own = _model_state_shapes(cfg)
+            f'{official}' + details)
     own_arch = _backbone_arch(own)
     if ck_arch and own_arch and ck_arch != own_arch:
         others = _zoo_configs(scope, ck_arch)
@@ -316,33 +338,33 @@ def check_weights_fit(cfg: Config, ckpt: Dict[str, Any], weights: str,
         raise PreflightError(
             f'{weights!r} holds a VMamba backbone with {_describe(ck_arch)}, '
             f'but {config!r} builds one with {_describe(own_arch)}. Fix: '
-            f'{use}pass weights of this config{official}')
-    missing = [
-        k for k in own
-        if k not in sd and not k.endswith('num_batches_tracked')
-    ]
-    unexpected = [k for k in sd if k not in own]
-    mis_shaped = [
-        f'{k} {tuple(sd[k].shape)} vs {tuple(own[k].shape)}' for k in own
-        if k in sd and _core_shape(sd[k]) != _core_shape(own[k])
-    ]
-    if missing or unexpected or mis_shaped:
-        parts = [f'{weights!r} does not fit the model of {config!r}:']
-        if mis_shaped:
-            parts.append(f'{len(mis_shaped)} keys of another shape '
-                         f'(checkpoint vs config): {_fmt(mis_shaped, 3)}')
-        if missing:
-            parts.append(f'{len(missing)} missing keys: {_fmt(missing, 4)}')
-        if unexpected:
-            parts.append(f'{len(unexpected)} unexpected keys: '
-                         f'{_fmt(unexpected, 4)}')
+            f'{use}pass weights of this config{official}' + details)
+    if keys:
         trained = _trained_config(ckpt['meta'])
         fix = (f'pass the config it was trained with: {trained}'
                if trained and osp.realpath(trained) != osp.realpath(config)
                else 'pass the config the checkpoint was trained with '
                '(other heads, number of classes or channels)')
-        parts.append(f'Fix: {fix}, or weights of this config{official}.')
-        raise PreflightError('\n  '.join(parts))
+        raise PreflightError('\n  '.join(
+            [f'{weights!r} does not fit the model of {config!r}:'] + keys +
+            [f'Fix: {fix}, or weights of this config{official}.']))
+
+
+def checked_load_from(cfg: Config,
+                      weights: str,
+                      config: str,
+                      allow_nonfinite: bool = False) -> str:
+    """The one checked load of ``tools/test.py`` and ``tools/train.py``
+    (``load_from``, ``--resume``): read ``weights`` safely, convert an
+    official file, refuse NaN/Inf and a checkpoint that does not fit the
+    model of ``cfg`` (:func:`check_weights_fit`), and return the name under
+    which the Runner loads the checked checkpoint (``cfg.load_from``).
+    Raises :class:`PreflightError` before anything is built or written."""
+    from mmvmamba.checkpoint import is_official, prepare
+    ckpt = read_checkpoint(weights)
+    found = weights_of(ckpt, weights, allow_nonfinite)
+    check_weights_fit(cfg, found, weights, config)
+    return prepare(found if is_official(ckpt) else ckpt, weights)
 
 
 # --------------------------------------------------------------------------

@@ -20,7 +20,8 @@ import torch
 from mmengine.logging import print_log
 from torch import Tensor
 
-from .errors import (CheckpointFormatError, CheckpointMismatchError,
+from .errors import (CheckpointContentError, CheckpointFormatError,
+                     CheckpointMismatchError,
                      NonFiniteWeightsError, fmt_keys)
 from .layouts import StateDict, split_weights
 from .unpickler import safe_load
@@ -261,7 +262,10 @@ def load_pretrained(model: torch.nn.Module,
     silently at random init.
     """
     ckpt = safe_load(checkpoint, map_location)
-    backbone, head = split_weights(ckpt, use_ema, prefix)
+    try:
+        backbone, head = split_weights(ckpt, use_ema, prefix)
+    except CheckpointContentError as e:
+        raise CheckpointContentError(f'{checkpoint}: {e}') from None
     if head:
         print_log(
             f'{checkpoint}: not loading the classification head '

@@ -86,6 +86,7 @@ def _refuse(what: str, why: str) -> pickle.UnpicklingError:
 def _short(obj: Any, limit: int = 120) -> str:
     return bounded_repr(obj, limit)
 
+
 class _ForeignClass:
     """Registered under a foreign class's name. NEWOBJ and REDUCE on it give
     an ``OrderedDict`` (the one container type the weights-only unpickler lets
@@ -307,6 +308,7 @@ def _stand_ins_allowed() -> Iterator[list]:
 
 #: what a loaded object may be besides containers and tensors (leaves)
 _LEAVES = (str, bytes, bytearray, int, float, complex, type(None), np.ndarray,
+           np.dtype,
            np.generic, torch.dtype, torch.device, torch.layout,
            torch.memory_format, torch.qscheme, torch.storage.TypedStorage,
            torch.UntypedStorage, type, types.FunctionType,

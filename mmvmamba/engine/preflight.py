@@ -12,7 +12,7 @@ import torch
 from mmengine.config import Config, ConfigDict
 
 from mmvmamba.checkpoint import (CheckpointDownloadError, cached_download,
-                                 wait_for_file)
+                                 missing_file_message, wait_for_file)
 
 DOWNSTREAMS = ('mmdet', 'mmseg', 'mmpretrain')
 _URL_PREFIXES = ('http://', 'https://')
@@ -220,9 +220,11 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
             if download:
                 init_cfg['checkpoint'] = _download(ckpt)
         elif '://' not in ckpt and not osp.isfile(ckpt):
+            what = ('is a folder, not a file' if osp.isdir(ckpt) else
+                    'does not exist')
             raise PreflightError(
-                f'pretrained checkpoint {ckpt!r} ({path}.checkpoint) does not '
-                'exist. Fix the path with --cfg-options '
+                f'pretrained checkpoint {ckpt!r} ({path}.checkpoint) {what}. '
+                'Fix the path with --cfg-options '
                 f'{path}.checkpoint=/path/to/file.pth '
                 f'or train from scratch with --cfg-options {path}=None')
     load_from = cfg.get('load_from', None)
@@ -231,7 +233,8 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
             if download:
                 cfg.load_from = _download(load_from)
         elif '://' not in load_from and not osp.isfile(load_from):
-            raise PreflightError(f'checkpoint {load_from!r} does not exist')
+            raise PreflightError('load_from: ' +
+                                 missing_file_message(load_from))
 
 
 def setup_cpu_distributed(cfg: Config, launcher: str) -> None:

@@ -23,6 +23,7 @@ from mmengine.model import BaseModule
 from timm.layers import DropPath
 from torch import Tensor
 
+from mmvmamba.checkpoint import load_pretrained
 from mmvmamba.kernels import layer_norm, ss2d_core
 from mmvmamba.registry import MODELS
 from .cuda_graph import GraphCache
@@ -771,11 +772,14 @@ class VMamba(BaseModule):
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
             use_ema=False)`` loads official classification, legacy v0 or
             mmdet/mmseg/mmpretrain checkpoints and fails loudly when they do
-            not fit.
+            not fit or hold NaN/Inf (``allow_nonfinite=True`` loads those).
         num_classes, imgsize: accepted for config compatibility with the
             official classes; a backbone has no classifier (``imgsize`` only
             sizes ``posembed``).
     """
+
+    #: what a checkpoint that does not fit is compared with (its hint)
+    arch_presets = ARCH_SETTINGS
 
     def __init__(self,
                  arch: Union[str, dict, None] = None,
@@ -967,10 +971,10 @@ class VMamba(BaseModule):
             super().init_weights()
         finally:
             self.init_cfg = cfgs if len(cfgs) > 1 else cfgs[0]
-        from mmvmamba.checkpoint import load_pretrained
         for c in pretrained:
             extra = set(c) - {
-                'type', 'checkpoint', 'prefix', 'map_location', 'use_ema'
+                'type', 'checkpoint', 'prefix', 'map_location', 'use_ema',
+                'allow_nonfinite'
             }
             if extra:
                 raise ValueError(f'unsupported keys {sorted(extra)} in '
@@ -980,7 +984,8 @@ class VMamba(BaseModule):
                 c['checkpoint'],
                 prefix=c.get('prefix'),
                 use_ema=c.get('use_ema', False),
-                map_location=c.get('map_location', 'cpu'))
+                map_location=c.get('map_location', 'cpu'),
+                allow_nonfinite=c.get('allow_nonfinite', False))
 
     def _freeze_stages(self) -> None:
         if self.frozen_stages >= 0:

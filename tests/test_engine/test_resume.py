@@ -133,7 +133,7 @@ except pickle.UnpicklingError:
 def test_mmengine_loader_is_routed_and_torch_allow_list_untouched(tmp_path):
     from mmengine.runner.checkpoint import CheckpointLoader
 
-    from mmvmamba.engine.safe_load import load_from_mmvmamba_safe_load
+    from mmvmamba.checkpoint.schemes import load_from_mmvmamba_safe_load
     for path in ('work_dirs/x/iter_4.pth', 'https://example.org/a.pth'):
         loader = CheckpointLoader._get_checkpoint_loader(path)
         assert loader is load_from_mmvmamba_safe_load

@@ -11,9 +11,9 @@ from mmengine.runner import checkpoint as mm
 from mmengine.runner.checkpoint import CheckpointLoader, _load_checkpoint
 
 import mmvmamba  # noqa: F401  (routes MMEngine's loaders)
-from mmvmamba import checkpoint as ours
+from mmvmamba.checkpoint import files as ours
 from mmvmamba.checkpoint import UnsafeCheckpointError
-from mmvmamba.engine import safe_load as routes
+from mmvmamba.checkpoint import schemes as routes
 
 
 class Evil:
@@ -116,13 +116,13 @@ def test_file_backends_fetch_bytes_then_load_safely(url, files, tmp_path,
         return Backend()
 
     monkeypatch.setattr('mmengine.fileio.get_file_backend', backend)
-    safe = ours.safe_load
+    safe = routes.safe_load
 
     def spy(path, *args):
         temp_files.append(path)
         return safe(path, *args)
 
-    monkeypatch.setattr(ours, 'safe_load', spy)
+    monkeypatch.setattr(routes, 'safe_load', spy)
     check_loads_and_refuses(lambda n: _load_checkpoint(url.format(n)), files)
     assert asked == [url.format('clean'), url.format('evil')]
     # the bytes went through a temporary file, which is gone

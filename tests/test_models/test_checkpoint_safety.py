@@ -27,7 +27,8 @@ import torch._utils
 from mmengine.logging import HistoryBuffer
 
 from mmvmamba.checkpoint import (PickledObject, UnsafeCheckpointError,
-                                 _STAND_INS, load_pretrained, safe_load)
+                                 load_pretrained, safe_load)
+from mmvmamba.checkpoint.unpickler import _STAND_INS
 from mmvmamba.models import VMamba
 
 REBUILD_DEFAULTS = torch._utils._rebuild_tensor_v2.__defaults__
