@@ -371,28 +371,17 @@ def checked_load_from(cfg: Config,
 # Inferencers
 # --------------------------------------------------------------------------
 
-_SCHEME = 'mmvmamba-checked://'
-_PREPARED: Dict[str, Dict[str, Any]] = {}
-
-
-def _prepared_loader(filename: str, map_location: Any = None) -> dict:
-    return _PREPARED[filename]
-
-
 @contextmanager
 def _prepared_checkpoint(ckpt: Dict[str, Any], weights: str) -> Iterator[str]:
     """A name under which mmengine's ``CheckpointLoader`` (used by all
     three inferencers) returns ``ckpt``, already loaded safely from
     ``weights`` (the name its log line shows)."""
-    from mmengine.runner.checkpoint import CheckpointLoader
-    CheckpointLoader.register_scheme(
-        prefixes=_SCHEME, loader=_prepared_loader, force=True)
-    name = f'{_SCHEME}{weights}'
-    _PREPARED[name] = ckpt
+    from mmvmamba.checkpoint import prepare, release
+    name = prepare(ckpt, weights)
     try:
         yield name
     finally:
-        _PREPARED.pop(name, None)
+        release(name)
 
 
 def resolve_config(config: str,

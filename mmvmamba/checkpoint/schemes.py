@@ -16,7 +16,10 @@ objects for each load only:
   ``mmcls://`` names: resolved with MMEngine's own model tables to a URL (or a
   file under the MMEngine home), then ``safe_load``;
 * ``s3://``/``petrel://`` (MMEngine's file backends) and ``pavi://``: the bytes
-  are fetched into a temporary file, then ``safe_load``.
+  are fetched into a temporary file, then ``safe_load``;
+* ``mmvmamba-checked://<file>``: a checkpoint read and checked already
+  (:func:`prepare`), handed to a Runner or an inferencer without a second
+  read.
 """
 import itertools
 import os.path as osp
@@ -123,7 +126,7 @@ _COUNT = itertools.count()
 
 
 def load_from_checked(filename: str, map_location: Any = None) -> Any:
-    """``mmvmamba-checked://N/<path>``: a checkpoint :func:`prepare` holds
+    """``mmvmamba-checked://<path>``: a checkpoint :func:`prepare` holds
     (read once: the entry is dropped as it is handed out)."""
     if filename not in _PREPARED:
         raise KeyError(f'{filename!r} was handed out already or never '
@@ -136,7 +139,9 @@ def prepare(ckpt: Any, source: str) -> str:
     ``load_from`` and ``resume``, the inferencers) returns ``ckpt``, which
     was loaded and checked already; ``source`` (the file) shows in the
     name, which MMEngine logs."""
-    name = f'{CHECKED}{next(_COUNT)}/{source}'
+    name = f'{CHECKED}{source}'
+    while name in _PREPARED:  # the same file prepared twice at once
+        name = f'{CHECKED}{source}#{next(_COUNT)}'
     _PREPARED[name] = ckpt
     return name
 

@@ -519,7 +519,7 @@ def _check_torch() -> None:
         raise RuntimeError(
             f'torch {torch.__version__} cannot load checkpoints safely: '
             'mmvmamba needs torch.serialization.safe_globals with (class, '
-            "name) entries. -> install torch >= 2.6 ('pip install -U torch')")
+            "name) entries. -> install a supported torch, 2.11 to 2.14")
 
 
 def _check_format(path: str) -> None:

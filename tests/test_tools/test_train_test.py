@@ -208,3 +208,84 @@ def test_amp_on_cpu_is_refused(trained):
         tool('train.py') + ['tiny.py', '--work-dir', 'wd_amp', '--amp'],
         cwd=ws)
     _assert_clean_failure(rc, out, ws, 'wd_amp', '--amp needs a CUDA GPU')
+
+
+def _other_checkpoints(ws):
+    """From the trained demo detector: one whose backbone is deeper
+    (depths (1, 1, 2, 1)), one with NaN weights, and one that would run a
+    command when unpickled."""
+    import shutil
+
+    import torch
+
+    from mmvmamba.checkpoint import safe_load
+    from mmvmamba.models import VMamba
+    ckpt = safe_load(str(ws / 'wd' / 'epoch_1.pth'))
+    sd = {
+        k: v
+        for k, v in ckpt['state_dict'].items() if not k.startswith('backbone.')
+    }
+    with torch.device('meta'):
+        deeper = VMamba(dims=16, depths=(1, 1, 2, 1)).state_dict()
+    sd.update(('backbone.' + k, torch.zeros(v.shape, dtype=v.dtype))
+              for k, v in deeper.items())
+    torch.save(dict(state_dict=sd, meta={}), ws / 'deeper.pth')
+    nan = dict(ckpt['state_dict'])
+    nan['rpn_head.rpn_conv.weight'] = nan['rpn_head.rpn_conv.weight'] * float(
+        'nan')
+    torch.save(dict(state_dict=nan, meta={}), ws / 'nan.pth')
+
+    class Evil:
+
+        def __reduce__(self):
+            return (os.system, (f'touch {ws / "pwned"}', ))
+
+    torch.save(dict(state_dict={}, meta=Evil()), ws / 'evil.pth')
+    # a run whose last checkpoint was cut short
+    cut = ws / 'wd_cut'
+    cut.mkdir(exist_ok=True)
+    shutil.copy(ws / 'wd' / 'epoch_1.pth', cut / 'epoch_1.pth')
+    data = (ws / 'wd' / 'epoch_1.pth').read_bytes()
+    (cut / 'epoch_2.pth').write_bytes(data[:len(data) // 3])
+    (cut / 'last_checkpoint').write_text(str(cut / 'epoch_2.pth'))
+
+
+def test_weights_that_do_not_fit_are_refused_before_anything_runs(trained):
+    """tools/test.py and train.py's load_from: one checked load; the error
+    names the keys and what the checkpoint implies; no work_dir."""
+    ws, _ = trained
+    _other_checkpoints(ws)
+    rc, out = run(
+        tool('test.py') + ['tiny.py', 'deeper.pth', '--work-dir', 'wd_deep'],
+        cwd=ws)
+    _assert_clean_failure(rc, out, ws, 'wd_deep', 'deeper.pth',
+                          'depths=(1, 1, 2, 1)', 'unexpected keys',
+                          'backbone.layers.2.blocks.1.')
+    assert 'bbox_mAP' not in out
+    rc, out = run(
+        tool('train.py') + [
+            'tiny.py', '--work-dir', 'wd_nan', '--cfg-options',
+            'load_from=nan.pth'
+        ],
+        cwd=ws)
+    _assert_clean_failure(rc, out, ws, 'wd_nan', 'nan.pth', 'NaN/Inf',
+                          'rpn_head.rpn_conv.weight', '--allow-nonfinite')
+
+
+def test_resume_of_a_refused_or_damaged_file_names_the_way_out(trained):
+    ws, _ = trained
+    _other_checkpoints(ws)
+    rc, out = run(
+        tool('train.py') +
+        ['tiny.py', '--work-dir', 'wd_evil', '--resume', 'evil.pth'],
+        cwd=ws)
+    _assert_clean_failure(rc, out, ws, 'wd_evil', 'evil.pth', 'posix.system')
+    assert not (ws / 'pwned').exists()
+    before = sorted(os.listdir(ws / 'wd_cut'))
+    rc, out = run(
+        tool('train.py') + ['tiny.py', '--work-dir', 'wd_cut', '--resume'],
+        cwd=ws)
+    assert rc == 2 and 'Traceback' not in out, out[-3000:]
+    assert 'epoch_2.pth' in out and 'damaged' in out, out[-3000:]
+    assert f'--resume {ws / "wd_cut" / "epoch_1.pth"}' in out, out[-3000:]
+    assert sorted(os.listdir(ws / 'wd_cut')) == before  # no log, no config
