@@ -151,14 +151,15 @@ Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
   s.N = A.size(1);
   s.RN2 = xdbl.size(3) / 4;
   s.R = s.RN2 - 2 * s.N;
-  // Blocks of at most kBlock channels; for a small batch as many as make
-  // the task count a multiple of the threads (no thread idles at the end).
+  // Blocks of 16 to kBlock channels (whole 64-byte lines: no two tasks
+  // write one line); for a small batch as many as make the task count a
+  // multiple of the threads (no thread idles at the end).
   const int64_t threads = at::get_num_threads();
   int64_t nblk = (s.Di + kBlock - 1) / kBlock;
-  if (s.Bsz * nblk < 8 * threads) {
-    while ((s.Bsz * nblk) % threads && nblk * 8 < s.Di) ++nblk;
-  }
-  s.bw = std::min(kBlock, ((s.Di + nblk - 1) / nblk + 7) / 8 * 8);
+  while (s.Bsz * nblk < 8 * threads && (s.Bsz * nblk) % threads &&
+         (nblk + 1) * 16 <= s.Di)
+    ++nblk;
+  s.bw = std::min(kBlock, ((s.Di + nblk - 1) / nblk + 15) / 16 * 16);
   s.nblk = (s.Di + s.bw - 1) / s.bw;
   return s;
 }

@@ -37,7 +37,8 @@ def load_extension():
                     _ext = load(
                         name='mmvmamba_ss2d_cpu',
                         sources=[src],
-                        extra_cflags=['-O3', '-march=native', '-fopenmp-simd'],
+                        extra_cflags=['-O3', '-march=native', '-fopenmp'],
+                        extra_ldflags=['-fopenmp'],
                         verbose=False)
                 except (RuntimeError, OSError) as e:
                     raise RuntimeError(
