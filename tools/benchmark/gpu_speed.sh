@@ -48,6 +48,9 @@ stage_kernels() {
   timeout "${T_KERNELS:-200}" python3 tools/benchmark/bench_kernels.py --json "$RES/kernels.json" \
     > "$RES/kernels.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/kernels.log"
+  timeout "${T_KERNELS:-200}" python3 tools/benchmark/bench_kernels.py --legacy \
+    --json "$RES/kernels_legacy.json" > "$RES/kernels_legacy.log" 2>&1
+  echo "legacy rc=$?"; grep -v -i warn "$RES/kernels_legacy.log"
   # public kernels last, each in its own process (accelerated-scan can fault)
   for lib in fla accel; do
     timeout "${T_PUBLIC:-150}" python3 tools/benchmark/bench_kernels.py --public $lib \

@@ -55,12 +55,21 @@ def main(argv=None):
     parser.add_argument(
         '--tiles', nargs='+', type=tile, default=[(8, 8), (8, 16), (16, 16)])
     parser.add_argument('--warps', nargs='+', type=int, default=[4, 8])
+    parser.add_argument(
+        '--configs',
+        nargs='+',
+        help='explicit BDxTHxTWxWARPS configurations (replace the grid)')
     args = parser.parse_args(argv)
     configs = [
         dict(BD=bd, TH=th, TW=tw, warps=w)
         for bd, (th, tw), w in itertools.product(args.bd, args.tiles,
                                                  args.warps)
     ]
+    if args.configs:
+        configs = [
+            dict(zip(('BD', 'TH', 'TW', 'warps'), map(int, c.split('x'))))
+            for c in args.configs
+        ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     results = []
     for cfg in configs:
