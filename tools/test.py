@@ -22,11 +22,12 @@ from mmengine.runner import Runner
 from mmvmamba.apis.inference import checked_load_from
 from mmvmamba.checkpoint import CheckpointError, missing_file_message
 from mmvmamba.engine.hooks import use_main_process_logger
-from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
-                                       check_datasets, downstream_of,
-                                       drop_pretrained, ensure_demo_data,
-                                       finish_distributed, load_config,
-                                       setup_cpu_distributed)
+from mmvmamba.cli.preflight import (PreflightError, check_checkpoints,
+                                    check_datasets, downstream_of,
+                                    drop_pretrained, ensure_demo_data,
+                                    load_config)
+from mmvmamba.engine.distributed import (LaunchError, finish_distributed,
+                                         setup_cpu_distributed)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -146,7 +147,7 @@ def main(argv=None) -> None:
                                           args.allow_nonfinite)
         if args.tta:
             use_tta(cfg)
-    except (PreflightError, CheckpointError) as e:
+    except (PreflightError, LaunchError, CheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
     if 'runner_type' in cfg:

@@ -26,10 +26,11 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmvmamba.apis.inference import checked_load_from
 from mmvmamba.checkpoint import (CheckpointError, missing_file_message,
                                  safe_load)
-from mmvmamba.engine.preflight import (PreflightError, check_checkpoints,
-                                       check_datasets, downstream_of,
-                                       ensure_demo_data, finish_distributed,
-                                       load_config, setup_cpu_distributed)
+from mmvmamba.cli.preflight import (PreflightError, check_checkpoints,
+                                    check_datasets, downstream_of,
+                                    ensure_demo_data, load_config)
+from mmvmamba.engine.distributed import (LaunchError, finish_distributed,
+                                         setup_cpu_distributed)
 from mmvmamba.engine.replicas import check_replicas, describe
 
 
@@ -185,7 +186,7 @@ def main(argv=None) -> None:
         check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
         check_checkpoints(cfg)
         check_start(cfg, args)
-    except (PreflightError, CheckpointError) as e:
+    except (PreflightError, LaunchError, CheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)
         sys.exit(2)
     # the work_dir is created only now, after every check has passed

@@ -11,7 +11,7 @@ config, with weights that were
 * converted when they are an official VMamba classification file, and
 * checked against the config's model before it is built: weights of another
   task, of another VMamba variant, or of another head raise a
-  :class:`~mmvmamba.engine.preflight.PreflightError` that names the file and
+  :class:`~mmvmamba.cli.preflight.PreflightError` that names the file and
   the fix (the libraries would load them non-strictly, with a warning, and
   predict garbage).
 
@@ -37,8 +37,8 @@ import numpy as np
 import torch
 from mmengine.config import Config
 
-from mmvmamba.engine.preflight import (PreflightError, downstream_of,
-                                       drop_pretrained, load_config)
+from mmvmamba.cli.preflight import (PreflightError, downstream_of,
+                                    drop_pretrained, load_config)
 from .model_zoo import REPO_ROOT, find_model, load_model_zoo
 
 IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.ppm', '.pgm', '.tif',

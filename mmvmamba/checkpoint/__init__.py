@@ -1,13 +1,13 @@
 """Checkpoints: one pipeline from an untrusted file to a checked model.
 
-* :mod:`.unpickler` — :func:`safe_load`, the project's one loader
+* :mod:`.unpickle` — :func:`safe_load`, the project's one loader
   (PyTorch's weights-only unpickler plus inert, checked stand-ins for the
   foreign objects of official VMamba and MMEngine files);
 * :mod:`.files` — local paths, downloads into the torch hub cache, writes
   that replace their target only when complete (:func:`save_atomic`);
-* :mod:`.layouts` — conversion between the backbone, mmpretrain and
+* :mod:`.convert` — conversion between the backbone, mmpretrain and
   official layouts (:func:`split_weights`, :func:`to_layout`);
-* :mod:`.fit` — the checked load: :func:`compare` (missing / unexpected /
+* :mod:`.load` — the checked load: :func:`compare` (missing / unexpected /
   mis-shaped keys), :func:`arch_hint` and :func:`preset_of` (what a state
   dict implies), :func:`check_weights` (NaN/Inf, tensors without data),
   :func:`load_pretrained`;
@@ -24,14 +24,14 @@ from .errors import (CheckpointContentError, CheckpointDownloadError,
                      UnsafeCheckpointError, bounded_repr, fmt_keys)
 from .files import (cached_download, missing_file_message, same_file,
                     save_atomic, wait_for_file)
-from .fit import (Comparison, arch_hint, check_weights, compare, infer_arch,
-                  load_pretrained, load_state_dict_checked, preset_of)
-from .layouts import (LAYOUTS, StateDict, convert_legacy_keys,
+from .convert import (LAYOUTS, StateDict, convert_legacy_keys,
                       extract_state_dict, is_official, official_to_backbone,
                       official_to_mmpretrain, split_weights, strip_prefix,
                       to_backbone_state_dict, to_layout)
+from .load import (Comparison, arch_hint, check_weights, compare, infer_arch,
+                   load_pretrained, load_state_dict_checked, preset_of)
 from .schemes import allow_mmengine_checkpoints, prepare, release
-from .unpickler import PickledObject, safe_load
+from .unpickle import PickledObject, safe_load
 
 __all__ = [
     'CheckpointContentError', 'CheckpointDownloadError', 'CheckpointError',

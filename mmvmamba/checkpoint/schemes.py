@@ -26,7 +26,7 @@ import os.path as osp
 import tempfile
 from typing import Any, Callable, Dict
 
-from .unpickler import safe_load
+from .unpickle import safe_load
 
 HTTP = ('http://', 'https://')
 OPENMMLAB = ('open-mmlab://', 'openmmlab://')

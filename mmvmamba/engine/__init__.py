@@ -1,2 +1,3 @@
-"""MMEngine integration: hooks (``hooks``) and the data-parallel replica
-check (``replicas``)."""
+"""MMEngine runtime: hooks (``hooks``), the distributed set-up on CPUs and
+tear-down (``distributed``), and the data-parallel replica check
+(``replicas``)."""

@@ -11,7 +11,7 @@ from mmengine.registry import init_default_scope
 from torch import nn
 
 import mmvmamba  # noqa: F401
-from mmvmamba.engine.preflight import downstream_of
+from mmvmamba.cli.preflight import downstream_of
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 CONFIGS = sorted(

@@ -28,7 +28,7 @@ from mmengine.logging import HistoryBuffer
 
 from mmvmamba.checkpoint import (PickledObject, UnsafeCheckpointError,
                                  load_pretrained, safe_load)
-from mmvmamba.checkpoint.unpickler import _STAND_INS
+from mmvmamba.checkpoint.unpickle import _STAND_INS
 from mmvmamba.models import VMamba
 
 REBUILD_DEFAULTS = torch._utils._rebuild_tensor_v2.__defaults__

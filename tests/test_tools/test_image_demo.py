@@ -25,7 +25,7 @@ import mmvmamba  # noqa: F401
 from mmvmamba.apis import run_image_demo
 from mmvmamba.datasets.demo_shapes import (CLASSES, PALETTE,
                                            generate_demo_shapes)
-from mmvmamba.engine.preflight import PreflightError
+from mmvmamba.cli.preflight import PreflightError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CFG = osp.join(ROOT, 'configs', 'demo',

@@ -36,7 +36,7 @@ from mmengine.dist import all_reduce, is_main_process
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
-from mmvmamba.engine.preflight import finish_distributed
+from mmvmamba.engine.distributed import finish_distributed
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
 from bench_models import wall_clock  # noqa: E402

@@ -23,8 +23,8 @@ from torch import Tensor
 from .errors import (CheckpointContentError, CheckpointFormatError,
                      CheckpointMismatchError,
                      NonFiniteWeightsError, fmt_keys)
-from .layouts import StateDict, split_weights
-from .unpickler import safe_load
+from .convert import StateDict, split_weights
+from .unpickle import safe_load
 
 __all__ = [
     'infer_arch', 'preset_of', 'arch_hint', 'compare', 'Comparison',
