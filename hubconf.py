@@ -23,13 +23,14 @@ _MODELS = {
 
 def _vmamba(entry: str, pretrained: 'bool | str', **kwargs):
     from mmvmamba.apis.model_zoo import find_model
+    from mmvmamba.checkpoint import load_pretrained
     from mmvmamba.models import VMamba
     arch, zoo_name = _MODELS[entry]
     if pretrained is True:
         pretrained = find_model(zoo_name)['Weights']
-    model = VMamba(arch=arch, pretrained=pretrained or None, **kwargs)
+    model = VMamba(arch=arch, **kwargs)
     if pretrained:
-        model.init_weights()
+        load_pretrained(model, pretrained)
     return model
 
 

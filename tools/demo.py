@@ -23,7 +23,7 @@ import sys
 import time
 from typing import Iterable, Iterator, List, Optional
 
-from mmvmamba.cli import cpu_threads, python_warnings_env
+from mmvmamba.cli.entry import cpu_threads, python_warnings_env
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 

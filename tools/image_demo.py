@@ -23,7 +23,7 @@ import os.path as osp
 import sys
 from typing import Any, Dict, List, Optional
 
-from mmvmamba.cli import hide_third_party_warnings  # isort:skip
+from mmvmamba.cli.entry import hide_third_party_warnings  # isort:skip
 
 hide_third_party_warnings()  # before the imports that warn
 from mmengine.config import DictAction  # noqa: E402

@@ -19,8 +19,8 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch import nn
 
-from mmvmamba.cli import (cpu_threads, hide_third_party_warnings,
-                          python_warnings_env)
+from mmvmamba.cli.entry import (cpu_threads, hide_third_party_warnings,
+                                python_warnings_env)
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
