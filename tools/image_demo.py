@@ -29,7 +29,7 @@ hide_third_party_warnings()  # before the imports that warn
 from mmengine.config import DictAction  # noqa: E402
 
 from mmvmamba.apis import run_image_demo  # noqa: E402
-from mmvmamba.engine.preflight import PreflightError  # noqa: E402
+from mmvmamba.cli.preflight import PreflightError  # noqa: E402
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
