@@ -26,6 +26,7 @@ from torch import Tensor
 from mmvmamba.checkpoint import load_pretrained
 from mmvmamba.kernels import layer_norm, ss2d_core
 from mmvmamba.registry import MODELS
+from ._args import check_input, check_values
 from .cuda_graph import GraphCache
 
 __all__ = [
@@ -841,6 +842,7 @@ class VMamba(BaseModule):
                 norm_layer=norm_layer,
                 downsample_version=downsample_version,
                 patchembed_version=patchembed_version))
+        check_values(cfg, backend)
         checked = _check_arguments(cfg, out_indices, frozen_stages,
                                    cuda_graph, ssm_act_layer, mlp_act_layer)
 
@@ -1036,6 +1038,7 @@ class VMamba(BaseModule):
 
         H_i ≈ H / 2**(i + 2) (exact for sizes divisible by 32).
         """
+        check_input(x, self.patch_embed)
         if self._graphs is not None and not self.training:
             return self._graphs(self._forward, x)
         return self._forward(x)
