@@ -7,18 +7,26 @@ only depends on the pixel it visits. The scan kernels visit the pixels of
 each direction by index arithmetic and recompute Δ = softplus(W_dt·dt + b)
 from the R-dim vectors.
 
-* d_state 1 (every released v2 model): :mod:`.ss2d_kernels`, 2-D tiles in
-  three phases (segment summaries, carry chain, tile pass); deterministic,
-  no atomics. Registered as ``mmvmamba::ss2d_fwd`` / ``ss2d_bwd``.
-* d_state > 1 (the v0/v1 models): the general chunked kernels of
-  :mod:`.selective_scan_triton` with the directional layout; the four
-  directions meet in the output through float32 atomics (not bit-identical
-  from run to run). Registered as ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``.
+* The chunked kernels of :mod:`.selective_scan_triton` with the directional
+  layout: one program walks the chunks of one direction; the four
+  directions meet in the output, and the channel blocks in the gradients of
+  the projections and parameters, through float32 atomics, so results are
+  not bit-identical from run to run. Registered as
+  ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``. The faster path, used by default.
+* d_state 1 (every released v2 model) when the user asks for deterministic
+  algorithms (``torch.use_deterministic_algorithms(True)``, which
+  mmengine's ``randomness=dict(deterministic=True)`` sets):
+  :mod:`.ss2d_kernels`, 2-D tiles in three phases (segment summaries, carry
+  chain, tile pass) that merge the directions in registers and sum every
+  reduction in a fixed order: bit-identical results, no atomics. Registered
+  as ``mmvmamba::ss2d_fwd`` / ``ss2d_bwd``. (d_state > 1 has no deterministic
+  kernel; it warns or raises as PyTorch's own ops do.)
 
 ``torch.compile`` traces around the custom ops through their fake
 implementations.
 """
 import os
+import warnings
 from typing import Tuple
 
 import torch
@@ -356,6 +364,17 @@ def _check(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
                          f'{tuple(A_logs.shape)} and {tuple(Ds.shape)}')
 
 
+def _not_deterministic(N: int) -> None:
+    msg = (f'mmvmamba ss2d_core with d_state={N} has no deterministic CUDA '
+           'kernel (only d_state 1 has); its gradients use float32 atomics. '
+           'Use a d_state 1 model, or torch.use_deterministic_algorithms(True, '
+           'warn_only=True) to accept this.')
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(msg)
+    else:
+        raise RuntimeError(msg)
+
+
 def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
                      dt_projs_bias: Tensor, A_logs: Tensor,
                      Ds: Tensor) -> Tensor:
@@ -380,9 +399,12 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     A = -torch.exp(A_logs.float())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
-    if N == 1:
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if N == 1 and deterministic:
         return _fwd1(x, x_dbl.contiguous(), dt_w, dt_b, A[:, 0].contiguous(),
                      Ds.float())[0]
+    if deterministic:
+        _not_deterministic(N)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,
                                   dt_projs_bias, A_logs, Ds))

@@ -175,6 +175,58 @@ def test_ss2d_core(monkeypatch, B, Di, H, W, N, R, channels_last, splits,
         assert rel_err(a, b) < tol_g, name
 
 
+@pytest.mark.parametrize('B,Di,H,W,R,channels_last,dtype', [
+    (1, 16, 3, 5, 2, False, torch.float32),
+    (2, 16, 5, 4, 3, True, torch.float32),
+    (1, 16, 4, 4, 2, True, torch.bfloat16),
+    # L = 1, one channel
+    (1, 1, 1, 1, 1, False, torch.float32),
+    # over several tiles (4x4 under the interpreter): segment carries
+    # chained across tiles, rows and columns, partial tiles, channels not a
+    # multiple of the block
+    (1, 20, 9, 7, 3, True, torch.float32),
+    (2, 16, 4, 13, 2, False, torch.float32),
+])
+def test_ss2d_core_deterministic_tiles(B, Di, H, W, R, channels_last, dtype):
+    """d_state 1 with deterministic algorithms asked for: the tile kernels,
+    against the reference, and the same bits twice."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ins = _ss2d_inputs(B, Di, H, W, 1, R, dtype, channels_last)
+        g = torch.randn((B, Di, H, W),
+                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        runs = []
+        for _ in range(2):
+            y = ss2d_core(*ins, backend='triton')
+            runs.append([y] + list(grads(y, ins, g)))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ref = ss2d_core_ref(*ins)
+    tol_f, tol_g = TOL[dtype]
+    assert rel_err(runs[0][0], ref) < tol_f
+    names = 'x x_proj dt_w dt_b A_logs Ds'.split()
+    for name, a, b in zip(names, runs[0][1:], grads(ref, ins, g)):
+        assert rel_err(a, b) < tol_g, name
+    for a, b in zip(*runs):
+        assert torch.equal(a, b)
+
+
+def test_ss2d_core_d_state_16_is_not_deterministic():
+    ins = _ss2d_inputs(1, 16, 2, 3, 16, 1, torch.float32, True)
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match='d_state=16 has no determin'):
+            ss2d_core(*ins, backend='triton')
+    finally:
+        torch.use_deterministic_algorithms(False)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        with pytest.warns(UserWarning, match='d_state=16 has no determin'):
+            ss2d_core(*ins, backend='triton')
+    finally:
+        torch.use_deterministic_algorithms(False)
+
+
 def test_ss2d_core_rejects_bad_shapes():
     ins = _ss2d_inputs(1, 16, 2, 2, 1, 2, torch.float32, False)
     with pytest.raises(ValueError, match='dt_projs_weight'):

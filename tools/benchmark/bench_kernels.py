@@ -124,6 +124,8 @@ def run_ours(args, rate):
     from mmvmamba.kernels import ss2d_core
     if args.legacy:
         ss2d_core = legacy_core  # noqa: F811
+    else:  # the deterministic tile kernels
+        torch.use_deterministic_algorithms(True, warn_only=True)
     rows = []
     print(f'{"shape":14s} {"fwd ms":>8s} {"f+b ms":>8s} {"floor f":>8s} '
           f'{"floor fb":>8s} {"x fwd":>6s} {"x f+b":>6s} {"err":>8s} det')
