@@ -3,5 +3,5 @@
 _base_ = ['./vmamba_t_in1k.py']
 
 model = dict(
-    backbone=dict(arch='base', drop_path_rate=0.6),
+    backbone=dict(arch='base'),
     head=dict(in_channels=1024))

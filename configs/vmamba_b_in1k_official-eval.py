@@ -5,4 +5,4 @@
 # local copy as the second argument of tools/test.py to skip the download.
 _base_ = ['./vmamba_b_in1k.py']
 
-load_from = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/vssm_base_0229_ckpt_epoch_237.pth'  # noqa
+load_from = {{_base_.vmamba_weights.base}}

@@ -2,4 +2,4 @@
 # vmamba_t_in1k.py).
 _base_ = ['./vmamba_t_in1k.py']
 
-model = dict(backbone=dict(arch='small', drop_path_rate=0.3))
+model = dict(backbone=dict(arch='small'))

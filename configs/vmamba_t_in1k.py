@@ -6,14 +6,16 @@
 # 224 after a bicubic resize to 256. This is the mmpretrain Swin-T recipe,
 # which matches it, with the backbone swapped and EMA added. The official
 # runs used mixed precision: add --amp on GPUs.
-_base_ = ['mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py']
+_base_ = [
+    'mmpretrain::swin_transformer/swin-tiny_16xb64_in1k.py',
+    './_base_/vmamba.py'
+]
 
 model = dict(
     backbone=dict(
         _delete_=True,  # no Swin keys leak into VMamba
         type='mmvmamba.VMamba',
-        arch='tiny',
-        drop_path_rate=0.2,
+        arch='tiny',  # drop_path_rate: the preset's
         # stage-3 outnorm plays the role of the official classifier.norm
         out_indices=(3, )),
     head=dict(in_channels=768))
@@ -21,6 +23,4 @@ model = dict(
 # official model EMA with decay 0.9999 (momentum = 1 - decay)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
 
-# MMEngine's LoggerHook, except that only the main process writes the test
-# metrics json (in a multi-GPU test every rank wrote the same file at once)
-default_hooks = dict(logger=dict(type='mmvmamba.LoggerHook'))
+default_hooks = dict(logger={{_base_.vmamba_logger}})

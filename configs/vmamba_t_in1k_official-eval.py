@@ -5,4 +5,4 @@
 # local copy as the second argument of tools/test.py to skip the download.
 _base_ = ['./vmamba_t_in1k.py']
 
-load_from = 'https://github.com/MzeroMiko/VMamba/releases/download/%23v2cls/vssm1_tiny_0230s_ckpt_epoch_264.pth'  # noqa
+load_from = {{_base_.vmamba_weights.tiny}}
