@@ -48,11 +48,12 @@ def wait_for_file(path: str, timeout: float) -> None:
         time.sleep(1)
 
 
-def cached_download(url: str) -> str:
+def cached_download(url: str, option: Optional[str] = None) -> str:
     """Download ``url`` into the torch hub cache once; returns the file.
 
     ``torch.hub.download_url_to_file`` writes to a temporary file and renames
-    it, so a failed download leaves nothing half-written.
+    it, so a failed download leaves nothing half-written. ``option``: how
+    the caller's user passes a local copy instead (named in the error).
     """
     cache_dir = osp.join(torch.hub.get_dir(), 'checkpoints')
     name = osp.basename(unquote(urlparse(url).path))
@@ -70,8 +71,8 @@ def cached_download(url: str) -> str:
             f'could not download the checkpoint {name!r} from {url} '
             f'({type(e).__name__}: {e}).\n'
             f'  -> download it on a machine with internet access and put it '
-            f'at {dst!r}, or pass a local copy with --cfg-options '
-            '<path.to.init_cfg>.checkpoint=/path/to/file.pth') from e
+            f'at {dst!r}, or pass a local copy'
+            + (f' with {option}' if option else ' instead of the URL')) from e
     return dst
 
 

@@ -199,9 +199,9 @@ def drop_pretrained(node: Any) -> None:
             drop_pretrained(value)
 
 
-def _download(url: str) -> str:
+def _download(url: str, option: str) -> str:
     try:
-        return cached_download(url)
+        return cached_download(url, option)
     except CheckpointDownloadError as e:
         raise PreflightError(str(e)) from e
 
@@ -217,7 +217,8 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
         ckpt = init_cfg['checkpoint']
         if ckpt.startswith(_URL_PREFIXES):
             if download:
-                init_cfg['checkpoint'] = _download(ckpt)
+                init_cfg['checkpoint'] = _download(
+                    ckpt, f'--cfg-options {path}.checkpoint=/path/to/file.pth')
         elif '://' not in ckpt and not osp.isfile(ckpt):
             what = ('is a folder, not a file' if osp.isdir(ckpt) else
                     'does not exist')
@@ -230,7 +231,9 @@ def check_checkpoints(cfg: Config, download: bool = True) -> None:
     if load_from and not cfg.get('resume', False):
         if load_from.startswith(_URL_PREFIXES):
             if download:
-                cfg.load_from = _download(load_from)
+                cfg.load_from = _download(
+                    load_from, 'tools/test.py CONFIG /path/to/file.pth, or '
+                    '--cfg-options load_from=/path/to/file.pth')
         elif '://' not in load_from and not osp.isfile(load_from):
             raise PreflightError('load_from: ' +
                                  missing_file_message(load_from))
