@@ -8,7 +8,11 @@ float32 and defined as PyTorch's (``rstd = 1/sqrt(var + eps)``), so the
 backward is PyTorch's own LayerNorm backward kernel fed with them.
 
 The forward is the custom op ``mmvmamba::layer_norm_fwd`` (an opaque call
-for ``torch.compile``); its backward is plain aten.
+for ``torch.compile`` and fake tensors); its backward is plain aten. In eager
+mode on plain tensors the same function runs under a plain
+``autograd.Function`` instead: the custom op's dispatcher and its generated
+autograd wrapper cost several times the Python of the launch itself
+(:func:`.eager.eager_call`).
 
 What the backward keeps: when the output is 16-bit and the input wider (the
 model's norms under autocast, whose input is the float32 residual stream or
@@ -26,6 +30,8 @@ import torch
 import triton
 import triton.language as tl
 from torch import Tensor
+
+from .eager import eager_call, eager_function
 
 __all__ = ['layer_norm_triton']
 
@@ -63,10 +69,9 @@ def _blocks(C: int) -> Tuple[int, int, int]:
     return BM, BC, 4 if BC * BM <= 4096 else 8
 
 
-@torch.library.custom_op('mmvmamba::layer_norm_fwd', mutates_args=())
-def _ln_fwd(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-            out_dtype: torch.dtype,
-            store_xhat: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
+                 out_dtype: torch.dtype,
+                 store_xhat: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     C = x.shape[-1]
     M = x.numel() // C
     y = torch.empty(x.shape, dtype=out_dtype, device=x.device)
@@ -80,6 +85,11 @@ def _ln_fwd(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
             x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
             eps, BM, BC, store_xhat, num_warps=warps)
     return y, mean, rstd, xhat
+
+
+_ln_fwd = torch.library.custom_op(
+    'mmvmamba::layer_norm_fwd', mutates_args=())(
+        _ln_fwd_impl)
 
 
 @_ln_fwd.register_fake
@@ -122,6 +132,7 @@ def _backward(ctx, dy, _dmean, _drstd, _dxhat):
 
 
 _ln_fwd.register_autograd(_backward, setup_context=_setup)
+_LayerNorm = eager_function(_ln_fwd_impl, _setup, _backward, outputs=1)
 
 
 def layer_norm_triton(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
@@ -139,4 +150,5 @@ def layer_norm_triton(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
         out_dtype.itemsize < x.dtype.itemsize
         and torch.is_grad_enabled()
         and (x.requires_grad or weight.requires_grad or bias.requires_grad))
-    return _ln_fwd(x, weight, bias, float(eps), out_dtype, store_xhat)[0]
+    return eager_call(_LayerNorm, _ln_fwd, x, weight, bias, float(eps),
+                      out_dtype, store_xhat)[0]

@@ -34,6 +34,7 @@ import triton
 from torch import Tensor
 
 from . import ss2d_kernels as kern
+from .eager import eager_call, eager_function, impl_or_op
 from .selective_scan_triton import (ScanLayout, block_config, scan_backward,
                                     scan_forward)
 
@@ -120,9 +121,8 @@ def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
     return x.new_empty((Bsz, K, NSEG, Di), dtype=torch.float32)
 
 
-@torch.library.custom_op('mmvmamba::ss2d_fwd', mutates_args=())
-def _fwd1(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
-          Ds: Tensor) -> Tuple[Tensor, Tensor]:
+def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
+               A: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
     cfg = tile_config(Di, dt_w.shape[2], H, W)
     args, consts, grid = _args(x, x_dbl, dt_w, cfg), _consts(cfg, x_dbl), \
@@ -135,6 +135,10 @@ def _fwd1(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
     kern.fwd_kernel[grid](x, x_dbl, dt_w, dt_b, A, Ds, carry, y, *args,
                           **consts)
     return y, carry
+
+
+_fwd1 = torch.library.custom_op('mmvmamba::ss2d_fwd', mutates_args=())(
+    _fwd1_impl)
 
 
 @_fwd1.register_fake
@@ -153,11 +157,10 @@ def _images_per_program(Bsz: int, tiles: int, device: torch.device) -> int:
     return max(1, Bsz * tiles // (4 * sms))
 
 
-@torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())
-def _bwd1(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
-          Ds: Tensor, gy: Tensor,
-          carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor,
-                                  Tensor]:
+def _bwd1_impl(
+        x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
+        Ds: Tensor, gy: Tensor,
+        carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
@@ -187,6 +190,10 @@ def _bwd1(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
     return dx, dxdbl.to(x_dbl.dtype), dW, dbias, dA[:, None], dD
 
 
+_bwd1 = torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())(
+    _bwd1_impl)
+
+
 @_bwd1.register_fake
 def _(x, x_dbl, dt_w, dt_b, A, Ds, gy, carry):
     f32 = dict(dtype=torch.float32)
@@ -203,13 +210,14 @@ def _fwd1_setup(ctx, inputs, output):
 
 def _fwd1_backward(ctx, gy, _gcarry):
     x, x_dbl, dt_w, dt_b, A, Ds, carry = ctx.saved_tensors
-    dx, dxdbl, dW, dbias, dA, dD = _bwd1(x, x_dbl, dt_w, dt_b, A, Ds, gy,
-                                         carry)
+    dx, dxdbl, dW, dbias, dA, dD = impl_or_op(_bwd1_impl, _bwd1, x, x_dbl,
+                                              dt_w, dt_b, A, Ds, gy, carry)
     return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype),
             dA[:, 0].to(A.dtype), dD.to(Ds.dtype))
 
 
 _fwd1.register_autograd(_fwd1_backward, setup_context=_fwd1_setup)
+_Fwd1 = eager_function(_fwd1_impl, _fwd1_setup, _fwd1_backward, outputs=1)
 
 # ----------------------------------------------------------------------------
 # d_state > 1: the general chunked kernels
@@ -246,9 +254,9 @@ def _layout(x: Tensor, x_dbl: Tensor, w: Tensor, N: int) -> ScanLayout:
         proj=True)
 
 
-@torch.library.custom_op('mmvmamba::ss2d_scan_fwd', mutates_args=())
-def _ss2d_fwd(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
-              Ds: Tensor, store_hs: bool) -> Tuple[Tensor, Tensor]:
+def _ss2d_fwd_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
+                   A: Tensor, Ds: Tensor,
+                   store_hs: bool) -> Tuple[Tensor, Tensor]:
     lay = _layout(x, x_dbl, dt_w, A.shape[1])
     y = torch.zeros_like(x, dtype=torch.float32)
     hs = scan_forward(
@@ -268,6 +276,11 @@ def _ss2d_fwd(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
     return y, hs
 
 
+_ss2d_fwd = torch.library.custom_op(
+    'mmvmamba::ss2d_scan_fwd', mutates_args=())(
+        _ss2d_fwd_impl)
+
+
 @_ss2d_fwd.register_fake
 def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     N = A.shape[1]
@@ -278,8 +291,7 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     return y, x.new_empty(shape, dtype=torch.float32)
 
 
-@torch.library.custom_op('mmvmamba::ss2d_scan_bwd', mutates_args=())
-def _ss2d_bwd(
+def _ss2d_bwd_impl(
         x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
         Ds: Tensor, gy: Tensor,
         hs: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -309,6 +321,11 @@ def _ss2d_bwd(
     return (dx.to(x.dtype), dxdbl.to(x_dbl.dtype), dW, dbias, dA, dD)
 
 
+_ss2d_bwd = torch.library.custom_op(
+    'mmvmamba::ss2d_scan_bwd', mutates_args=())(
+        _ss2d_bwd_impl)
+
+
 @_ss2d_bwd.register_fake
 def _(x, x_dbl, dt_w, dt_b, A, Ds, gy, hs):
     f32 = dict(dtype=torch.float32)
@@ -328,13 +345,16 @@ def _fwd_backward(ctx, gy, _ghs):
     if hs.numel() == 1:
         raise RuntimeError('ss2d_scan_fwd ran without stored states '
                            '(store_hs=False); it cannot be differentiated')
-    dx, dxdbl, dW, dbias, dA, dD = _ss2d_bwd(x, x_dbl, dt_w, dt_b, A, Ds, gy,
-                                             hs)
+    dx, dxdbl, dW, dbias, dA, dD = impl_or_op(_ss2d_bwd_impl, _ss2d_bwd, x,
+                                              x_dbl, dt_w, dt_b, A, Ds, gy,
+                                              hs)
     return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype), dA.to(A.dtype),
             dD.to(Ds.dtype), None)
 
 
 _ss2d_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
+_SS2DFwd = eager_function(_ss2d_fwd_impl, _fwd_setup, _fwd_backward,
+                          outputs=1)
 
 # ----------------------------------------------------------------------------
 # entry point
@@ -401,12 +421,12 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     dt_b = dt_projs_bias.reshape(-1).float()
     deterministic = torch.are_deterministic_algorithms_enabled()
     if N == 1 and deterministic:
-        return _fwd1(x, x_dbl.contiguous(), dt_w, dt_b, A[:, 0].contiguous(),
-                     Ds.float())[0]
+        return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
+                          A[:, 0].contiguous(), Ds.float())[0]
     if deterministic:
         _not_deterministic(N)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,
                                   dt_projs_bias, A_logs, Ds))
-    return _ss2d_fwd(x, x_dbl.contiguous(), dt_w, dt_b, A, Ds.float(),
-                     need_grad)[0]
+    return eager_call(_SS2DFwd, _ss2d_fwd, x, x_dbl.contiguous(), dt_w, dt_b,
+                      A, Ds.float(), need_grad)[0]

@@ -1,0 +1,70 @@
+"""Eager calls of the project's custom ops without the custom-op dispatcher.
+
+Each Triton op is a ``torch.library.custom_op`` with a fake implementation
+and ``register_autograd``: that is what ``torch.compile``, fake tensors and
+other tensor subclasses need. In plain eager mode the same dispatch costs
+several times the Python of the launch itself (the dispatcher's schema
+handling and the generated autograd wrapper; a VMamba-T training step makes
+about a hundred such calls), so on plain tensors outside compilation the
+op's own implementation runs under an ordinary ``autograd.Function`` built
+from the same setup-context and backward functions: one code path, two
+entrances.
+"""
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+
+class _Ctx:
+    """What ``register_autograd``'s setup_context and backward see."""
+
+
+def eager_function(impl: Callable, setup_context: Callable,
+                   backward: Callable, outputs: int) -> type:
+    """An ``autograd.Function`` running ``impl`` (the custom op's Python
+    implementation), saving with ``setup_context`` and differentiating with
+    ``backward`` (the functions given to ``register_autograd``)."""
+
+    class EagerOp(torch.autograd.Function):
+
+        @staticmethod
+        def forward(ctx, *args):
+            out = impl(*args)
+            setup_context(ctx, args, out)
+            for t in out[outputs:]:  # auxiliary outputs carry no gradient
+                ctx.mark_non_differentiable(t)
+            return tuple(out)
+
+        @staticmethod
+        def backward(ctx, *grads):
+            return tuple(backward(ctx, *grads))
+
+    EagerOp.__name__ = EagerOp.__qualname__ = f'Eager_{impl.__name__}'
+    return EagerOp
+
+
+def _plain(args) -> bool:
+    """Eager mode on plain tensors: not compiling, no tensor subclass, no
+    fake-tensor or torch-function mode active."""
+    if torch.compiler.is_compiling() or any(
+            type(a) is not Tensor for a in args if isinstance(a, Tensor)):
+        return False
+    try:
+        return (not torch._C._is_torch_function_mode_enabled()
+                and torch._C._get_dispatch_mode(
+                    torch._C._TorchDispatchModeKey.FAKE) is None)
+    except AttributeError:  # another torch: take the op, always correct
+        return False
+
+
+def eager_call(fn: type, op: Callable, *args) -> Sequence[Tensor]:
+    """``fn.apply(*args)`` on plain tensors in eager mode, else the custom
+    op ``op`` (compilation, fake tensors, subclasses, dispatch modes)."""
+    return fn.apply(*args) if _plain(args) else op(*args)
+
+
+def impl_or_op(impl: Callable, op: Callable, *args):
+    """A backward's call: the implementation itself in eager mode on plain
+    tensors, else the custom op."""
+    return impl(*args) if _plain(args) else op(*args)
