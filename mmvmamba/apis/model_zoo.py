@@ -6,13 +6,11 @@ imports one ``metafile.yml`` per recipe, whose ``Models`` give a ``Name``, the
 ``Config`` (relative to the repository root), ``Metadata`` (FLOPs,
 Parameters, Training Data, ...), paper ``Results`` and official ``Weights``.
 
-Only PyYAML is needed here; the tests also load the files with the
-``modelindex`` package itself.
+They are read with the ``modelindex`` package (OpenMMLab's reader, what
+``mim`` uses), which also merges each model's collection into it.
 """
 import os.path as osp
 from typing import Dict, List, Optional
-
-import yaml
 
 INDEX_FILE = 'model-index.yml'
 #: repository root of a source checkout (where model-index.yml lives)
@@ -30,39 +28,41 @@ class ModelZooError(RuntimeError):
     """model-index.yml or a metafile is missing or malformed."""
 
 
-def _read_yaml(path: str) -> dict:
+def load_model_zoo(root: str = REPO_ROOT) -> List[Dict]:
+    """All models of ``root/model-index.yml``, in file order.
+
+    Each is a metafile's ``Models`` entry as a dict (``Name``,
+    ``In Collection``, ``Config``, ``Weights``, ``Results``, ``Metadata``
+    with its collection's merged in, model values winning) and two extra
+    keys: ``metafile`` (path relative to ``root``) and ``config_path``
+    (absolute path of ``Config``).
+    """
+    from modelindex.load_model_index import load
+    path = osp.join(root, INDEX_FILE)
     if not osp.isfile(path):
         raise ModelZooError(
             f'{path!r} does not exist; the model zoo is read from a source '
             'checkout of mmvmamba (model-index.yml at its root)')
-    with open(path) as f:
-        data = yaml.safe_load(f)
-    if not isinstance(data, dict):
-        raise ModelZooError(f'{path!r} is not a YAML mapping')
-    return data
-
-
-def load_model_zoo(root: str = REPO_ROOT) -> List[Dict]:
-    """All models of ``root/model-index.yml``, in file order.
-
-    Each is the metafile's ``Models`` entry with ``Metadata`` merged over its
-    collection's (model values win) and two extra keys: ``metafile`` (path
-    relative to ``root``) and ``config_path`` (absolute path of ``Config``).
-    """
-    index = _read_yaml(osp.join(root, INDEX_FILE))
+    try:
+        index = load(path)
+    except Exception as e:  # modelindex raises plain ValueErrors and more
+        raise ModelZooError(f'cannot read {path!r}: {e}') from e
     models = []
-    for rel in index.get('Import', []):
-        meta = _read_yaml(osp.join(root, rel))
-        collections = {c['Name']: c for c in meta.get('Collections', [])}
-        for model in meta.get('Models', []):
-            model = dict(model)
-            coll = collections.get(model.get('In Collection'), {})
-            merged = dict(coll.get('Metadata', {}))
-            merged.update(model.get('Metadata', {}))
-            model['Metadata'] = merged
-            model['metafile'] = rel
-            model['config_path'] = osp.join(root, model.get('Config', ''))
-            models.append(model)
+    for model in index.models:
+        full = model.full_model  # collection fields merged in
+        models.append(
+            dict(
+                Name=full.name,
+                **{'In Collection': model.in_collection},
+                Config=full.config,
+                Weights=full.weights,
+                Metadata=dict(full.metadata.data) if full.metadata else {},
+                Results=[
+                    dict(Task=r.task, Dataset=r.dataset, Metrics=r.metrics)
+                    for r in full.results
+                ],
+                metafile=osp.relpath(model.filepath, root),
+                config_path=osp.join(root, full.config or '')))
     return models
 
 
