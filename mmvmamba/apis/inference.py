@@ -36,6 +36,7 @@ import cv2
 import numpy as np
 import torch
 from mmengine.config import Config
+from mmengine.fileio import list_dir_or_file
 
 from mmvmamba.cli.preflight import (PreflightError, downstream_of,
                                     drop_pretrained, load_config)
@@ -74,9 +75,9 @@ def list_images(path: str) -> List[str]:
             'of images')
     if osp.isdir(path):
         files = sorted(
-            osp.join(path, f) for f in os.listdir(path)
-            if f.lower().endswith(IMG_EXTENSIONS)
-            and osp.isfile(osp.join(path, f)))
+            osp.join(path, f)
+            for f in list_dir_or_file(path, list_dir=False)
+            if f.lower().endswith(IMG_EXTENSIONS))
         if not files:
             raise PreflightError(
                 f'folder {path!r} holds no images (looked for '
