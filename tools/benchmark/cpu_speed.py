@@ -13,6 +13,10 @@ median over ``--repeats`` with the min-max spread of the per-repeat ratios:
   160², random boxes and masks) with the compiled core (``after``) and the
   reference core (``before``).
 
+Rows ``core`` and ``core_ref`` replay the SS2D core calls of that model
+alone (recorded from one run: 14 calls for VMamba-T; forward and backward
+for the training step), compiled and reference, to show the core's share.
+
     python tools/benchmark/cpu_speed.py [--threads 1 2] [--batch 1 8]
         [--repeats 7] [--maskrcnn] [--json out.json]
 """
@@ -52,6 +56,42 @@ def core(kind: str):
         yield
     finally:
         vmamba_module.ss2d_core = ss2d_core
+
+
+def captured_cores(run: Callable[[], None]) -> List[tuple]:
+    """The arguments of every SS2D core call made by ``run()``, copied."""
+    calls = []
+
+    def record(x, *params, backend=None):
+        calls.append(tuple(t.detach().clone() for t in (x, ) + params))
+        return ss2d_core(x, *params, backend=backend)
+
+    vmamba_module.ss2d_core = record
+    try:
+        run()
+    finally:
+        vmamba_module.ss2d_core = ss2d_core
+    return calls
+
+
+def core_rows(calls: List[tuple], backward: bool) -> Dict[str, Callable]:
+    """The captured core calls alone, compiled core and reference: forward
+    under ``no_grad``, or forward and backward of every call."""
+    if backward:
+        calls = [tuple(t.requires_grad_() for t in c) for c in calls]
+
+    def replay(fn):
+        def run():
+            for args in calls:
+                if backward:
+                    y = fn(*args)
+                    y.backward(torch.ones_like(y))
+                else:
+                    with torch.no_grad():
+                        fn(*args)
+        return run
+
+    return {'core': replay(ss2d_core), 'core_ref': replay(_ref_core)}
 
 
 def interleaved(rows: Dict[str, Callable[[], None]], repeats: int,
@@ -122,6 +162,10 @@ def inference(args) -> dict:
                 'swin_t': run('swin_t'),
                 'convnext_t': run('convnext_t')
             }
+            # VMamba-T's core calls of this forward, replayed alone
+            with torch.no_grad():
+                calls = captured_cores(lambda: models['vmamba_t'](x))
+            rows.update(core_rows(calls, False))
             res = summary(interleaved(rows, args.repeats), 'swin_t')
             key = f'threads{threads}_batch{batch}'
             results[key] = res
@@ -135,8 +179,11 @@ def maskrcnn(args) -> dict:
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
     from mmengine.config import Config
+    from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
+    # no line per parameter from init_weights and the optimizer
+    MMLogger.get_current_instance().setLevel('WARNING')
     cfg = Config.fromfile(DEMO_CFG)
     init_default_scope('mmdet')
     torch.manual_seed(0)
@@ -161,11 +208,11 @@ def maskrcnn(args) -> dict:
                     model.train_step(data, optim)
             return fn
 
-        res = summary(
-            interleaved({
-                'after': step('cpu'),
-                'before': step('ref')
-            }, args.repeats), 'after')
+        rows = {'after': step('cpu'), 'before': step('ref')}
+        # the step's core calls alone, forward and backward
+        calls = captured_cores(lambda: model.train_step(data, optim))
+        rows.update(core_rows(calls, True))
+        res = summary(interleaved(rows, args.repeats), 'after')
         results[f'threads{threads}'] = res
         print_table(
             f'demo Mask R-CNN train step (batch 2, {size}², fwd+bwd+AdamW), '
