@@ -27,8 +27,9 @@ from mmvmamba.apis.inference import checked_load_from
 from mmvmamba.checkpoint import (CheckpointError, missing_file_message,
                                  safe_load)
 from mmvmamba.cli.preflight import (PreflightError, check_checkpoints,
-                                    check_datasets, downstream_of,
-                                    ensure_demo_data, load_config)
+                                    check_datasets, check_pretrained_fit,
+                                    downstream_of, ensure_demo_data,
+                                    load_config)
 from mmvmamba.engine.distributed import (LaunchError, finish_distributed,
                                          setup_cpu_distributed)
 from mmvmamba.engine.replicas import check_replicas, describe
@@ -185,6 +186,7 @@ def main(argv=None) -> None:
         ensure_demo_data(cfg)
         check_datasets(cfg, ('train_dataloader', 'val_dataloader'))
         check_checkpoints(cfg)
+        check_pretrained_fit(cfg)
         check_start(cfg, args)
     except (PreflightError, LaunchError, CheckpointError) as e:
         print(f'[mmvmamba] error: {e}', file=sys.stderr)

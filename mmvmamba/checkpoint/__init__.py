@@ -28,8 +28,9 @@ from .convert import (LAYOUTS, StateDict, convert_legacy_keys,
                       extract_state_dict, is_official, official_to_backbone,
                       official_to_mmpretrain, split_weights, strip_prefix,
                       to_backbone_state_dict, to_layout)
-from .load import (Comparison, arch_hint, check_weights, compare, infer_arch,
-                   load_pretrained, load_state_dict_checked, preset_of)
+from .load import (Comparison, arch_hint, check_state_dict, check_weights,
+                   compare, infer_arch, load_pretrained,
+                   load_state_dict_checked, preset_of, pretrained_state_dict)
 from .schemes import allow_mmengine_checkpoints, prepare, release
 from .unpickle import PickledObject, safe_load
 
@@ -39,7 +40,8 @@ __all__ = [
     'CheckpointNotFoundError', 'CheckpointWriteError', 'Comparison', 'LAYOUTS',
     'NonFiniteWeightsError', 'PickledObject', 'StateDict',
     'UnsafeCheckpointError', 'allow_mmengine_checkpoints', 'arch_hint',
-    'bounded_repr', 'cached_download', 'check_weights', 'compare',
+    'bounded_repr', 'cached_download', 'check_state_dict', 'check_weights',
+    'compare', 'pretrained_state_dict',
     'convert_legacy_keys', 'extract_state_dict', 'fmt_keys', 'infer_arch',
     'is_official', 'load_pretrained', 'load_state_dict_checked',
     'missing_file_message', 'official_to_backbone', 'official_to_mmpretrain',

@@ -14,7 +14,7 @@ through these functions.
 import math
 import re
 from collections import OrderedDict
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import torch
 from mmengine.logging import print_log
@@ -28,7 +28,8 @@ from .unpickle import safe_load
 
 __all__ = [
     'infer_arch', 'preset_of', 'arch_hint', 'compare', 'Comparison',
-    'check_weights', 'load_state_dict_checked', 'load_pretrained'
+    'check_weights', 'check_state_dict', 'load_state_dict_checked',
+    'pretrained_state_dict', 'load_pretrained'
 ]
 
 Presets = Mapping[str, Mapping[str, Any]]
@@ -206,13 +207,15 @@ def _outnorm_optional(state_dict: StateDict):
     return optional
 
 
-def load_state_dict_checked(model: torch.nn.Module,
-                            state_dict: StateDict,
-                            source: str = 'checkpoint',
-                            logger: Any = 'current',
-                            presets: Optional[Presets] = None,
-                            allow_nonfinite: bool = False) -> Dict[str, list]:
-    """Load a backbone state dict into ``model``; raise on any mismatch.
+def check_state_dict(model: torch.nn.Module,
+                     state_dict: StateDict,
+                     source: str = 'checkpoint',
+                     presets: Optional[Presets] = None,
+                     allow_nonfinite: bool = False) -> Tuple[list, list]:
+    """Raise :class:`CheckpointMismatchError` (keys and hint) unless the
+    backbone state dict fits ``model`` (which may live on the meta device),
+    and :class:`NonFiniteWeightsError` on NaN/Inf. Returns the model keys
+    that keep their fresh init and the checkpoint keys that are ignored.
 
     Allowed: missing ``outnorm{i}`` when the checkpoint has none besides the
     one derived from the classifier norm (classification checkpoints; they
@@ -222,8 +225,7 @@ def load_state_dict_checked(model: torch.nn.Module,
     checkpoint fits.
     """
     own = model.state_dict()
-    optional = _outnorm_optional(state_dict)
-    found = compare(own, state_dict, optional)
+    found = compare(own, state_dict, _outnorm_optional(state_dict))
     ignored = [k for k in found.unexpected if k.startswith('outnorm')]
     found = found._replace(
         unexpected=[k for k in found.unexpected if k not in ignored])
@@ -235,7 +237,20 @@ def load_state_dict_checked(model: torch.nn.Module,
             found.lines() +
             ['Hint: ' + arch_hint(state_dict, own, presets) + '.']))
     check_weights(state_dict, source, allow_nonfinite)
-    fresh = [k for k in own if k not in state_dict]
+    return [k for k in own if k not in state_dict], ignored
+
+
+def load_state_dict_checked(model: torch.nn.Module,
+                            state_dict: StateDict,
+                            source: str = 'checkpoint',
+                            logger: Any = 'current',
+                            presets: Optional[Presets] = None,
+                            allow_nonfinite: bool = False) -> Dict[str, list]:
+    """Load a backbone state dict into ``model`` after
+    :func:`check_state_dict`; never leaves it silently at random init."""
+    fresh, ignored = check_state_dict(model, state_dict, source, presets,
+                                      allow_nonfinite)
+    own = model.state_dict()
     sd = OrderedDict((k, v.reshape(own[k].shape))
                      for k, v in state_dict.items() if k in own)
     model.load_state_dict(sd, strict=False)
@@ -245,6 +260,26 @@ def load_state_dict_checked(model: torch.nn.Module,
         (f'; ignored {fmt_keys(ignored)}' if ignored else ''),
         logger=logger)
     return dict(loaded=list(sd), fresh=fresh, ignored=ignored)
+
+
+def pretrained_state_dict(checkpoint: str,
+                          prefix: Optional[str] = None,
+                          use_ema: bool = False,
+                          map_location: Any = 'cpu',
+                          logger: Any = 'current') -> StateDict:
+    """The backbone state dict of ``checkpoint`` (path/URL), read safely;
+    a classification head is dropped (and logged)."""
+    ckpt = safe_load(checkpoint, map_location)
+    try:
+        backbone, head = split_weights(ckpt, use_ema, prefix)
+    except CheckpointContentError as e:
+        raise CheckpointContentError(f'{checkpoint}: {e}') from None
+    if head and logger is not None:
+        print_log(
+            f'{checkpoint}: not loading the classification head '
+            f'({fmt_keys(sorted(head), 2)})',
+            logger=logger)
+    return backbone
 
 
 def load_pretrained(model: torch.nn.Module,
@@ -261,16 +296,8 @@ def load_pretrained(model: torch.nn.Module,
     fit and :class:`NonFiniteWeightsError` on NaN/Inf; never leaves the model
     silently at random init.
     """
-    ckpt = safe_load(checkpoint, map_location)
-    try:
-        backbone, head = split_weights(ckpt, use_ema, prefix)
-    except CheckpointContentError as e:
-        raise CheckpointContentError(f'{checkpoint}: {e}') from None
-    if head:
-        print_log(
-            f'{checkpoint}: not loading the classification head '
-            f'({fmt_keys(sorted(head), 2)})',
-            logger=logger)
+    backbone = pretrained_state_dict(checkpoint, prefix, use_ema,
+                                     map_location, logger)
     return load_state_dict_checked(
         model,
         backbone,

@@ -185,6 +185,46 @@ def _pretrained_cfgs(node: Any,
             yield from _pretrained_cfgs(value, f'{path}.{i}')
 
 
+def check_pretrained_fit(cfg: Config) -> None:
+    """Check every ``Pretrained`` checkpoint of a VMamba backbone against
+    that backbone built on the meta device (shapes only), with the checks of
+    ``init_cfg``'s load, before the work_dir exists: a checkpoint that does
+    not fit or holds NaN/Inf stops the run with nothing written."""
+    import torch
+
+    from mmvmamba.checkpoint import (CheckpointError, check_state_dict,
+                                     pretrained_state_dict)
+    from mmvmamba.models import VMamba
+    for path, init_cfg in _pretrained_cfgs(cfg.get('model', {})):
+        keys = path.split('.')
+        if 'init_cfg' not in keys:
+            continue
+        owner = cfg
+        for key in keys[:len(keys) - 1 - keys[::-1].index('init_cfg')]:
+            owner = owner[int(key)] if isinstance(owner, list) else owner[key]
+        if not isinstance(owner, dict) or owner.get('type') not in (
+                'VMamba', 'mmvmamba.VMamba'):
+            continue
+        args = {k: v for k, v in owner.items() if k != 'type'}
+        try:
+            with torch.device('meta'):
+                model = VMamba(**args)
+            sd = pretrained_state_dict(
+                init_cfg['checkpoint'],
+                init_cfg.get('prefix'),
+                init_cfg.get('use_ema', False),
+                logger=None)
+            check_state_dict(model, sd, init_cfg['checkpoint'],
+                             allow_nonfinite=init_cfg.get(
+                                 'allow_nonfinite', False))
+        except CheckpointError as e:
+            raise PreflightError(
+                f'{path}.checkpoint={init_cfg["checkpoint"]!r} cannot start '
+                f'this run: {e}\n  -> pass the checkpoint of the backbone '
+                f'this config builds (--cfg-options {path}.checkpoint=...), '
+                'or the preset it fits') from e
+
+
 def drop_pretrained(node: Any) -> None:
     """Remove every ``Pretrained`` init_cfg in place (the weights of a test
     or an inference come from the checkpoint being evaluated)."""

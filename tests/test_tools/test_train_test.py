@@ -227,9 +227,13 @@ def _other_checkpoints(ws):
     }
     with torch.device('meta'):
         deeper = VMamba(dims=16, depths=(1, 1, 2, 1)).state_dict()
-    sd.update(('backbone.' + k, torch.zeros(v.shape, dtype=v.dtype))
-              for k, v in deeper.items())
+    deeper = {
+        k: torch.zeros(v.shape, dtype=v.dtype)
+        for k, v in deeper.items()
+    }
+    sd.update(('backbone.' + k, v) for k, v in deeper.items())
     torch.save(dict(state_dict=sd, meta={}), ws / 'deeper.pth')
+    torch.save(dict(state_dict=deeper), ws / 'deeper_backbone.pth')
     nan = dict(ckpt['state_dict'])
     nan['rpn_head.rpn_conv.weight'] = nan['rpn_head.rpn_conv.weight'] * float(
         'nan')
@@ -270,6 +274,17 @@ def test_weights_that_do_not_fit_are_refused_before_anything_runs(trained):
         cwd=ws)
     _assert_clean_failure(rc, out, ws, 'wd_nan', 'nan.pth', 'NaN/Inf',
                           'rpn_head.rpn_conv.weight', '--allow-nonfinite')
+    rc, out = run(
+        tool('train.py') + [
+            'tiny.py', '--work-dir', 'wd_init', '--cfg-options',
+            'model.backbone.init_cfg._delete_=True',
+            'model.backbone.init_cfg.type=Pretrained',
+            'model.backbone.init_cfg.checkpoint=deeper_backbone.pth'
+        ],
+        cwd=ws)
+    _assert_clean_failure(rc, out, ws, 'wd_init', 'deeper_backbone.pth',
+                          'model.backbone.init_cfg.checkpoint',
+                          'depths=(1, 1, 2, 1) (model: (1, 1, 1, 1))')
 
 
 def test_resume_of_a_refused_or_damaged_file_names_the_way_out(trained):
