@@ -6,8 +6,9 @@ Public ops: :func:`cross_scan`, :func:`cross_merge`,
 otherwise; ``'triton'`` forces Triton (on a CPU only under
 ``TRITON_INTERPRET=1``); ``'torch'`` forces the reference. One exception:
 :func:`ss2d_core` on float32/float64 CPU tensors runs the compiled CPU scan
-(:mod:`.ss2d_cpu`, the same function) for both; the reference itself stays
-available as :func:`ss2d_core_ref`.
+(:mod:`.ss2d_cpu`, the same function) for both (the reference if g++ cannot
+build it, with a warning); the reference itself stays available as
+:func:`ss2d_core_ref`.
 """
 import os
 from typing import Optional
@@ -104,9 +105,10 @@ def ss2d_core(x: Tensor,
                                 dt_projs_bias, A_logs, Ds)
     if (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
             and not torch.compiler.is_compiling()):
-        from .ss2d_cpu import ss2d_core_cpu
-        return ss2d_core_cpu(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
-                             A_logs, Ds)
+        from . import ss2d_cpu
+        if ss2d_cpu.available():
+            return ss2d_cpu.ss2d_core_cpu(x, x_proj_weight, dt_projs_weight,
+                                          dt_projs_bias, A_logs, Ds)
     return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                          A_logs, Ds)
 

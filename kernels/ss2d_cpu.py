@@ -2,34 +2,42 @@
 
 Same function as :func:`mmvmamba.kernels.reference.ss2d_core_ref` (the
 specification and test oracle), laid out for a CPU: the input is used
-channel-last (B, H, W, Di), the x/dt projections are two matmuls on it, and
-``ss2d_cpu.cpp`` runs softplus, the recurrence of all four scan orders and the
-merge in one pass per channel block, channels as vector lanes, time
-sequential, without copying or flipping any direction. Its backward recomputes
-the states (nothing but the projections is saved) and runs the reverse
-recurrence. The C++ source is built once per machine at first use by
-``torch.utils.cpp_extension.load`` (g++, ninja; cached under
+channel-last (B, H, W, Di), the x and dt projections are two matmuls on it,
+and ``ss2d_cpu.cpp`` runs softplus, the recurrence of all four scan orders
+and their merge in one pass per channel block: channels are the vector lanes,
+time is sequential, and no direction is copied or flipped. The forward saves
+its operands, not the states: the backward recomputes them and runs the
+reverse recurrence. The C++ source is built once per machine at first use by
+``torch.utils.cpp_extension.load`` (g++ and ninja; cached under
 ``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
 """
 import os.path as osp
 import threading
+import warnings
 from typing import Tuple
 
 import torch
 from torch import Tensor
 
-__all__ = ['ss2d_core_cpu', 'load_extension']
+__all__ = ['ss2d_core_cpu', 'load_extension', 'available']
 
 _lock = threading.Lock()
 _ext = None
+_error = None  # why the build failed, once it has
+_warned = False
 
 
 def load_extension():
-    """The compiled module (built at the first call on this machine)."""
-    global _ext
+    """The compiled module, built at the first call on this machine.
+
+    Raises RuntimeError, naming what is missing, if it cannot be built.
+    """
+    global _ext, _error
     if _ext is None:
         with _lock:
             if _ext is None:
+                if _error is not None:
+                    raise RuntimeError(_error)
                 from torch.utils.cpp_extension import load
                 src = osp.join(osp.dirname(osp.abspath(__file__)),
                                'ss2d_cpu.cpp')
@@ -40,13 +48,32 @@ def load_extension():
                         extra_cflags=['-O3', '-march=native', '-fopenmp'],
                         extra_ldflags=['-fopenmp'],
                         verbose=False)
-                except (RuntimeError, OSError) as e:
-                    raise RuntimeError(
+                except Exception as e:  # compiler, ninja or headers missing
+                    _error = (
                         'building the SS2D CPU kernel (kernels/ss2d_cpu.cpp) '
                         f'failed: {e}. It needs g++, ninja and the Python '
-                        'headers (python3-dev); or run the PyTorch reference '
-                        "with backend='torch'") from e
+                        'headers (e.g. apt install g++ python3-dev; pip '
+                        'install ninja)')
+                    raise RuntimeError(_error) from e
     return _ext
+
+
+def available() -> bool:
+    """Whether the compiled kernel can run (building it if needed).
+
+    If it cannot be built, warns once with the reason and answers False:
+    :func:`mmvmamba.kernels.ss2d_core` then runs the PyTorch reference.
+    """
+    global _warned
+    try:
+        load_extension()
+        return True
+    except RuntimeError as e:
+        if not _warned:
+            _warned = True
+            warnings.warn(f'{e}; the SS2D core runs on the (slower) '
+                          'PyTorch reference instead')
+        return False
 
 
 def _prepare(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,

@@ -93,3 +93,21 @@ def test_mismatched_shapes_raise():
         ss2d_core_cpu(ins[0], ins[1][:, :-1], *ins[2:])
     with pytest.raises(ValueError, match='do not match'):
         ss2d_core_cpu(ins[0][:, :3], *ins[1:])
+
+
+def test_failed_build_warns_and_runs_reference(monkeypatch):
+    import torch.utils.cpp_extension as cpp
+    import mmvmamba.kernels.ss2d_cpu as mod
+    for name, value in (('_ext', None), ('_error', None), ('_warned', False)):
+        monkeypatch.setattr(mod, name, value)
+
+    def no_compiler(*args, **kwargs):
+        raise RuntimeError('g++: command not found')
+
+    monkeypatch.setattr(cpp, 'load', no_compiler)
+    ins = [t.float() for t in make(1, 4, 3, 5, 1, 1)]
+    with pytest.warns(UserWarning, match='not found.*PyTorch reference'):
+        y = K.ss2d_core(*ins)
+    assert torch.equal(y, ss2d_core_ref(*ins))
+    with pytest.raises(RuntimeError, match='needs g\\+\\+, ninja'):
+        ss2d_core_cpu(*ins)
