@@ -94,10 +94,10 @@ def test_resume_continues_from_saved_state(tmp_path):
     hub = resumed.message_hub.log_scalars['train/loss']
     np.testing.assert_array_equal(hub._log_history, loss._log_history)
     sd = state['state_dict']
-    for k, v in resumed.model.state_dict().items():
-        torch.testing.assert_close(v, sd[k], rtol=0, atol=0)
+    for k, v in resumed.model.state_dict().items():  # on the GPU there
+        torch.testing.assert_close(v.cpu(), sd[k], rtol=0, atol=0)
     opt_state = resumed.optim_wrapper.optimizer.state_dict()['state']
-    torch.testing.assert_close(opt_state[0]['exp_avg'],
+    torch.testing.assert_close(opt_state[0]['exp_avg'].cpu(),
                                state['optimizer']['state'][0]['exp_avg'])
     # the lr schedule continues too (milestone 3 passed: lr = 0.05 * 0.1)
     assert resumed.optim_wrapper.get_lr()['lr'][0] == pytest.approx(0.005)
