@@ -22,6 +22,7 @@ from mmengine.runner import Runner
 from mmvmamba.apis.inference import checked_load_from
 from mmvmamba.checkpoint import CheckpointError, missing_file_message
 from mmvmamba.engine.hooks import use_main_process_logger
+from mmvmamba.cli.entry import hide_third_party_warnings
 from mmvmamba.cli.preflight import (PreflightError, check_checkpoints,
                                     check_datasets, downstream_of,
                                     drop_pretrained, ensure_demo_data,
@@ -134,6 +135,7 @@ def use_tta(cfg: Config) -> None:
 
 
 def main(argv=None) -> None:
+    hide_third_party_warnings()
     args = parse_args(argv)
     try:
         cfg = build_cfg(args)

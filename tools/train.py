@@ -26,6 +26,7 @@ from mmengine.runner.checkpoint import find_latest_checkpoint
 from mmvmamba.apis.inference import checked_load_from
 from mmvmamba.checkpoint import (CheckpointError, missing_file_message,
                                  safe_load)
+from mmvmamba.cli.entry import hide_third_party_warnings
 from mmvmamba.cli.preflight import (PreflightError, check_checkpoints,
                                     check_datasets, check_pretrained_fit,
                                     downstream_of, ensure_demo_data,
@@ -179,6 +180,7 @@ def check_start(cfg: Config, args: argparse.Namespace) -> None:
 
 
 def main(argv=None) -> None:
+    hide_third_party_warnings()
     args = parse_args(argv)
     try:
         cfg = build_cfg(args)

@@ -154,3 +154,22 @@ def test_demo_shapes_script(tmp_path):
         coco = json.load(f)
     assert len(coco['images']) == 2 and coco['annotations']
     assert len(os.listdir(root / 'val')) == 1
+
+
+def test_train_and_test_tools_start_without_third_party_noise(tmp_path):
+    """tools/train.py and tools/test.py hide the pkg_resources notice that
+    MMEngine's config loading triggers (here up to their first check)."""
+    cfg = osp.join(ROOT, 'configs', 'maskrcnn_vmamba_t_coco.py')
+    for tool, args in (('train.py', [cfg]),
+                       ('test.py', [cfg, str(tmp_path / 'missing.pth')])):
+        proc = subprocess.run(
+            [sys.executable,
+             osp.join(ROOT, 'tools', tool), *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=300)
+        out = proc.stdout + proc.stderr
+        assert proc.returncode == 2, out[-2000:]
+        assert '[mmvmamba] error:' in out
+        assert 'pkg_resources' not in out
