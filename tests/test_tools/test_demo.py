@@ -8,6 +8,7 @@ import glob
 import importlib.util
 import io
 import json
+import logging
 import os
 import os.path as osp
 import subprocess
@@ -129,6 +130,20 @@ def test_third_party_warning_filter_hides_only_those():
                       UserWarning)
         warnings.warn('something of ours', UserWarning)
     assert [str(w.message) for w in caught] == ['something of ours']
+    # torch's notice on importing cpp_extension without a GPU; others stay
+    logger = logging.getLogger('torch.utils.cpp_extension')
+    records = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger.addHandler(handler)
+    try:
+        logger.warning("No CUDA runtime is found, using CUDA_HOME='%s'", '/x')
+        logger.warning('Error checking compiler version')
+    finally:
+        logger.removeHandler(handler)
+    assert [r.getMessage() for r in records] == [
+        'Error checking compiler version'
+    ]
     # the same filter handed to a child process through PYTHONWARNINGS
     code = ('import warnings; warnings.warn("pkg_resources is deprecated as '
             'an API. x", UserWarning); warnings.warn("kept", UserWarning)')
