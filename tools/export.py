@@ -10,7 +10,8 @@ The program takes a (B, 3, H, W) batch and returns the feature maps of
 ``out_indices`` (default: the four stages). Limits: the image size is fixed
 when exporting (``--size``; the scan's chunking specialises on H x W), the
 batch stays dynamic. On CUDA the Triton ops are traced through their fake
-implementations, elsewhere the CPU path. ONNX needs ``pip install onnx
+implementations; on the CPU the program holds the PyTorch reference scan
+(slower than the eager model's C++ scan). ONNX needs ``pip install onnx
 onnxscript``; its graph holds the scan as plain ONNX operators.
 """
 import argparse
