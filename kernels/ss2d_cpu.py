@@ -2,14 +2,15 @@
 
 Same function as :func:`mmvmamba.kernels.reference.ss2d_core_ref` (the
 specification and test oracle), laid out for a CPU: the input is used
-channel-last (B, H, W, Di), the x and dt projections are two matmuls on it,
-and ``ss2d_cpu.cpp`` runs softplus, the recurrence of all four scan orders
-and their merge in one pass per channel block: channels are the vector lanes,
-time is sequential, and no direction is copied or flipped. The forward saves
-its operands, not the states: the backward recomputes them and runs the
-reverse recurrence. The C++ source is built once per machine at first use by
-``torch.utils.cpp_extension.load`` (g++ and ninja; cached under
-``TORCH_EXTENSIONS_DIR``, by default ``~/.cache/torch_extensions``).
+channel-last (B, H, W, Di), the x projection of all four directions is one
+matmul on it, and ``ss2d_cpu.cpp`` runs the dt projection, softplus, the
+recurrence of all four scan orders and their merge in one pass per channel
+block: channels are the vector lanes, time is sequential, and no direction is
+copied or flipped. The forward saves its operands, not the states: the
+backward recomputes them and runs the reverse recurrence. The C++ source is
+built once per machine at first use by ``torch.utils.cpp_extension.load``
+(g++ and ninja; cached under ``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``).
 """
 import os.path as osp
 import threading
@@ -76,18 +77,22 @@ def available() -> bool:
         return False
 
 
-def _prepare(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
-             A_logs: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Channel-last input, x_dbl (B, H, W, 4·(R+2N)), dt (4, B, H, W, Di)."""
+def _operands(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+              dt_projs_bias: Tensor, A_logs: Tensor,
+              Ds: Tensor) -> Tuple[Tensor, ...]:
+    """The forward kernel's operands: channel-last u (B, H, W, Di), the dt
+    projection transposed (4, R, Di), x_dbl (B, H, W, 4·(R+2N)) = the x
+    projection of all four directions in one matmul, A (4, N, Di), D and
+    the dt bias (4, Di)."""
     Bsz, Di, H, W = x.shape
     K, RN2, _ = x_proj_weight.shape
-    R = dt_projs_weight.shape[-1]
+    N = A_logs.shape[-1]
     u = x.permute(0, 2, 3, 1).contiguous()  # free if x is channels_last
     xdbl = (u.view(-1, Di) @ x_proj_weight.reshape(K * RN2, Di).t()).view(
         Bsz, H, W, K * RN2)
-    dts = xdbl.view(-1, K, RN2)[:, :, :R].transpose(0, 1)  # (4, BL, R)
-    dt = torch.bmm(dts, dt_projs_weight.transpose(1, 2))  # (4, BL, Di)
-    return u, xdbl, dt.view(K, Bsz, H, W, Di), dts
+    A = (-torch.exp(A_logs)).view(K, Di, N).transpose(1, 2).contiguous()
+    return (u, dt_projs_weight.transpose(1, 2).contiguous(), xdbl, A,
+            Ds.view(K, Di).contiguous(), dt_projs_bias.contiguous())
 
 
 class _SS2DCoreCPU(torch.autograd.Function):
@@ -95,33 +100,28 @@ class _SS2DCoreCPU(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                 A_logs, Ds):
-        ext = load_extension()
-        K, Di = dt_projs_bias.shape
-        N = A_logs.shape[-1]
-        u, xdbl, dt, dts = _prepare(x, x_proj_weight, dt_projs_weight, A_logs)
-        A = (-torch.exp(A_logs)).view(K, Di, N).transpose(1, 2).contiguous()
-        D = Ds.view(K, Di).contiguous()
-        bias = dt_projs_bias.contiguous()
-        y = ext.forward(u, dt, xdbl, A, D, bias)
-        ctx.save_for_backward(x_proj_weight, dt_projs_weight, u, xdbl, dt,
-                              A, D, bias)
+        ops = _operands(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
+                        A_logs, Ds)
+        y = load_extension().forward(*ops)
+        ctx.save_for_backward(x_proj_weight, dt_projs_weight, *ops)
         return y.permute(0, 3, 1, 2)  # (B, Di, H, W), channels_last memory
 
     @staticmethod
     def backward(ctx, dy):
-        (x_proj_weight, dt_projs_weight, u, xdbl, dt, A, D,
-         bias) = ctx.saved_tensors
-        ext = load_extension()
+        x_proj_weight, dt_projs_weight, u, wdt, xdbl, A, D, bias = (
+            ctx.saved_tensors)
         Bsz, H, W, Di = u.shape
         K, RN2, _ = x_proj_weight.shape
         R = dt_projs_weight.shape[-1]
         N = A.shape[1]
-        dy = dy.permute(0, 2, 3, 1).contiguous()
-        du, ddt, dBC, dA, dD, dbias = ext.backward(
-            u, dt, xdbl, A, D, bias, dy)
         BL = Bsz * H * W
+        # the backward reads dt (4, B, H, W, Di) from memory
+        dts = xdbl.view(BL, K, RN2)[:, :, :R].transpose(0, 1)  # (4, BL, R)
+        dt = torch.bmm(dts, wdt).view(K, Bsz, H, W, Di)
+        dy = dy.permute(0, 2, 3, 1).contiguous()
+        du, ddt, dBC, dA, dD, dbias = load_extension().backward(
+            u, dt, xdbl, A, D, bias, dy)
         ddt = ddt.view(K, BL, Di)
-        dts = xdbl.view(BL, K, RN2)[:, :, :R].transpose(0, 1)
         dxdbl = torch.empty(BL, K, RN2, dtype=u.dtype)
         dxdbl[:, :, :R] = torch.bmm(ddt, dt_projs_weight).transpose(0, 1)
         dxdbl[:, :, R:] = dBC.view(BL, K, 2 * N)
