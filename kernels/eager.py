@@ -30,6 +30,9 @@ def eager_function(impl: Callable, setup_context: Callable,
 
         @staticmethod
         def forward(ctx, *args):
+            # auxiliary outputs get None, not a materialised zero gradient
+            ctx.set_materialize_grads(False)
+            ctx.n_inputs = len(args)
             out = impl(*args)
             setup_context(ctx, args, out)
             for t in out[outputs:]:  # auxiliary outputs carry no gradient
@@ -38,6 +41,8 @@ def eager_function(impl: Callable, setup_context: Callable,
 
         @staticmethod
         def backward(ctx, *grads):
+            if all(g is None for g in grads[:outputs]):
+                return (None, ) * ctx.n_inputs
             return tuple(backward(ctx, *grads))
 
     EagerOp.__name__ = EagerOp.__qualname__ = f'Eager_{impl.__name__}'

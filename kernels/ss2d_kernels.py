@@ -30,13 +30,10 @@ arguments, so a new image size never recompiles.
 import triton
 import triton.language as tl
 
-# Sizes and strides that change with the image are not specialised (a new
-# size never recompiles); the unit strides of the channel-last x, x_dbl and
-# W_dt (sx_c, sd_j, sw_r: always 1 from the launcher) are, so that loads are
-# vectorised along the channels.
 _RUNTIME = [
-    'Di', 'H', 'W', 'R', 'nI', 'nJ', 'NSEG', 'sx_b', 'sx_h', 'sx_w', 'sd_b',
-    'sd_p', 'sw_k', 'sw_c', 'nseg_r', 'nseg_c', 'BPP', 'NB'
+    'Di', 'H', 'W', 'R', 'nI', 'nJ', 'NSEG', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
+    'sd_b', 'sd_p', 'sd_j', 'sw_k', 'sw_c', 'sw_r', 'nseg_r', 'nseg_c', 'BPP',
+    'NB'
 ]
 
 
@@ -76,7 +73,7 @@ def _tile_inputs(k: tl.constexpr, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr,
                  TH: tl.constexpr, TW: tl.constexpr, RP: tl.constexpr,
                  DOT_PREC: tl.constexpr):
     """Direction k's inputs on a tile: u, z (pre-softplus Δ), Δ (0 outside),
-    B_k, C_k (TH, TW), A_k (BD,) and the masks."""
+    B_k, C_k (TH, TW), A_k (BD,), the dt-rank tile (RP, TH·TW) and W_k."""
     ii = tl.arange(0, TH)
     jj = tl.arange(0, TW)
     rows = r0 + ii
@@ -93,20 +90,32 @@ def _tile_inputs(k: tl.constexpr, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr,
     pbase = xdbl_ptr + b * sd_b + pix * sd_p + k * Jn * sd_j
     Bk = tl.load(pbase + R * sd_j, mask=pmask, other=0.).to(tl.float32)
     Ck = tl.load(pbase + (R + 1) * sd_j, mask=pmask, other=0.).to(tl.float32)
+    # dt-rank vectors of the tile's pixels, flattened row-major: (RP, TH·TW)
+    q = tl.arange(0, TH * TW)
+    qr = r0 + q // TW
+    qc = c0 + q % TW
+    qmask = (qr < H) & (qc < W)
+    offs_r = tl.arange(0, RP)
+    dtr = tl.load(
+        xdbl_ptr + b * sd_b + (qr * W + qc)[None, :] * sd_p +
+        (k * Jn + offs_r)[:, None] * sd_j,
+        mask=(offs_r < R)[:, None] & qmask[None, :],
+        other=0.)
+    w = tl.load(
+        w_ptr + k * sw_k + offs_d[:, None] * sw_c + offs_r[None, :] * sw_r,
+        mask=mask_d[:, None] & (offs_r < R)[None, :],
+        other=0.)
+    if DOT_PREC == 'ieee':
+        z = tl.dot(w.to(tl.float32), dtr.to(tl.float32), input_precision='ieee')
+    else:  # 16-bit dt vectors: tensor cores, float32 accumulation
+        z = tl.dot(w.to(dtr.dtype), dtr)
     ch = k * Di + offs_d
     bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.)
     A = tl.load(a_ptr + ch, mask=mask_d, other=0.)
-    # z = W_dt,k·dt_k + bias in float32, one rank at a time: stays in the
-    # tile's own (channel-contiguous) layout
-    z = tl.zeros((BD, TH, TW), dtype=tl.float32) + bias[:, None, None]
-    wbase = w_ptr + k * sw_k + offs_d * sw_c
-    for r in range(R):
-        dtr = tl.load(pbase + r * sd_j, mask=pmask, other=0.).to(tl.float32)
-        wr = tl.load(wbase + r * sw_r, mask=mask_d, other=0.)
-        z += wr[:, None, None] * dtr[None, :, :]
+    z = tl.reshape(z, (BD, TH, TW)) + bias[:, None, None]
     delta = tl.where(z > 20., z, tl.log(1. + tl.exp(tl.minimum(z, 20.))))
     delta = tl.where(mask, delta, 0.)
-    return u, z, delta, Bk, Ck, A, mask, pmask
+    return u, z, delta, Bk, Ck, A, dtr, w, mask, pmask
 
 
 @triton.jit
@@ -182,7 +191,7 @@ def fwd_summary_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
     mask_d = offs_d < Di
     ti, tj, r0, c0 = _tile_coords(pid_t, nJ, TH, TW)
     for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, mask, pmask = _tile_inputs(
+        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
             k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
             mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
             sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
@@ -278,7 +287,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     y = tl.zeros((BD, TH, TW), dtype=tl.float32)
     dsum = tl.zeros((BD, ), dtype=tl.float32)
     for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, mask, pmask = _tile_inputs(
+        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
             k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
             mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
             sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
@@ -315,7 +324,7 @@ def bwd_summary_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, gy_ptr, p_ptr,
     rows = r0 + tl.arange(0, TH)
     cols = c0 + tl.arange(0, TW)
     for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, mask, pmask = _tile_inputs(
+        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
             k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
             mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
             sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
@@ -371,7 +380,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                     (rows[:, None] * sx_h + cols[None, :] * sx_w)[None, :, :])
             dx = tl.zeros((BD, TH, TW), dtype=tl.float32)
             for k in tl.static_range(4):
-                u, z, delta, Bk, Ck, A, mask, _ = _tile_inputs(
+                u, z, delta, Bk, Ck, A, dtr, w, mask, _ = _tile_inputs(
                     k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0,
                     offs_d, mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b,
                     sd_p, sd_j, sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
@@ -401,16 +410,6 @@ def bwd_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                     old = tl.load(vbase + v * 4 * Di, mask=mask_d, other=0.)
                     tl.store(vbase + v * 4 * Di, old + val, mask=mask_d)
                 dzf = tl.reshape(dz, (BD, TH * TW))
-                dtr = tl.load(
-                    xdbl_ptr + b * sd_b + (qr * W + qc)[None, :] * sd_p +
-                    (k * Jn + offs_r)[:, None] * sd_j,
-                    mask=(offs_r < R)[:, None] & qmask[None, :],
-                    other=0.)
-                w = tl.load(
-                    w_ptr + k * sw_k + offs_d[:, None] * sw_c +
-                    offs_r[None, :] * sw_r,
-                    mask=mask_d[:, None] & (offs_r < R)[None, :],
-                    other=0.)
                 wb = (dw_ptr + ((prog * 4 + k) * Di + offs_d[:, None]) * RP +
                       offs_r[None, :])
                 wm = mask_d[:, None]

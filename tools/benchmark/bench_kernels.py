@@ -106,8 +106,9 @@ def check(B, C, H, W):
 
 
 def legacy_core(x, xw, dt_w, dt_b, A_logs, Ds):
-    """The chunked per-direction kernels (the d_state > 1 path, atomics) run
-    at d_state 1: the former design, timed beside the tile kernels."""
+    """The chunked per-direction kernels (the default path, atomics), timed
+    beside the deterministic tile kernels."""
+    import mmvmamba.kernels.ss2d  # noqa: F401  (registers the op)
     B, Di, H, W = x.shape
     x = x.contiguous(memory_format=torch.channels_last)
     x_dbl = torch.matmul(

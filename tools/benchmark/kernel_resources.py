@@ -36,8 +36,6 @@ from bench_kernels import SHAPES  # noqa: E402
 
 #: 16-bit inputs (AMP); parameters, gy and the gradients are float32
 POINTER_TYPES = dict(x_ptr='*bf16', xdbl_ptr='*bf16', dx_ptr='*bf16')
-#: strides that the launcher always passes as 1 (the JIT specialises them)
-UNIT_STRIDES = ('sx_c', 'sd_j', 'sw_r')
 REGISTERS_PER_SM = 65536
 MAX_WARPS_PER_SM = 64
 
@@ -57,8 +55,6 @@ def resources(kernel, constexprs: Dict, warps: int, arch: int) -> Dict:
     names = kernel.arg_names
     signature, attrs = {}, {}
     for i, name in enumerate(names):
-        if name in UNIT_STRIDES:  # specialised as the JIT does for a 1
-            constexprs = dict(constexprs, **{name: 1})
         if name in constexprs:
             signature[name] = 'constexpr'
         elif name.endswith('_ptr'):
