@@ -8,10 +8,13 @@ otherwise; ``'triton'`` forces Triton (on a CPU only under
 :func:`ss2d_core` on float32/float64 CPU tensors runs the compiled CPU scan
 (:mod:`.ss2d_cpu`, the same function) for both (the reference if g++ cannot
 build it, with a warning); the reference itself stays available as
-:func:`ss2d_core_ref`.
+:func:`ss2d_core_ref`. Inside :func:`routed`, :func:`ss2d_core` and
+:func:`selective_scan` call the functions it names instead (e.g. the FLOP
+counter's single traced ops, :mod:`mmvmamba.analysis.flops`).
 """
+import contextlib
 import os
-from typing import Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +26,30 @@ from .reference import (cross_merge_ref, cross_scan_ref, linear_scan_ref,
 BACKENDS = ('torch', 'triton')
 
 __all__ = [
-    'BACKENDS', 'resolve_backend', 'cross_scan', 'cross_merge',
+    'BACKENDS', 'resolve_backend', 'routed', 'cross_scan', 'cross_merge',
     'selective_scan', 'ss2d_core', 'layer_norm', 'cross_scan_ref', 'cross_merge_ref',
     'selective_scan_ref', 'ss2d_core_ref', 'linear_scan_ref'
 ]
+
+
+_ROUTES: List[Dict[str, Callable]] = []
+_ROUTABLE = ('ss2d_core', 'selective_scan')
+
+
+@contextlib.contextmanager
+def routed(**ops: Callable) -> Iterator[None]:
+    """Inside the context, the public ops named here (``ss2d_core``,
+    ``selective_scan``) call the given functions with the same arguments
+    (``backend`` included) wherever they are called from."""
+    unknown = set(ops) - set(_ROUTABLE)
+    if unknown:
+        raise ValueError(f'cannot route {sorted(unknown)}; routable ops: '
+                         f'{_ROUTABLE}')
+    _ROUTES.append(ops)
+    try:
+        yield
+    finally:
+        _ROUTES.remove(ops)
 
 
 def _triton_usable(t: Tensor) -> bool:
@@ -80,6 +103,10 @@ def selective_scan(u: Tensor,
                    out_dtype: Optional[torch.dtype] = torch.float32,
                    backend: Optional[str] = None) -> Tensor:
     """S6 selective scan; see :func:`selective_scan_ref` for the semantics."""
+    route = _ROUTES and _ROUTES[-1].get('selective_scan')
+    if route:
+        return route(u, delta, A, B, C, D, delta_bias, delta_softplus,
+                     out_dtype, backend)
     if resolve_backend(backend, u) == 'triton':
         from .selective_scan_triton import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
@@ -99,6 +126,10 @@ def ss2d_core(x: Tensor,
 
     x (B, Di, H, W) → (B, Di, H, W) float32; see :func:`ss2d_core_ref`.
     """
+    route = _ROUTES and _ROUTES[-1].get('ss2d_core')
+    if route:
+        return route(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
+                     Ds, backend)
     if resolve_backend(backend, x) == 'triton':
         from .ss2d import ss2d_core_triton
         return ss2d_core_triton(x, x_proj_weight, dt_projs_weight,

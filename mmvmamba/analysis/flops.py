@@ -8,15 +8,15 @@ charged ``9·B·L·D·N + B·D·L`` (D = K·Di scan channels, N = d_state). SiLU
 
 We use :class:`mmengine.analysis.FlopAnalyzer` (the fvcore port). Our reference
 SS2D core is built from plain torch ops, which the tracer would count one by one;
-:func:`counted_ss2d_core` therefore routes the model's core through a thin
-``torch.autograd.Function`` (traced as one ``prim::PythonOp``) for the duration of
-the count, and :func:`ss2d_core_flop_jit` charges it exactly what the official
-model's grouped ``conv1d`` projections and scan cost.
+:func:`counted_ss2d_core` therefore routes the kernels' dispatch
+(:func:`mmvmamba.kernels.routed`) to a thin ``torch.autograd.Function`` (traced
+as one ``prim::PythonOp``) for the duration of the count, and
+:func:`ss2d_core_flop_jit` charges it exactly what the official model's grouped
+``conv1d`` projections and scan cost; no module is patched.
 """
 import contextlib
-import sys
 from functools import partial
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterator, List, Optional, Tuple, Union
 
 import torch
 from mmengine.analysis import FlopAnalyzer, parameter_count
@@ -195,38 +195,24 @@ def _counted_scan(u,
 
 
 @contextlib.contextmanager
-def counted_ss2d_core(cheap: bool = False,
-                      modules: Sequence[str] = ('mmvmamba', )) -> Iterator:
+def counted_ss2d_core(cheap: bool = False) -> Iterator:
     """Route ``ss2d_core``/``selective_scan`` through countable ops.
 
-    Patches ``mmvmamba.kernels`` and every loaded module under ``modules``
-    whose globals hold the public ops (e.g. the model file's
-    ``from mmvmamba.kernels import ss2d_core``), and restores them on exit.
+    Uses the kernels' dispatch hook (:func:`mmvmamba.kernels.routed`): every
+    call of the public ops, from any module, runs as one traced
+    ``prim::PythonOp`` that :func:`flop_handles` charges; nothing is patched.
 
     Args:
         cheap: replace the core by a shape-only stand-in (fast; the counts are
             identical because they depend on shapes only).
-        modules: module-name prefixes to patch.
     """
-    originals = {K.ss2d_core: _counted_core, K.selective_scan: _counted_scan}
-    patched = []
-    for mod in list(sys.modules.values()):
-        name = getattr(mod, '__name__', '') or ''
-        if not any(name == m or name.startswith(m + '.') for m in modules):
-            continue
-        for attr, value in list(vars(mod).items()):
-            if callable(value) and any(value is o for o in originals):
-                patched.append((mod, attr, value))
     old_impl = SS2DCoreCounted.impl
     SS2DCoreCounted.impl = staticmethod(
         _cheap_core if cheap else K.ss2d_core_ref)
     try:
-        for mod, attr, value in patched:
-            setattr(mod, attr, originals[value])
-        yield
+        with K.routed(ss2d_core=_counted_core, selective_scan=_counted_scan):
+            yield
     finally:
-        for mod, attr, value in patched:
-            setattr(mod, attr, value)
         SS2DCoreCounted.impl = old_impl
 
 

@@ -41,13 +41,28 @@ def test_ss2d_core_formula():
 
 def test_counted_core_output_and_restore():
     core, x = _Core(), torch.randn(1, 8, 4, 6)
-    ref = core(x)
+    ref = K.ss2d_core_ref(x, core.xw, core.dw, core.db, core.A, core.D)
     original = vmamba_module.ss2d_core
     with counted_ss2d_core():
-        assert vmamba_module.ss2d_core is not original
-        assert K.ss2d_core is not original
+        # routed through the kernels' dispatch: no module attribute replaced
+        assert vmamba_module.ss2d_core is original is K.ss2d_core
+        with torch.no_grad():
+            graph = str(torch.jit.trace(core, x).graph)
+        assert 'SS2DCoreCounted' in graph
         torch.testing.assert_close(core(x), ref)  # real core by default
-    assert vmamba_module.ss2d_core is original and K.ss2d_core is original
+    # after the context the real op runs again: traced as plain ops and
+    # differentiable (the counted one refuses backward)
+    with torch.no_grad():
+        assert 'SS2DCoreCounted' not in str(torch.jit.trace(core, x).graph)
+    xg = x.clone().requires_grad_()
+    core(xg).sum().backward()
+    assert xg.grad is not None and xg.grad.abs().sum() > 0
+
+
+def test_routed_rejects_unknown_ops():
+    with pytest.raises(ValueError, match='routable ops'):
+        with K.routed(cross_scan=lambda *a: None):
+            pass
 
 
 def test_counted_core_refuses_backward():
