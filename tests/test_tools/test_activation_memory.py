@@ -35,16 +35,9 @@ def test_counts_a_known_model(tool, monkeypatch):
         (3 * 64 * 64 + 2048) * 2 / 2**20, 2)
 
 
-def test_vmamba_norms_keep_half_with_xhat16(tool, monkeypatch):
-    ln = importlib.import_module('mmvmamba.kernels.layer_norm_triton')
-    res = {}
-    for save in ('input', 'xhat16'):
-        monkeypatch.setattr(ln, 'SAVE', save)
-        res[save] = tool.per_image('vmamba_t', 64, torch.float16)
-    # by default the pre-norms and out_norm keep their float32 inputs ...
-    norms32 = res['input']['parts']['LayerNorm2d float32']
-    assert norms32 > 1
-    # ... with xhat16 their normalised input in fp16 instead
-    assert res['xhat16']['parts'].get('LayerNorm2d float32', 0) < 0.1
-    saved = res['input']['mib_per_image'] - res['xhat16']['mib_per_image']
-    assert saved == pytest.approx(norms32 / 2, rel=0.1)
+def test_vmamba_norms_keep_16_bit_xhat(tool):
+    """The pre-norms and out_norm see float32 inputs (the residual stream,
+    the scan output) and keep their normalised input in fp16 instead."""
+    res = tool.per_image('vmamba_t', 64, torch.float16)
+    assert res['parts'].get('LayerNorm2d float32', 0) < 0.1
+    assert res['parts']['LayerNorm2d float16'] > 0.5
