@@ -5,7 +5,8 @@ checkpoint loading (``load_from``, ``resume``, ``init_cfg``; every scheme:
 local files, http(s), ``open-mmlab://``, ``torchvision://``, ``s3://``, ...)
 through :func:`mmvmamba.checkpoint.safe_load`, the weights-only loader that
 also reads official VMamba files; it never imports mmdet, mmseg or
-mmpretrain.
+mmpretrain. MMEngine's local file writes (checkpoints included) become
+all-or-nothing (:mod:`mmvmamba.engine.storage`).
 """
 import importlib.abc
 import importlib.util
@@ -44,9 +45,11 @@ def _serve_source_kernels() -> None:
 _serve_source_kernels()
 
 from .checkpoint import allow_mmengine_checkpoints  # noqa: E402
+from .engine.storage import atomic_local_writes  # noqa: E402
 from .registry import MODELS  # noqa: E402
 from .version import __version__  # noqa: E402
 
 allow_mmengine_checkpoints()
+atomic_local_writes()
 
 __all__ = ['__version__', 'MODELS']

@@ -5,7 +5,7 @@ import os
 import os.path as osp
 import tempfile
 import time
-from typing import Any, Optional
+from typing import Any, BinaryIO, Callable, Optional
 from urllib.parse import unquote, urlparse
 
 import torch
@@ -98,6 +98,13 @@ def save_atomic(obj: Any, dst: str, src: Optional[str] = None) -> None:
         raise CheckpointWriteError(
             f'the output {dst!r} is a folder; pass a file path such as '
             f'{osp.join(dst, "converted.pth")!r}')
+    write_atomic(dst, lambda f: torch.save(obj, f))
+
+
+def write_atomic(dst: str, write: Callable[[BinaryIO], Any]) -> None:
+    """Call ``write`` on a temporary file beside ``dst`` that replaces
+    ``dst`` only when ``write`` returned and the bytes are on disk: an
+    interrupted write leaves the old ``dst`` (or none), never half a file."""
     folder = osp.dirname(osp.abspath(dst))
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
@@ -107,7 +114,7 @@ def save_atomic(obj: Any, dst: str, src: Optional[str] = None) -> None:
     try:
         os.chmod(tmp, 0o666 & ~mask)  # as open() would make it
         with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, dst)
