@@ -25,22 +25,38 @@ import contextlib
 import json
 import os.path as osp
 import statistics
-import sys
 import time
 from typing import Callable, Dict, List
 
 import mmvmamba  # noqa: F401  isort:skip
 import torch
+from torch import nn
 
 import mmvmamba.models.vmamba as vmamba_module
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from bench_models import build  # noqa: E402
-
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CFG = osp.join(ROOT, 'configs', 'demo',
                     'maskrcnn_vmamba_t_demo-shapes.py')
+
+
+def build(name: str) -> nn.Module:
+    """A 1000-class classifier, random weights: 'vmamba_t' (the backbone's
+    last stage, mean pooled, a linear head) or a timm model name."""
+    if name != 'vmamba_t':
+        import timm
+        return timm.create_model(name, num_classes=1000)
+    from mmvmamba.models import VMamba
+    backbone = VMamba(arch='tiny', out_indices=(3, ))
+    head = nn.Linear(backbone.num_features, 1000)
+    return nn.Sequential(backbone, Pool(), head)
+
+
+class Pool(nn.Module):
+    """The last feature map of a backbone's outputs, averaged over H, W."""
+
+    def forward(self, feats):
+        return feats[-1].mean((2, 3))
 
 
 def _ref_core(x, *params, backend=None):
@@ -139,8 +155,8 @@ def inference(args) -> dict:
     torch.manual_seed(0)
     models = {
         'vmamba_t': build('vmamba_t'),
-        'swin_t': build('swin_t'),
-        'convnext_t': build('convnext_t')
+        'swin_t': build('swin_tiny_patch4_window7_224'),
+        'convnext_t': build('convnext_tiny')
     }
     for m in models.values():
         m.eval()
