@@ -118,6 +118,11 @@ say "installing mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1
 "${PIPI[@]}" -q "mmcv==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
   "mmpretrain==1.2.0" ftfy regex model-index pycocotools shapely terminaltables \
   timm matplotlib opencv-python-headless pytest flake8 isort yapf "numpy<2.4" "setuptools<82"
+# tools and their tests: ONNX export (tools/export.py) and OpenMMLab's mim.
+# openmim without its declared deps: they pull openxlab, which pins an old
+# setuptools and requests; mim itself needs only these.
+"${PIPI[@]}" -q onnx onnxscript tabulate pandas colorama requests
+"${PIPI[@]}" -q --no-deps "openmim==0.3.9"
 # mmpretrain 1.2.0 crashes at import with transformers >= 5; we need none at all
 "${PIP[@]}" uninstall -q -y transformers >/dev/null 2>&1 || true
 have_mmcv || fail "mmcv lost its ops while installing the stack" "re-run make install"
