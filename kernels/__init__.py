@@ -41,10 +41,10 @@ def routed(**ops: Callable) -> Iterator[None]:
     """Inside the context, the public ops named here (``ss2d_core``,
     ``selective_scan``) call the given functions with the same arguments
     (``backend`` included) wherever they are called from."""
-    unknown = set(ops) - set(_ROUTABLE)
-    if unknown:
-        raise ValueError(f'cannot route {sorted(unknown)}; routable ops: '
-                         f'{_ROUTABLE}')
+    for name in ops:
+        if name not in _ROUTABLE:
+            raise ValueError(f'cannot route {name!r}; routable ops: '
+                             f'{_ROUTABLE}')
     _ROUTES.append(ops)
     try:
         yield

@@ -41,8 +41,8 @@ EXERCISED = {
     ('tests/test_tools/test_demo.py', 'demo_shapes.py'),
     '-m mmvmamba.engine.replicas':
     ('tests/test_engine/test_replicas.py', 'mmvmamba.engine.replicas'),
-    'tools/benchmark/gpu_scaling.sh':
-    ('tests/test_tools/test_dist_gpu_scripts.py', 'gpu_scaling.sh'),
+    'tools/benchmark/gpu_multi.sh':
+    ('tests/test_tools/test_dist_gpu_scripts.py', 'gpu_multi.sh'),
     'tools/benchmark/gpu_speed.sh':
     ('tests/test_tools/test_dist_gpu_scripts.py', 'gpu_speed.sh'),
     'mim search': ('tests/test_tools/test_mim.py', "'search'"),

@@ -5,7 +5,9 @@ A *model spec* is one of:
 * ``vmamba-t`` / ``vmamba-s`` / ``vmamba-b`` or ``vmamba:<arch>`` (any preset of
   ``mmvmamba.VMamba``, random init);
 * ``swin-t``, ``swin-s``, ``swin-b``, ``convnext-t``, ``convnext-s``, ``convnext-b``,
-  ``resnet50``, ``resnet101`` (mmpretrain implementations, random init);
+  ``resnet50``, ``resnet101``: the comparison models of every benchmark
+  (:data:`mmvmamba.analysis.bench.PEERS`, timm's implementations, random init;
+  ``swin_t`` is ``swin-t``);
 * ``timm:<model name>`` (any timm model, ``pretrained=False``, no download);
 * a path to an OpenMMLab config (``.py``): its ``model`` is built in the config's
   ``default_scope``; with a checkpoint, the weights are loaded into the whole
@@ -19,32 +21,14 @@ from typing import Dict, Optional
 
 from torch import Tensor, nn
 
+from .bench import PEERS, model_key
+
+
 __all__ = [
     'LastStage', 'build_last_stage', 'build_from_config', 'PEERS', 'spec_label'
 ]
 
 VMAMBA_ARCHS: Dict[str, str] = {'t': 'tiny', 's': 'small', 'b': 'base'}
-
-# mmpretrain backbones that return only their last stage, NCHW.
-PEERS: Dict[str, dict] = {
-    'swin-t':
-    dict(type='mmpretrain.SwinTransformer', arch='tiny', pad_small_map=True),
-    'swin-s':
-    dict(type='mmpretrain.SwinTransformer', arch='small', pad_small_map=True),
-    'swin-b':
-    dict(type='mmpretrain.SwinTransformer', arch='base', pad_small_map=True),
-    'convnext-t':
-    dict(type='mmpretrain.ConvNeXt', arch='tiny', gap_before_final_norm=False),
-    'convnext-s':
-    dict(
-        type='mmpretrain.ConvNeXt', arch='small', gap_before_final_norm=False),
-    'convnext-b':
-    dict(type='mmpretrain.ConvNeXt', arch='base', gap_before_final_norm=False),
-    'resnet50':
-    dict(type='mmpretrain.ResNet', depth=50),
-    'resnet101':
-    dict(type='mmpretrain.ResNet', depth=101),
-}
 
 
 class LastStage(nn.Module):
@@ -136,15 +120,15 @@ def build_last_stage(spec: str,
     if checkpoint:
         raise ValueError(f'--checkpoint needs a config file spec, got {spec!r}'
                          '; pass the config of the checkpoint instead')
-    key = spec.lower()
+    key = model_key(spec.lower())
+    if key in PEERS:
+        spec = key = 'timm:' + PEERS[key]
     if key.startswith('vmamba'):
         arch = key[len('vmamba'):].lstrip(':-_')
         arch = VMAMBA_ARCHS.get(arch, arch) or 'tiny'
         cfg = dict(type='mmvmamba.VMamba', arch=arch, out_indices=(3, ))
         cfg.update(vmamba_kwargs or {})
         return LastStage(MODELS.build(cfg))
-    if key in PEERS:
-        return LastStage(MODELS.build(dict(PEERS[key], out_indices=(3, ))))
     if key.startswith('timm:'):
         import timm
         name = spec.split(':', 1)[1]

@@ -13,10 +13,13 @@ import os.path as osp
 import threading
 import time
 from contextlib import nullcontext
+from functools import partial
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
 from torch import nn
+
+from .bench import median_seconds
 
 __all__ = [
     'DEFAULT_SIZES', 'batch_for_size', 'measure', 'run_scaling', 'write_table',
@@ -120,18 +123,12 @@ def measure(model: nn.Module,
         mem_ctx = nullcontext()
     else:
         mem_ctx = _RSSPeak()
-    times = []
     with mem_ctx:
-        for _ in range(iters):
-            t0 = time.perf_counter()
-            step()
-            _sync(device)
-            times.append(time.perf_counter() - t0)
+        t = median_seconds(step, iters, sync=partial(_sync, device))
     if device.type == 'cuda':
         peak = torch.cuda.max_memory_allocated(device) / 2**20
     else:
         peak = (mem_ctx.peak - mem_ctx.base) / 2**20
-    t = sorted(times)[len(times) // 2]
     return dict(
         size=size,
         batch=batch,

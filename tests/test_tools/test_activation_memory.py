@@ -25,7 +25,7 @@ def test_counts_a_known_model(tool, monkeypatch):
     second Linear GELU's fp16 output (2048); the weight copies are per step
     and drop out."""
     monkeypatch.setattr(
-        tool.bench_models, 'build', lambda name: nn.Sequential(
+        tool.bench, 'build_classifier', lambda name: nn.Sequential(
             nn.Flatten(), nn.Linear(3 * 64 * 64, 2048), nn.GELU(),
             nn.Linear(2048, 10)))
     res = tool.per_image('probe', 64, torch.float16)
@@ -38,6 +38,6 @@ def test_counts_a_known_model(tool, monkeypatch):
 def test_vmamba_norms_keep_16_bit_xhat(tool):
     """The pre-norms and out_norm see float32 inputs (the residual stream,
     the scan output) and keep their normalised input in fp16 instead."""
-    res = tool.per_image('vmamba_t', 64, torch.float16)
+    res = tool.per_image('vmamba-t', 64, torch.float16)
     assert res['parts'].get('LayerNorm2d float32', 0) < 0.1
     assert res['parts']['LayerNorm2d float16'] > 0.5

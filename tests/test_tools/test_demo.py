@@ -5,7 +5,6 @@ The full demo is ``make demo`` itself; these tests run MMEngine's real
 start-of-training output (a tiny runner) through the demo's console filter.
 """
 import glob
-import importlib.util
 import io
 import json
 import logging
@@ -23,15 +22,13 @@ from torch import nn
 from mmvmamba.cli.entry import (cpu_threads, hide_third_party_warnings,
                                 python_warnings_env)
 
+from .._tools import load_tool
+
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _load_demo():
-    spec = importlib.util.spec_from_file_location(
-        'mmvmamba_demo_tool', osp.join(ROOT, 'tools', 'demo.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools', 'demo.py')
 
 
 class _Tiny(BaseModel):

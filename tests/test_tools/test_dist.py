@@ -24,7 +24,7 @@ needs_bash = pytest.mark.skipif(
     shutil.which('bash') is None, reason='needs bash')
 cpu_only = pytest.mark.skipif(
     torch.cuda.is_available(),
-    reason='the GPU variant is tools/benchmark/gpu_scaling.sh')
+    reason='the GPU variant is tools/benchmark/gpu_multi.sh')
 
 
 def free_port() -> int:
@@ -90,7 +90,7 @@ def test_dist_train_and_test_on_two_cpu_processes(tmp_path):
     assert 'coco/bbox_mAP' in out and 'coco/segm_mAP' in out
 
     # the GPU report reads the same folders
-    report = load_tool('tools', 'benchmark', 'scaling_report.py')
+    report = load_tool('tools', 'benchmark', 'multi_gpu_report.py')
     res = report.run_result(str(tmp_path / 'run'))
     assert res['replicas_identical'] is True, res['replicas']
     assert 'equal to epoch_1.pth' in res['replicas']

@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from .._tools import run_script
 from .test_dist import free_port
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -14,18 +15,12 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def step_speed(tmp_path, launcher, *args, env=None):
     """maskrcnn_step_speed.py on the CPU (64x96, batch 1, one timed step)."""
-    return subprocess.run([
+    return run_script([
         *launcher,
         osp.join(ROOT, 'tools', 'benchmark', 'maskrcnn_step_speed.py'),
         '--device', 'cpu', '--batch', '1', '--height', '64', '--width', '96',
         '--iters', '1', *args
-    ],
-                          cwd=tmp_path,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=600)
+    ], tmp_path, env)
 
 
 def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
@@ -42,7 +37,7 @@ def test_maskrcnn_step_speed_runs_on_cpu(tmp_path):
 
 
 def test_gpu_scripts_are_valid_bash():
-    for name in ('gpu_speed.sh', 'gpu_scaling.sh', 'device_env.sh'):
+    for name in ('gpu_speed.sh', 'gpu_multi.sh', 'device_env.sh'):
         path = osp.join(ROOT, 'tools', 'benchmark', name)
         assert subprocess.run(['bash', '-n', path]).returncode == 0
 
@@ -68,9 +63,9 @@ def test_maskrcnn_step_speed_data_parallel_on_two_cpu_processes(tmp_path):
     assert proc.stdout.count('img/s on 2 process(es)') == 1
 
 
-def test_gpu_scaling_plan(tmp_path):
+def test_gpu_multi_plan(tmp_path):
     """PLAN_ONLY=1: the commands for N = 1, 2, 4 of 4 GPUs, without GPUs."""
-    script = osp.join(ROOT, 'tools', 'benchmark', 'gpu_scaling.sh')
+    script = osp.join(ROOT, 'tools', 'benchmark', 'gpu_multi.sh')
 
     def plan(*args, **env):
         return subprocess.run(['bash', script, *args],
@@ -145,10 +140,10 @@ def _demo(out, n, box, digests):
     (run / 'train_seconds').write_text('87\n')
 
 
-def test_scaling_report_table(tmp_path):
+def test_multi_gpu_report_table(tmp_path):
     report = [
         sys.executable,
-        osp.join(ROOT, 'tools', 'benchmark', 'scaling_report.py'),
+        osp.join(ROOT, 'tools', 'benchmark', 'multi_gpu_report.py'),
         str(tmp_path)
     ]
     _speed(tmp_path, 1, 10., 20.)
@@ -160,7 +155,7 @@ def test_scaling_report_table(tmp_path):
     proc = subprocess.run(
         report, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert proc.returncode == 0, proc.stderr
-    md = (tmp_path / 'scaling.md').read_text()
+    md = (tmp_path / 'multi_gpu.md').read_text()
     assert md.strip() == proc.stdout.strip()
     # efficiency = throughput_N / (N * throughput_1)
     assert '| 1 | 10.00 | 100% | 20.00 | 100% | 0.50 |' in md
@@ -170,7 +165,7 @@ def test_scaling_report_table(tmp_path):
     # the demo: mAP beside the 1-GPU run, within the demo noise or not
     assert '| 2 | 87 | n/a | 0.710 | 0.810 | -0.040 (within) | yes |' in md
     assert '| 4 | 87 | n/a | 0.620 | 0.720 | -0.130 (outside) | yes |' in md
-    res = json.loads((tmp_path / 'scaling.json').read_text())
+    res = json.loads((tmp_path / 'multi_gpu.json').read_text())
     assert res['demo']['2']['replicas_identical'] is True
 
     # a run whose replicas differ fails the report

@@ -1,22 +1,17 @@
 """tools/export.py: torch.export and ONNX of the backbone on the CPU."""
-import importlib.util
-import os.path as osp
 
 import pytest
 import torch
 
 from mmvmamba.models import VMamba
 
-ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+from .._tools import load_tool
+
 SMALL = dict(dims=16, depths=(1, 1, 1, 1))
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location(
-        'mmvmamba_export_tool', osp.join(ROOT, 'tools', 'export.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_tool('tools', 'export.py')
 
 
 def _close(outs, refs):

@@ -10,7 +10,6 @@ import json
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 from collections import OrderedDict
 
@@ -26,6 +25,8 @@ from mmvmamba.apis import run_image_demo
 from mmvmamba.datasets.demo_shapes import (CLASSES, PALETTE,
                                            generate_demo_shapes)
 from mmvmamba.cli.preflight import PreflightError
+
+from .._tools import run_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CFG = osp.join(ROOT, 'configs', 'demo',
@@ -118,6 +119,16 @@ def ws(tmp_path_factory):
     return ws
 
 
+def demo_on_cpu(ws, inputs, config, weights, out_dir):
+    """run_image_demo on the CPU, config, weights and output in ``ws``."""
+    return run_image_demo(
+        str(inputs),
+        str(ws / config),
+        weights=str(ws / weights),
+        device='cpu',
+        out_dir=str(ws / out_dir))
+
+
 def val_images(ws):
     folder = ws / 'data' / 'val'
     return str(folder), sorted(folder.iterdir())
@@ -125,13 +136,7 @@ def val_images(ws):
 
 def run_tool(args, cwd):
     env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([sys.executable, TOOL] + args,
-                          cwd=cwd,
-                          env=env,
-                          stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT,
-                          text=True,
-                          timeout=600)
+    proc = run_script([sys.executable, TOOL] + args, cwd, env)
     return proc.returncode, proc.stdout
 
 
@@ -172,12 +177,7 @@ def test_detection_cli_draws_and_saves_predictions(ws):
 
 def test_segmentation_draws_label_maps(ws):
     folder, images = val_images(ws)
-    result = run_image_demo(
-        folder,
-        str(ws / 'seg.py'),
-        weights=str(ws / 'seg.pth'),
-        device='cpu',
-        out_dir=str(ws / 'seg_out'))
+    result = demo_on_cpu(ws, folder, 'seg.py', 'seg.pth', 'seg_out')
     assert result['scope'] == 'mmseg'
     assert len(result['predictions']) == len(images)
     for img, pred in zip(images, result['predictions']):
@@ -204,24 +204,14 @@ def test_class_names_from_config_when_checkpoint_has_none(ws):
     _, images = val_images(ws)
     ckpt = torch.load(str(ws / 'seg.pth'), weights_only=True)
     torch.save(dict(state_dict=ckpt['state_dict']), str(ws / 'bare.pth'))
-    result = run_image_demo(
-        str(images[0]),
-        str(ws / 'seg.py'),
-        weights=str(ws / 'bare.pth'),
-        device='cpu',
-        out_dir=str(ws / 'bare_out'))
+    result = demo_on_cpu(ws, str(images[0]), 'seg.py', 'bare.pth', 'bare_out')
     classes = result['inferencer'].model.dataset_meta['classes']
     assert len(classes) == 150 and classes[:2] == ('wall', 'building')
 
 
 def test_classification_with_official_file(ws):
     folder, images = val_images(ws)
-    result = run_image_demo(
-        str(images[0]),
-        str(ws / 'cls.py'),
-        weights=str(ws / 'official.pth'),
-        device='cpu',
-        out_dir=str(ws / 'cls_out'))
+    result = demo_on_cpu(ws, str(images[0]), 'cls.py', 'official.pth', 'cls_out')
     (pred, ) = result['predictions']
     assert pred['pred_label'] in range(3)
     assert len(pred['pred_scores']) == 3
@@ -232,12 +222,7 @@ def test_classification_with_official_file(ws):
         (ws / 'cls_out' / 'preds' / (images[0].stem + '.json')).read_text())
     assert saved['pred_label'] == pred['pred_label']
     # the official file and the mmpretrain checkpoint give the same answer
-    again = run_image_demo(
-        str(images[0]),
-        str(ws / 'cls.py'),
-        weights=str(ws / 'cls.pth'),
-        device='cpu',
-        out_dir=str(ws / 'cls_out2'))
+    again = demo_on_cpu(ws, str(images[0]), 'cls.py', 'cls.pth', 'cls_out2')
     assert again['predictions'][0]['pred_scores'] == pytest.approx(
         pred['pred_scores'], abs=1e-5)
     assert again['predictions'][0]['pred_class'] == \
@@ -366,12 +351,7 @@ def test_weights_are_loaded_without_running_pickled_code(ws, capfd):
     torch.save(ckpt, str(ws / 'evil.pth'))
     capfd.readouterr()
     try:
-        result = run_image_demo(
-            str(images[0]),
-            str(ws / 'cls.py'),
-            weights=str(ws / 'evil.pth'),
-            device='cpu',
-            out_dir=str(ws / 'evil_out'))
+        result = demo_on_cpu(ws, str(images[0]), 'cls.py', 'evil.pth', 'evil_out')
     except PreflightError as e:  # the safe loader refuses the file
         assert 'evil.pth' in str(e)
         assert not (ws / 'evil_out').exists()

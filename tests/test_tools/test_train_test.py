@@ -3,10 +3,11 @@ import glob
 import json
 import os
 import os.path as osp
-import subprocess
 import sys
 
 import pytest
+
+from .._tools import run_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CFG = osp.join(ROOT, 'configs', 'demo',
@@ -59,19 +60,25 @@ default_hooks = dict(
 def run(args, cwd, env=None, timeout=600):
     full_env = dict(os.environ, **(env or {}))
     full_env.setdefault('OMP_NUM_THREADS', '1')
-    proc = subprocess.run(
-        args,
-        cwd=cwd,
-        env=full_env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        timeout=timeout)
+    proc = run_script(args, cwd, full_env, timeout)
     return proc.returncode, proc.stdout
 
 
 def tool(name):
     return [sys.executable, osp.join(ROOT, 'tools', name)]
+
+
+def train_with_pretrained(ws, work_dir, checkpoint):
+    """tools/train.py on tiny.py with the backbone's init_cfg set to
+    ``Pretrained`` from ``checkpoint``."""
+    return run(
+        tool('train.py') + [
+            'tiny.py', '--work-dir', work_dir, '--cfg-options',
+            'model.backbone.init_cfg._delete_=True',
+            'model.backbone.init_cfg.type=Pretrained',
+            f'model.backbone.init_cfg.checkpoint={checkpoint}'
+        ],
+        cwd=ws)
 
 
 @pytest.fixture(scope='module')
@@ -161,14 +168,7 @@ def test_ade20k_without_data_says_where_and_how(workspace):
 
 def test_missing_pretrained_file_is_named(trained):
     ws, _ = trained
-    rc, out = run(
-        tool('train.py') + [
-            'tiny.py', '--work-dir', 'wd_ckpt', '--cfg-options',
-            'model.backbone.init_cfg._delete_=True',
-            'model.backbone.init_cfg.type=Pretrained',
-            'model.backbone.init_cfg.checkpoint=missing/vmamba_t.pth'
-        ],
-        cwd=ws)
+    rc, out = train_with_pretrained(ws, 'wd_ckpt', 'missing/vmamba_t.pth')
     _assert_clean_failure(rc, out, ws, 'wd_ckpt', 'missing/vmamba_t.pth',
                           'model.backbone.init_cfg.checkpoint')
 
@@ -274,14 +274,7 @@ def test_weights_that_do_not_fit_are_refused_before_anything_runs(trained):
         cwd=ws)
     _assert_clean_failure(rc, out, ws, 'wd_nan', 'nan.pth', 'NaN/Inf',
                           'rpn_head.rpn_conv.weight', '--allow-nonfinite')
-    rc, out = run(
-        tool('train.py') + [
-            'tiny.py', '--work-dir', 'wd_init', '--cfg-options',
-            'model.backbone.init_cfg._delete_=True',
-            'model.backbone.init_cfg.type=Pretrained',
-            'model.backbone.init_cfg.checkpoint=deeper_backbone.pth'
-        ],
-        cwd=ws)
+    rc, out = train_with_pretrained(ws, 'wd_init', 'deeper_backbone.pth')
     _assert_clean_failure(rc, out, ws, 'wd_init', 'deeper_backbone.pth',
                           'model.backbone.init_cfg.checkpoint',
                           'depths=(1, 1, 2, 1) (model: (1, 1, 1, 1))')

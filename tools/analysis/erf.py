@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from mmvmamba.analysis.backbones import build_last_stage, spec_label
+from mmvmamba.analysis.bench import add_device_args
 from mmvmamba.analysis.erf import (erf_map, erf_summary, load_images,
                                    plot_erfs, synthetic_images)
 
@@ -52,13 +53,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         nargs='+',
         default=[0.5, 0.9],
         help='gradient-mass shares for the area numbers')
-    p.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument(
-        '--backend',
-        choices=['torch', 'triton'],
-        help='SS2D core backend of VMamba presets (default: '
-        'Triton on CUDA, torch elsewhere)')
+    add_device_args(p, backend=True)
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', default='work_dirs/erf', help='output folder')
     return p.parse_args(argv)

@@ -22,6 +22,7 @@ from typing import List, Optional
 import torch
 
 from mmvmamba.analysis.backbones import build_last_stage
+from mmvmamba.analysis.bench import PEERS, add_device_args, model_key
 from mmvmamba.analysis.scaling import (DEFAULT_SIZES, plot_scaling,
                                        run_scaling, write_table)
 
@@ -39,13 +40,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     p.add_argument('--mode', default='infer', choices=['infer', 'train'])
     p.add_argument('--warmup', type=int, default=5)
     p.add_argument('--iters', type=int, default=20)
-    p.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
-    p.add_argument(
-        '--backend',
-        choices=['torch', 'triton'],
-        help='SS2D core backend of VMamba presets (default: '
-        'Triton on CUDA, torch elsewhere)')
+    add_device_args(p, backend=True)
     p.add_argument('--out', default='work_dirs/scaling')
     return p.parse_args(argv)
 
@@ -54,8 +49,8 @@ def _builder(spec: str, backend: Optional[str]):
     build = partial(
         lambda s, size: build_last_stage(
             s, img_size=size, vmamba_kwargs=dict(backend=backend)), spec)
-    # timm models fix their input size at construction
-    build.per_size = spec.startswith('timm:')
+    # timm models (the peers are timm's) fix their input size at construction
+    build.per_size = spec.startswith('timm:') or model_key(spec) in PEERS
     return build
 
 

@@ -1,6 +1,6 @@
 """Activation memory of a training step, counted without a GPU.
 
-Runs the AMP forward of each model (``bench_models.py``'s list) on fake CUDA
+Runs the AMP forward of each model (``mmvmamba.analysis.bench.MODELS``) on fake CUDA
 tensors (``FakeTensorMode``: shapes, dtypes and the CUDA code paths, the
 Triton ops through their fake implementations, no data) and adds up the
 bytes autograd saves for the backward, each storage once, parameters
@@ -13,22 +13,18 @@ This is the part of the training peak that grows with the batch; the GPU
 peak (``bench_models.py``) adds weights, gradients, optimizer state and
 workspaces.
 
-    python tools/benchmark/activation_memory.py [--models vmamba_t swin_t]
+    python tools/benchmark/activation_memory.py [--models vmamba-t swin-t]
         [--amp-dtype fp16] [--size 224] [--json out.json]
 """
 import argparse
 import collections
-import json
-import os
-import sys
 from typing import Dict, Tuple
 from unittest import mock
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensorMode
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench_models  # noqa: E402
+from mmvmamba.analysis import bench
 
 BATCHES = (4, 12)
 
@@ -70,7 +66,7 @@ def saved_bytes(model: torch.nn.Module, batch: int, size: int,
 
 def per_image(name: str, size: int, amp_dtype: torch.dtype) -> Dict:
     """Activation MiB per image of ``name`` and the breakdown."""
-    model = bench_models.build(name).train()  # real init, on the CPU
+    model = bench.build_classifier(name).train()  # real init, on the CPU
     counts = []
     # autocast checks for a CUDA device; the tensors are fake CUDA tensors
     with FakeTensorMode(allow_non_fake_inputs=True):
@@ -100,8 +96,9 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--models',
         nargs='+',
-        default=['vmamba_t', 'swin_t', 'convnext_t'],
-        choices=sorted(bench_models.MODELS))
+        default=['vmamba-t', 'swin-t', 'convnext-t'],
+        type=bench.model_choice,
+        help=f'from {list(bench.MODELS)}')
     parser.add_argument('--amp-dtype', default='fp16', choices=['fp16', 'bf16'])
     parser.add_argument('--size', type=int, default=224)
     parser.add_argument('--json', help='write the results here')
@@ -119,12 +116,8 @@ def main(argv=None) -> None:
     for res in results[1:]:
         print(f'{results[0]["model"]} / {res["model"]}: '
               f'{base / res["mib_per_image"]:.2f}')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(size=args.size, amp=args.amp_dtype, results=results),
-                f,
-                indent=1)
+    bench.write_json(
+        args.json, dict(size=args.size, amp=args.amp_dtype, results=results))
 
 
 if __name__ == '__main__':

@@ -34,40 +34,8 @@ from math import nan
 
 import torch
 
-# name, batch, Di, H, W
-SHAPES = [
-    ('T-stage1', 128, 96, 56, 56),
-    ('T-stage2', 128, 192, 28, 28),
-    ('T-stage3', 128, 384, 14, 14),
-    ('T-stage4', 128, 768, 7, 7),
-    ('batch1-stage1', 1, 96, 56, 56),
-    ('MaskRCNN-s1', 2, 96, 200, 336),
-    ('MaskRCNN-s2', 2, 192, 100, 168),
-    ('MaskRCNN-s3', 2, 384, 50, 84),
-    ('MaskRCNN-s4', 2, 768, 25, 42),
-]
-
-
-def ss2d_params(C: int, N: int = 1, device='cuda'):
-    """x_proj, dt_projs weight and bias, A_logs, Ds as in a VMamba block."""
-    R = math.ceil(C / 16)
-    return [
-        torch.randn(4, R + 2 * N, C, device=device) * C**-0.5,
-        torch.randn(4, C, R, device=device) * R**-0.5,
-        torch.randn(4, C, device=device) * 0.5 - 3.,
-        torch.log(torch.rand(4 * C, N, device=device) + 0.5),
-        torch.randn(4 * C, device=device),
-    ]
-
-
-def rel(a, b):
-    return ((a.float() - b.float()).abs().max() /
-            b.float().abs().max().clamp_min(1e-12)).item()
-
-
-def bench(fn):
-    from triton.testing import do_bench
-    return do_bench(fn, warmup=10, rep=60, return_mode='median')
+from mmvmamba.analysis.bench import (SHAPES, bench, rel, ss2d_params,
+                                     time_core, write_json)
 
 
 def copy_rate() -> float:
@@ -134,32 +102,12 @@ def run_ours(args, rate):
         if args.shapes and name not in args.shapes:
             continue
         err, same = check(B, C, H, W) if not args.legacy else (nan, False)
-        x = torch.randn(
-            B, C, H, W, device='cuda',
-            dtype=torch.bfloat16).to(memory_format=torch.channels_last)
-        ps = ss2d_params(C)
-        with torch.no_grad():
-            fwd = bench(lambda: ss2d_core(x, *ps))
-        xg = x.detach().requires_grad_()
-        pg = [p.clone().requires_grad_() for p in ps]
-        gy = torch.randn(
-            B, C, H, W, device='cuda').to(memory_format=torch.channels_last)
-
-        def fwd_bwd():
-            torch.autograd.grad(ss2d_core(xg, *pg), [xg] + pg, gy)
-
-        fb = bench(fwd_bwd)
+        fwd, fb = time_core(ss2d_core, B, C, H, W)
         ff, ffb = (n / rate / 1e6 for n in floor_bytes(B, C, H, W))
-        rows.append(
-            dict(
-                shape=name,
-                variant='legacy' if args.legacy else 'tiles',
-                fwd_ms=fwd,
-                fwd_bwd_ms=fb,
-                floor_fwd_ms=ff,
-                floor_fwd_bwd_ms=ffb,
-                err=err,
-                deterministic=same))
+        variant = 'legacy' if args.legacy else 'tiles'
+        rows.append(dict(shape=name, variant=variant, fwd_ms=fwd,
+                         fwd_bwd_ms=fb, floor_fwd_ms=ff, floor_fwd_bwd_ms=ffb,
+                         err=err, deterministic=same))
         print(f'{name:14s} {fwd:8.3f} {fb:8.3f} {ff:8.4f} {ffb:8.4f} '
               f'{fwd / ff:6.1f} {fb / ffb:6.1f} {err:8.1e} {same}',
               flush=True)
@@ -270,15 +218,9 @@ def main(argv=None):
     print(f'{torch.cuda.get_device_name()}  torch {torch.__version__}  '
           f'copy {rate:.0f} GB/s')
     rows = run_public(args) if args.public else run_ours(args, rate)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(
-                    device=torch.cuda.get_device_name(),
-                    copy_gbs=rate,
-                    rows=rows),
-                f,
-                indent=1)
+    write_json(args.json,
+               dict(device=torch.cuda.get_device_name(), copy_gbs=rate,
+                    rows=rows))
 
 
 if __name__ == '__main__':

@@ -11,88 +11,22 @@ synchronised forward, median of 50): eager, and replayed from a CUDA graph
 (:class:`mmvmamba.models.cuda_graph.GraphCache`, the path behind
 ``VMamba(cuda_graph=True)``), for every model alike.
 
-    python tools/benchmark/bench_models.py [--models vmamba_t swin_t ...]
-        [--compile-models vmamba_t swin_t] [--batch 128] [--latency]
+    python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
+        [--compile-models vmamba-t swin-t] [--batch 128] [--latency]
         [--json out.json]
+
+Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
+``vmamba-t``).
 """
 import argparse
-import json
-import statistics
 import time
 
 import torch
 import torch.nn as nn
 
-# Each entry: builder name, arguments.
-MODELS = {
-    'vmamba_t': ('vmamba', dict(arch='tiny')),
-    'vmamba_t_ln': ('vmamba', dict(arch='tiny', norm_layer='ln')),
-    'vmamba_s': ('vmamba', dict(arch='small')),  # s2l15, the default preset
-    'vmamba_b': ('vmamba', dict(arch='base')),
-    'vmamba_s_s1l20': ('vmamba', dict(arch='small_s1l20')),
-    'vmamba_b_s1l20': ('vmamba', dict(arch='base_s1l20')),
-    'swin_t': ('timm', 'swin_tiny_patch4_window7_224'),
-    'swin_s': ('timm', 'swin_small_patch4_window7_224'),
-    'swin_b': ('timm', 'swin_base_patch4_window7_224'),
-    'convnext_t': ('timm', 'convnext_tiny'),
-    'convnext_s': ('timm', 'convnext_small'),
-    'convnext_b': ('timm', 'convnext_base'),
-}
-
-
-class VMambaClassifier(nn.Module):
-    """VMamba backbone (last stage) + global pooling + linear head."""
-
-    def __init__(self, **kwargs) -> None:
-        super().__init__()
-        from mmvmamba.models import VMamba
-        self.backbone = VMamba(out_indices=(3, ), **kwargs)
-        self.head = nn.Linear(self.backbone.num_features, 1000)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feat = self.backbone(x)[-1]
-        return self.head(feat.mean((2, 3)))
-
-
-def build(name: str) -> nn.Module:
-    kind, arg = MODELS[name]
-    if kind == 'vmamba':
-        return VMambaClassifier(**arg)
-    import timm
-    return timm.create_model(arg, num_classes=1000)
-
-
-def timed(fn, warmup: int, iters: int) -> float:
-    """Median seconds per call."""
-    for _ in range(warmup):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / 1e3)
-    return statistics.median(times)
-
-
-def wall_clock(fn, iters: int, warmup: int = 5, cuda: bool = True) -> float:
-    """Median wall-clock seconds of one call of ``fn`` under ``no_grad``,
-    synchronised before and after (latency, launch overhead included)."""
-    sync = torch.cuda.synchronize if cuda else (lambda: None)
-    times = []
-    with torch.no_grad():
-        for i in range(warmup + iters):
-            sync()
-            t0 = time.perf_counter()
-            fn()
-            sync()
-            if i >= warmup:
-                times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
+                                     cuda_timed, model_choice, wall_clock,
+                                     write_json)
 
 
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
@@ -114,7 +48,7 @@ def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
 def run_model(name: str, batch: int, warmup: int, iters: int,
               compile_model: bool, with_latency: bool = False) -> dict:
     torch.manual_seed(0)
-    model = build(name).cuda()
+    model = build_classifier(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     if compile_model:
         model = torch.compile(model)
@@ -124,10 +58,10 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
 
     model.eval()
     with torch.no_grad():
-        t = timed(lambda: model(x), warmup, iters)
+        t = cuda_timed(lambda: model(x), warmup, iters)
         res['infer_fp32'] = batch / t
         with torch.autocast('cuda', dtype=torch.float16):
-            t = timed(lambda: model(x), warmup, iters)
+            t = cuda_timed(lambda: model(x), warmup, iters)
         res['infer_amp'] = batch / t
     if with_latency:
         for amp in (False, True):
@@ -137,22 +71,11 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
                 res[key] = latency(model, amp, graph)
 
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler('cuda')
-    loss_fn = nn.CrossEntropyLoss()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast('cuda', dtype=torch.float16):
-            loss = loss_fn(model(x), target)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
-
+    step = amp_train_step(model, x, target)
     step()
     torch.cuda.synchronize()
     torch.cuda.reset_peak_memory_stats()
-    t = timed(step, warmup, iters)
+    t = cuda_timed(step, warmup, iters)
     res['train_amp'] = batch / t
     res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
     return res
@@ -163,10 +86,11 @@ def main():
     parser.add_argument(
         '--models',
         nargs='*',
-        default=[
-            m for m in MODELS if not m.endswith(('_ln', '_s1l20'))
-        ],
-        choices=list(MODELS))
+        type=model_choice,
+        default=[m for m in MODELS if not m.endswith(('-ln', '-s1l20'))
+                 and not m.startswith('resnet')],
+        help=f'default: all but variants and resnets; from {list(MODELS)}')
+    parser.add_argument('--json', help='write the results here')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--warmup', type=int, default=5)
     parser.add_argument('--iters', type=int, default=20)
@@ -176,13 +100,12 @@ def main():
         '--compile-models',
         nargs='*',
         default=[],
-        choices=list(MODELS),
+        type=model_choice,
         help='also run these models under torch.compile (rows NAME+c)')
     parser.add_argument(
         '--latency',
         action='store_true',
         help='also batch-1 latency (eager and CUDA graph, fp32 and AMP)')
-    parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.cuda.get_device_name()
@@ -222,9 +145,9 @@ def main():
     by = {r['model']: r for r in results}
     pairs = []
     for size in 'tsb':
-        for v in (f'vmamba_{size}', f'vmamba_{size}_ln',
-                  f'vmamba_{size}_s1l20'):
-            for peer in (f'swin_{size}', f'convnext_{size}'):
+        for v in (f'vmamba-{size}', f'vmamba-{size}-ln',
+                  f'vmamba-{size}-s1l20'):
+            for peer in (f'swin-{size}', f'convnext-{size}'):
                 pairs.append((v, peer))
                 pairs.append((v + '+c', peer + '+c'))
                 pairs.append((v + '+c', peer))
@@ -241,9 +164,7 @@ def main():
                 print('    batch-1 latency ratio (<1: VMamba faster): ' +
                       '  '.join(f'{k[4:]} {a[k] / b[k]:.2f}' for k in a
                                 if k.startswith('lat_')))
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(device=dev, results=results), f, indent=1)
+    write_json(args.json, dict(device=dev, results=results))
 
 
 if __name__ == '__main__':

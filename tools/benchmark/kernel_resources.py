@@ -12,7 +12,6 @@ allows), not a timing.
         [--shapes T-stage1 MaskRCNN-s1] [--json out.json]
 """
 import argparse
-import json
 import math
 import os
 import re
@@ -28,11 +27,9 @@ import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
+from mmvmamba.analysis.bench import SHAPES, write_json  # noqa: E402
 from mmvmamba.kernels import ss2d  # noqa: E402
 from mmvmamba.kernels import ss2d_kernels as sk  # noqa: E402
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import SHAPES  # noqa: E402
 
 #: 16-bit inputs (AMP); parameters, gy and the gradients are float32
 POINTER_TYPES = dict(x_ptr='*bf16', xdbl_ptr='*bf16', dx_ptr='*bf16')
@@ -151,12 +148,8 @@ def main(argv=None) -> None:
                   f'{res["stack"]:4d} B  shared {res["shared"]:5d} B  '
                   f'resident warps/SM {res["resident_warps"]:2d}',
                   flush=True)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(
-                dict(arch=args.arch, triton=triton.__version__, rows=rows),
-                f,
-                indent=1)
+    write_json(args.json,
+               dict(arch=args.arch, triton=triton.__version__, rows=rows))
 
 
 if __name__ == '__main__':

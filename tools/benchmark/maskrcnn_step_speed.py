@@ -21,10 +21,8 @@ throughput = N * batch / (slowest rank's seconds per step)::
 replayed from a CUDA graph (``backbone.cuda_graph``).
 """
 import argparse
-import json
 import os
 import os.path as osp
-import sys
 import tempfile
 import time
 from typing import Dict
@@ -36,10 +34,8 @@ from mmengine.dist import all_reduce, is_main_process
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope
 
+from mmvmamba.analysis.bench import add_device_args, wall_clock, write_json
 from mmvmamba.engine.distributed import finish_distributed
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from bench_models import wall_clock  # noqa: E402
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 MODELS = {
@@ -177,8 +173,7 @@ def main() -> None:
     parser.add_argument('--amp', action='store_true')
     parser.add_argument('--iters', type=int, default=30)
     parser.add_argument('--warmup', type=int, default=5)
-    parser.add_argument(
-        '--device', default='cuda' if torch.cuda.is_available() else 'cpu')
+    add_device_args(parser)
     parser.add_argument(
         '--predict',
         action='store_true',
@@ -212,16 +207,14 @@ def main() -> None:
                   f'(batch {args.batch} per process, {world} process(es), '
                   f'{args.height}x{args.width}, amp={args.amp}, '
                   f'{args.device}: {device_name})')
-    if args.out and rank0:
-        with open(args.out, 'w') as f:
-            json.dump(
-                dict(
-                    args=vars(args),
-                    world_size=world,
-                    device_name=device_name,
-                    results=results),
-                f,
-                indent=1)
+    if rank0:
+        write_json(
+            args.out,
+            dict(
+                args=vars(args),
+                world_size=world,
+                device_name=device_name,
+                results=results))
     finish_distributed()
 
 

@@ -1,24 +1,21 @@
 """Where the time of one model step goes on the GPU (torch.profiler).
 
 Profiles ``--steps`` AMP training steps (or AMP inference with ``--infer``)
-of a bench_models.py model after warm-up and prints the kernels by total
+of a model of ``mmvmamba.analysis.bench.MODELS`` after warm-up and prints the kernels by total
 GPU time, grouped so the SS2D scan kernels, GEMMs, norms and elementwise
 glue can be told apart.
 
-    python tools/benchmark/profile_model.py [--model vmamba_t] [--infer]
+    python tools/benchmark/profile_model.py [--model vmamba-t] [--infer]
         [--compile] [--batch 128] [--steps 3] [--rows 30]
 """
 import argparse
-import os
-import sys
 from collections import defaultdict
 
 import torch
-import torch.nn as nn
 from torch.profiler import ProfilerActivity, profile
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_models import MODELS, build  # noqa: E402
+from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
+                                     model_choice)
 
 # kernel-name fragment → group (first match wins)
 GROUPS = [
@@ -44,7 +41,11 @@ GROUPS = [
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--model', default='vmamba_t', choices=list(MODELS))
+    parser.add_argument(
+        '--model',
+        default='vmamba-t',
+        type=model_choice,
+        help=f'from {list(MODELS)}')
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--rows', type=int, default=30)
@@ -52,26 +53,17 @@ def main() -> None:
     parser.add_argument('--compile', action='store_true')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
-    model = build(args.model).cuda()
+    model = build_classifier(args.model).cuda()
     if args.compile:
         model = torch.compile(model)
     x = torch.randn(args.batch, 3, 224, 224, device='cuda')
     target = torch.randint(0, 1000, (args.batch, ), device='cuda')
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    scaler = torch.amp.GradScaler('cuda')
-    loss_fn = nn.CrossEntropyLoss()
 
-    def step():
-        if args.infer:
-            with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
-                model(x)
-            return
-        opt.zero_grad(set_to_none=True)
-        with torch.autocast('cuda', dtype=torch.float16):
-            loss = loss_fn(model(x), target)
-        scaler.scale(loss).backward()
-        scaler.step(opt)
-        scaler.update()
+    def infer():
+        with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16):
+            model(x)
+
+    step = infer if args.infer else amp_train_step(model, x, target)
 
     model.train(not args.infer)
     for _ in range(3):

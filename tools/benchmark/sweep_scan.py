@@ -4,8 +4,8 @@ For every configuration (channel block ``BD``, tile ``TH``×``TW``, warps)
 the core is first checked against the PyTorch reference (forward and every
 gradient, fp32, a small shape), then the forward (inference) and the forward
 + backward are timed (bf16, ``do_bench`` median) at the shapes of
-bench_kernels.py. Prints the best configuration per shape and writes all
-timings as JSON.
+bench_kernels.py (``mmvmamba.analysis.bench.SHAPES``). Prints the best
+configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
         [--shapes T-stage1 MaskRCNN-s1] [--bd 16 32] [--tiles 8x8 8x16] \\
@@ -14,16 +14,12 @@ timings as JSON.
 import argparse
 import importlib
 import itertools
-import json
-import os
-import sys
 
 import torch
 
+from mmvmamba.analysis.bench import (SHAPES, rel, ss2d_params, time_core,
+                                     write_json)
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
-
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_kernels import SHAPES, bench, rel, ss2d_params  # noqa: E402
 
 ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
 
@@ -84,19 +80,7 @@ def main(argv=None):
             print(f'{cfg}: error {err:.1e}, skipped', flush=True)
             continue
         for name, B, C, H, W in shapes:
-            x = torch.randn(
-                B, C, H, W, device='cuda',
-                dtype=torch.bfloat16).to(memory_format=torch.channels_last)
-            ps = ss2d_params(C)
-            with torch.no_grad():
-                fwd = bench(lambda: ss2d_core(x, *ps))
-            xg = x.requires_grad_()
-            pg = [p.requires_grad_() for p in ps]
-            gy = torch.randn(
-                B, C, H, W,
-                device='cuda').to(memory_format=torch.channels_last)
-            fb = bench(lambda: torch.autograd.grad(
-                ss2d_core(xg, *pg), [xg] + pg, gy))
+            fwd, fb = time_core(ss2d_core, B, C, H, W)
             results.append(dict(shape=name, fwd_ms=fwd, fwd_bwd_ms=fb,
                                 err=err, **cfg))
             print(f'{name:14s} {cfg}  fwd {fwd:7.3f}  fwd+bwd {fb:7.3f} ms',
@@ -114,10 +98,8 @@ def main(argv=None):
                   f'w{best["warps"]} | fwd {bestf["fwd_ms"]:.3f} ms '
                   f'BD={bestf["BD"]} {bestf["TH"]}x{bestf["TW"]} '
                   f'w{bestf["warps"]}')
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(dict(device=torch.cuda.get_device_name(),
-                           rows=results), f, indent=1)
+    write_json(args.json,
+               dict(device=torch.cuda.get_device_name(), rows=results))
 
 
 if __name__ == '__main__':

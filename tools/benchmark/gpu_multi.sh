@@ -7,17 +7,17 @@
 #          same run (batch 2 per GPU, 800x1344, AMP, DDP under torchrun)
 #   twonode two torchrun "nodes" on this host (NNODES=2, NODE_RANK=0/1,
 #          MASTER_ADDR=127.0.0.1, one GPU each; needs 2 GPUs)
-# then tools/benchmark/scaling_report.py writes the table (scaling
-# efficiency = throughput_N / (N x throughput_1)) to $OUT/scaling.md.
-# Usage: bash tools/benchmark/gpu_scaling.sh [N ...]
-# Environment: OUT (outputs/gpu_scaling), PARTS ("demo speed twonode"),
+# then tools/benchmark/multi_gpu_report.py writes the table (scaling
+# efficiency = throughput_N / (N x throughput_1)) to $OUT/multi_gpu.md.
+# Usage: bash tools/benchmark/gpu_multi.sh [N ...]
+# Environment: OUT (outputs/multi_gpu), PARTS ("demo speed twonode"),
 #   SPEED_ITERS (30), SPEED_WARMUP (5), DEMO_ARGS (more tools/train.py
 #   options, e.g. --auto-scale-lr), T_TRAIN / T_TEST / T_SPEED (time caps in
 #   seconds per run: 300 / 120 / 300), NGPUS (default: nvidia-smi -L),
 #   KEEP_CHECKPOINTS=1 (keep the ~0.5 GB demo checkpoints, deleted after the
 #   report by default), PLAN_ONLY=1 (print the commands, run nothing).
 set -euo pipefail
-OUT=${OUT:-outputs/gpu_scaling}
+OUT=${OUT:-outputs/multi_gpu}
 PARTS=${PARTS:-demo speed twonode}
 CONFIG=configs/demo/maskrcnn_vmamba_t_demo-shapes.py
 PLAN_ONLY=${PLAN_ONLY:-0}
@@ -132,7 +132,7 @@ fi
 
 [[ $PLAN_ONLY == 1 ]] && exit 0
 rc=0
-python3 tools/benchmark/scaling_report.py "$OUT" || rc=$?
+python3 tools/benchmark/multi_gpu_report.py "$OUT" || rc=$?
 if [[ ${KEEP_CHECKPOINTS:-0} != 1 ]]; then
   # compared with the replicas by the report; too large to keep around
   find "$OUT" -name '*.pth' -delete

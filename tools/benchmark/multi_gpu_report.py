@@ -1,4 +1,4 @@
-"""The multi-GPU report of ``tools/benchmark/gpu_scaling.sh``, from its
+"""The multi-GPU report of ``tools/benchmark/gpu_multi.sh``, from its
 output folder: the demo trained and tested with ``dist_train.sh`` /
 ``dist_test.sh`` on N GPUs (mAP, replica equality, times), the two-"node"
 run, and the Mask R-CNN training throughput of VMamba-T and Swin-T with the
@@ -13,9 +13,9 @@ Reads (all optional; what is missing is shown as such)::
     OUT/twonode/{train,replicas,train_seconds}
     OUT/speed_n<N>.json          tools/benchmark/maskrcnn_step_speed.py
 
-and writes ``OUT/scaling.md`` and ``OUT/scaling.json``::
+and writes ``OUT/multi_gpu.md`` and ``OUT/multi_gpu.json``::
 
-    python tools/benchmark/scaling_report.py outputs/gpu_scaling
+    python tools/benchmark/multi_gpu_report.py outputs/multi_gpu
 """
 import argparse
 import glob
@@ -231,14 +231,14 @@ def markdown(res: Dict) -> str:
 
 def main(argv: Optional[List[str]] = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('out', help='the gpu_scaling.sh output folder')
+    parser.add_argument('out', help='the gpu_multi.sh output folder')
     args = parser.parse_args(argv)
     res = collect(args.out)
     text = markdown(res)
     print(text)
-    with open(osp.join(args.out, 'scaling.md'), 'w') as f:
+    with open(osp.join(args.out, 'multi_gpu.md'), 'w') as f:
         f.write(text)
-    with open(osp.join(args.out, 'scaling.json'), 'w') as f:
+    with open(osp.join(args.out, 'multi_gpu.json'), 'w') as f:
         json.dump(res, f, indent=1)
     bad = [n for n, r in res['demo'].items() if r['replicas_identical'] is
            False]
