@@ -12,7 +12,9 @@ built once per machine at first use by ``torch.utils.cpp_extension.load``
 (g++ and ninja; cached under ``TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``).
 """
+import hashlib
 import os.path as osp
+import platform
 import threading
 import warnings
 from typing import Tuple
@@ -26,6 +28,20 @@ _lock = threading.Lock()
 _ext = None
 _error = None  # why the build failed, once it has
 _warned = False
+
+
+def _cpu_tag() -> str:
+    """A short digest of this CPU's instruction sets: the build uses
+    ``-march=native``, so a cache shared between machines (a network home
+    directory) keeps one build per kind of CPU."""
+    flags = platform.machine()
+    try:
+        with open('/proc/cpuinfo') as f:
+            flags += next((line for line in f if line.startswith('flags')),
+                          '')
+    except OSError:
+        pass
+    return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
 def load_extension():
@@ -44,7 +60,7 @@ def load_extension():
                                'ss2d_cpu.cpp')
                 try:
                     _ext = load(
-                        name='mmvmamba_ss2d_cpu',
+                        name=f'mmvmamba_ss2d_cpu_{_cpu_tag()}',
                         sources=[src],
                         extra_cflags=['-O3', '-march=native', '-fopenmp'],
                         extra_ldflags=['-fopenmp'],
