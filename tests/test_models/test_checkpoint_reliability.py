@@ -70,8 +70,9 @@ def BOMB(depth=DEPTH):
     return out + b't'  # TUPLE of every level
 
 
-def swap_data_pkl(path, data_pkl):
-    torch.save({}, path)
+def swap_data_pkl(path, data_pkl, template=None):
+    """A torch.save zip (of ``template``) whose data.pkl is ``data_pkl``."""
+    torch.save(template if template is not None else {}, path)
     with zipfile.ZipFile(path) as src:
         records = [(info, src.read(info)) for info in src.infolist()]
     with zipfile.ZipFile(path, 'w') as dst:

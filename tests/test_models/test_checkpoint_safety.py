@@ -17,7 +17,6 @@ import struct
 import sys
 import types
 import warnings
-import zipfile
 from collections import OrderedDict
 
 import numpy as np
@@ -30,6 +29,8 @@ from mmvmamba.checkpoint import (PickledObject, UnsafeCheckpointError,
                                  load_pretrained, safe_load)
 from mmvmamba.checkpoint.unpickle import _STAND_INS
 from mmvmamba.models import VMamba
+
+from .test_checkpoint_reliability import Hooked, swap_data_pkl
 
 REBUILD_DEFAULTS = torch._utils._rebuild_tensor_v2.__defaults__
 HB = 'mmengine.logging.history_buffer'
@@ -79,18 +80,6 @@ F8_STATE = T(I(3), S('<'), N, N, N, I(-1), I(-1), I(0))
 
 # --------------------------------------------------------------------------
 # files
-
-
-def swap_data_pkl(path, data_pkl, template=None):
-    """A torch.save zip (of ``template``) whose data.pkl is ``data_pkl``."""
-    torch.save(template if template is not None else {}, path)
-    with zipfile.ZipFile(path) as src:
-        records = [(info, src.read(info)) for info in src.infolist()]
-    with zipfile.ZipFile(path, 'w') as dst:
-        for info, data in records:
-            dst.writestr(
-                info,
-                data_pkl if info.filename.endswith('/data.pkl') else data)
 
 
 def legacy_file(path, main_pkl, magic_pkl=None):
@@ -372,17 +361,6 @@ def test_tensor_past_its_storage_is_refused(tmp_path, guard):
 
 def test_tensor_with_backward_hooks_is_refused(tmp_path, guard):
     marker, check = guard
-
-    class Hooked:
-
-        def __reduce__(self):
-            storage = torch.ones(2).untyped_storage()
-            typed = torch.storage.TypedStorage(
-                wrap_storage=storage, dtype=torch.float32, _internal=True)
-            return (torch._utils._rebuild_tensor_v2,
-                    (typed, 0, (2, ), (1, ), True,
-                     OrderedDict({0: torch.Tensor})))
-
     for fmt in ('zip', 'legacy'):
         path = write(tmp_path / f'{fmt}.pth', {'w': Hooked()}, fmt)
         refused(path, 'backward hooks')

@@ -142,6 +142,13 @@ def _assert_clean_failure(rc, out, ws, work_dir, *needles):
     assert not (ws / work_dir).exists(), 'a failed start left a work_dir'
 
 
+def _fails_cleanly(ws, script, args, work_dir, *needles):
+    """``tools/<script> args --work-dir work_dir`` in ``ws`` stops cleanly
+    naming every one of ``needles``."""
+    rc, out = run(tool(script) + args + ['--work-dir', work_dir], cwd=ws)
+    _assert_clean_failure(rc, out, ws, work_dir, *needles)
+
+
 def test_coco_without_data_says_where_and_how(workspace):
     rc, out = run(
         tool('train.py') + [
@@ -193,10 +200,8 @@ def test_unreachable_url_is_named(trained, tmp_path):
 
 def test_missing_test_checkpoint_is_named(trained):
     ws, _ = trained
-    rc, out = run(
-        tool('test.py') + ['tiny.py', 'nope/epoch_9.pth', '--work-dir', 'x'],
-        cwd=ws)
-    _assert_clean_failure(rc, out, ws, 'x', 'nope/epoch_9.pth')
+    _fails_cleanly(ws, 'test.py', ['tiny.py', 'nope/epoch_9.pth'], 'x',
+                   'nope/epoch_9.pth')
 
 
 def test_amp_on_cpu_is_refused(trained):
@@ -204,10 +209,8 @@ def test_amp_on_cpu_is_refused(trained):
     if torch.cuda.is_available():
         pytest.skip('--amp is valid on a GPU')
     ws, _ = trained
-    rc, out = run(
-        tool('train.py') + ['tiny.py', '--work-dir', 'wd_amp', '--amp'],
-        cwd=ws)
-    _assert_clean_failure(rc, out, ws, 'wd_amp', '--amp needs a CUDA GPU')
+    _fails_cleanly(ws, 'train.py', ['tiny.py', '--amp'], 'wd_amp',
+                   '--amp needs a CUDA GPU')
 
 
 def _other_checkpoints(ws):
