@@ -40,7 +40,9 @@ _ROUTABLE = ('ss2d_core', 'selective_scan')
 def routed(**ops: Callable) -> Iterator[None]:
     """Inside the context, the public ops named here (``ss2d_core``,
     ``selective_scan``) call the given functions with the same arguments
-    (``backend`` included) wherever they are called from."""
+    (``backend`` included) wherever they are called from. While a given
+    function runs, its context is off: calling the op from it (e.g. to
+    record the calls) runs the normal dispatch."""
     for name in ops:
         if name not in _ROUTABLE:
             raise ValueError(f'cannot route {name!r}; routable ops: '
@@ -50,6 +52,14 @@ def routed(**ops: Callable) -> Iterator[None]:
         yield
     finally:
         _ROUTES.remove(ops)
+
+
+def _call_route(route: Callable, *args):
+    ops = _ROUTES.pop()
+    try:
+        return route(*args)
+    finally:
+        _ROUTES.append(ops)
 
 
 def _triton_usable(t: Tensor) -> bool:
@@ -105,8 +115,8 @@ def selective_scan(u: Tensor,
     """S6 selective scan; see :func:`selective_scan_ref` for the semantics."""
     route = _ROUTES and _ROUTES[-1].get('selective_scan')
     if route:
-        return route(u, delta, A, B, C, D, delta_bias, delta_softplus,
-                     out_dtype, backend)
+        return _call_route(route, u, delta, A, B, C, D, delta_bias,
+                           delta_softplus, out_dtype, backend)
     if resolve_backend(backend, u) == 'triton':
         from .selective_scan_triton import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
@@ -128,8 +138,8 @@ def ss2d_core(x: Tensor,
     """
     route = _ROUTES and _ROUTES[-1].get('ss2d_core')
     if route:
-        return route(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
-                     Ds, backend)
+        return _call_route(route, x, x_proj_weight, dt_projs_weight,
+                           dt_projs_bias, A_logs, Ds, backend)
     if resolve_backend(backend, x) == 'triton':
         from .ss2d import ss2d_core_triton
         return ss2d_core_triton(x, x_proj_weight, dt_projs_weight,
