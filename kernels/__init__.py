@@ -40,7 +40,8 @@ _ROUTABLE = ('ss2d_core', 'selective_scan')
 def routed(**ops: Callable) -> Iterator[None]:
     """Inside the context, the public ops named here (``ss2d_core``,
     ``selective_scan``) call the given functions with the same arguments
-    (``backend`` included) wherever they are called from. While a given
+    (the tensors positional, ``backend=`` by keyword) wherever they are
+    called from. While a given
     function runs, its context is off: calling the op from it (e.g. to
     record the calls) runs the normal dispatch."""
     for name in ops:
@@ -54,10 +55,10 @@ def routed(**ops: Callable) -> Iterator[None]:
         _ROUTES.remove(ops)
 
 
-def _call_route(route: Callable, *args):
+def _call_route(route: Callable, *args, backend: Optional[str]):
     ops = _ROUTES.pop()
     try:
-        return route(*args)
+        return route(*args, backend=backend)
     finally:
         _ROUTES.append(ops)
 
@@ -116,7 +117,7 @@ def selective_scan(u: Tensor,
     route = _ROUTES and _ROUTES[-1].get('selective_scan')
     if route:
         return _call_route(route, u, delta, A, B, C, D, delta_bias,
-                           delta_softplus, out_dtype, backend)
+                           delta_softplus, out_dtype, backend=backend)
     if resolve_backend(backend, u) == 'triton':
         from .selective_scan_triton import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
@@ -139,7 +140,7 @@ def ss2d_core(x: Tensor,
     route = _ROUTES and _ROUTES[-1].get('ss2d_core')
     if route:
         return _call_route(route, x, x_proj_weight, dt_projs_weight,
-                           dt_projs_bias, A_logs, Ds, backend)
+                           dt_projs_bias, A_logs, Ds, backend=backend)
     if resolve_backend(backend, x) == 'triton':
         from .ss2d import ss2d_core_triton
         return ss2d_core_triton(x, x_proj_weight, dt_projs_weight,
