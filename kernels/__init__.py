@@ -41,9 +41,8 @@ def routed(**ops: Callable) -> Iterator[None]:
     """Inside the context, the public ops named here (``ss2d_core``,
     ``selective_scan``) call the given functions with the same arguments
     (the tensors positional, ``backend=`` by keyword) wherever they are
-    called from. While a given
-    function runs, its context is off: calling the op from it (e.g. to
-    record the calls) runs the normal dispatch."""
+    called from. While a given function runs, its context is off: calling
+    the op from it (e.g. to record the calls) runs the normal dispatch."""
     for name in ops:
         if name not in _ROUTABLE:
             raise ValueError(f'cannot route {name!r}; routable ops: '
