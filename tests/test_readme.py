@@ -43,6 +43,8 @@ EXERCISED = {
     ('tests/test_engine/test_replicas.py', 'mmvmamba.engine.replicas'),
     'tools/benchmark/gpu_multi.sh':
     ('tests/test_tools/test_dist_gpu_scripts.py', 'gpu_multi.sh'),
+    'tools/benchmark/cpu_speed.py':
+    ('tests/test_tools/test_cpu_speed.py', "'tools/benchmark/cpu_speed.py'"),
     'tools/benchmark/gpu_speed.sh':
     ('tests/test_tools/test_dist_gpu_scripts.py', 'gpu_speed.sh'),
     'mim search': ('tests/test_tools/test_mim.py', "'search'"),

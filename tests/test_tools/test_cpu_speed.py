@@ -1,0 +1,26 @@
+"""tools/benchmark/cpu_speed.py: the demo Mask R-CNN step with the compiled
+CPU core and with the reference core, interleaved, written as JSON."""
+import json
+import os
+import os.path as osp
+import sys
+
+from .._tools import run_script
+
+ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+
+def test_maskrcnn_step_rows(tmp_path):
+    out = tmp_path / 'cpu.json'
+    proc = run_script([
+        sys.executable, 'tools/benchmark/cpu_speed.py', '--maskrcnn',
+        '--no-inference', '--threads', '1', '--repeats', '1', '--json',
+        str(out)
+    ], ROOT, dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    res = json.loads(out.read_text())['maskrcnn']['threads1']
+    # the step with either core, and the core calls alone
+    assert {'after', 'before', 'core', 'core_ref'} <= set(res)
+    for row in res.values():
+        assert row['ms'] > 0
+    assert 'demo Mask R-CNN train step' in proc.stdout
