@@ -22,7 +22,6 @@ for the training step), compiled and reference, to show the core's share.
 """
 import argparse
 import contextlib
-import json
 import os.path as osp
 import statistics
 import time
@@ -30,48 +29,24 @@ from typing import Callable, Dict, List
 
 import mmvmamba  # noqa: F401  isort:skip
 import torch
-from torch import nn
 
-import mmvmamba.models.vmamba as vmamba_module
-from mmvmamba.kernels import ss2d_core, ss2d_core_ref
+from mmvmamba.analysis.bench import build_classifier, write_json
+from mmvmamba.kernels import routed, ss2d_core, ss2d_core_ref
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 DEMO_CFG = osp.join(ROOT, 'configs', 'demo',
                     'maskrcnn_vmamba_t_demo-shapes.py')
 
 
-def build(name: str) -> nn.Module:
-    """A 1000-class classifier, random weights: 'vmamba_t' (the backbone's
-    last stage, mean pooled, a linear head) or a timm model name."""
-    if name != 'vmamba_t':
-        import timm
-        return timm.create_model(name, num_classes=1000)
-    from mmvmamba.models import VMamba
-    backbone = VMamba(arch='tiny', out_indices=(3, ))
-    head = nn.Linear(backbone.num_features, 1000)
-    return nn.Sequential(backbone, Pool(), head)
-
-
-class Pool(nn.Module):
-    """The last feature map of a backbone's outputs, averaged over H, W."""
-
-    def forward(self, feats):
-        return feats[-1].mean((2, 3))
-
-
 def _ref_core(x, *params, backend=None):
     return ss2d_core_ref(x, *params)
 
 
-@contextlib.contextmanager
 def core(kind: str):
     """Run VMamba's SS2D core as ``kind``: 'cpu' (the dispatch of
     :func:`mmvmamba.kernels.ss2d_core`) or 'ref' (the PyTorch reference)."""
-    vmamba_module.ss2d_core = _ref_core if kind == 'ref' else ss2d_core
-    try:
-        yield
-    finally:
-        vmamba_module.ss2d_core = ss2d_core
+    return routed(ss2d_core=_ref_core) if kind == 'ref' else \
+        contextlib.nullcontext()
 
 
 def captured_cores(run: Callable[[], None]) -> List[tuple]:
@@ -82,11 +57,8 @@ def captured_cores(run: Callable[[], None]) -> List[tuple]:
         calls.append(tuple(t.detach().clone() for t in (x, ) + params))
         return ss2d_core(x, *params, backend=backend)
 
-    vmamba_module.ss2d_core = record
-    try:
+    with routed(ss2d_core=record):
         run()
-    finally:
-        vmamba_module.ss2d_core = ss2d_core
     return calls
 
 
@@ -154,9 +126,9 @@ def print_table(title: str, res: Dict[str, dict], base: str) -> None:
 def inference(args) -> dict:
     torch.manual_seed(0)
     models = {
-        'vmamba_t': build('vmamba_t'),
-        'swin_t': build('swin_tiny_patch4_window7_224'),
-        'convnext_t': build('convnext_tiny')
+        'vmamba_t': build_classifier('vmamba-t'),
+        'swin_t': build_classifier('swin-t'),
+        'convnext_t': build_classifier('convnext-t')
     }
     for m in models.values():
         m.eval()
@@ -257,9 +229,7 @@ def main() -> None:
         results['inference'] = inference(args)
     if args.maskrcnn:
         results['maskrcnn'] = maskrcnn(args)
-    if args.json:
-        with open(args.json, 'w') as f:
-            json.dump(results, f, indent=1)
+    write_json(args.json, results)
 
 
 if __name__ == '__main__':
