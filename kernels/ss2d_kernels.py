@@ -30,25 +30,17 @@ arguments, so a new image size never recompiles.
 import triton
 import triton.language as tl
 
+# the combine functions of the chunked kernels: (a, b) affine steps, and the
+# adjoint g_t = c_t + a_s·g_s (s the step scanned before t) as (value, factor,
+# a of the last-scanned step)
+from ._scan_kernels import _first_order
+from ._scan_kernels import _reverse_first_order as _adjoint
+
 _RUNTIME = [
     'Di', 'H', 'W', 'R', 'nI', 'nJ', 'NSEG', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
     'sd_b', 'sd_p', 'sd_j', 'sw_k', 'sw_c', 'sw_r', 'nseg_r', 'nseg_c', 'BPP',
     'NB'
 ]
-
-
-@triton.jit
-def _first_order(a1, b1, a2, b2):
-    # h = a2 * (a1 * h0 + b1) + b2: two affine steps composed in scan order.
-    return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
-def _adjoint(v1, p1, al1, v2, p2, al2):
-    # Adjoint g_t = c_t + a_s·g_s, s the step scanned before t: a segment is
-    # (its value from a zero carry, the factor of a carry entering it, the a of
-    # its last-scanned step); the a that crosses a boundary is al1.
-    return v2 + p2 * al1 * v1, p2 * al1 * p1, al2
 
 
 @triton.jit
