@@ -44,7 +44,7 @@ K = 4
 
 
 # ----------------------------------------------------------------------------
-# d_state 1: channel-per-thread kernels
+# d_state 1: tiled kernels
 
 
 def _interpreted() -> bool:
@@ -57,17 +57,19 @@ TUNE: dict = {}
 
 
 def tile_config(Di: int, R: int, H: int, W: int) -> dict:
-    """Compile-time sizes of the d_state-1 kernels: channel block ``BD``
-    (one channel per thread, so ``BD // 32`` warps), chunk length ``T``, the
-    dt rank ``R`` (the kernels unroll over it) and its padding ``RP``. Depends on the sizes only through a few classes, so
-    new image sizes do not recompile."""
+    """Compile-time sizes of the tiled kernels: channel block ``BD``, tile
+    ``TH``×``TW``, padded rank ``RP`` and warps. Depends on the sizes only
+    through a few classes, so new image sizes do not recompile."""
     RP = max(16, triton.next_power_of_2(max(R, 1)))
-    if _interpreted():  # small chunks: the tests cross many of them
-        return dict(BD=16, T=16, R=R, RP=RP, warps=1)
-    cfg = dict(dict(BD=min(128, max(32, triton.next_power_of_2(Di))), T=16,
-                    R=R, RP=RP), **TUNE)
-    cfg.setdefault('warps', max(1, cfg['BD'] // 32))
-    return cfg
+    if _interpreted():
+        return dict(BD=16, TH=4, TW=4, RP=RP, warps=4)
+    return dict(dict(BD=16, TH=8, TW=8, RP=RP, warps=4), **TUNE)
+
+
+def _geometry(H: int, W: int, cfg: dict) -> Tuple[int, int, int]:
+    nI = triton.cdiv(H, cfg['TH'])
+    nJ = triton.cdiv(W, cfg['TW'])
+    return nI, nJ, max(H * nJ, W * nI)
 
 
 def _dot_prec(t: Tensor) -> str:
@@ -80,54 +82,58 @@ def _dot_prec(t: Tensor) -> str:
 
 def _args(x: Tensor, x_dbl: Tensor, w: Tensor, cfg: dict) -> list:
     Bsz, Di, H, W = x.shape
-    L = H * W
+    nI, nJ, NSEG = _geometry(H, W, cfg)
     return [
-        Di, H, W, L,
-        triton.cdiv(L, cfg['T']), *x.stride(), *x_dbl.stride(), *w.stride()
+        Di, H, W, w.shape[2], nI, nJ, NSEG, *x.stride(), *x_dbl.stride(),
+        *w.stride()
     ]
 
 
-def _consts(cfg: dict) -> dict:
-    return dict(R=cfg['R'], BD=cfg['BD'], T=cfg['T'], RP=cfg['RP'],
-                num_warps=cfg['warps'])
+def _consts(cfg: dict, x_dbl: Tensor) -> dict:
+    return dict(
+        BD=cfg['BD'],
+        TH=cfg['TH'],
+        TW=cfg['TW'],
+        RP=cfg['RP'],
+        DOT_PREC=_dot_prec(x_dbl),
+        num_warps=cfg['warps'])
 
 
-def _chain(P: Tensor, S: Tensor) -> Tensor:
-    Bsz, _, NCH, Di = P.shape
+def _chain(P: Tensor, S: Tensor, H: int, W: int, cfg: dict) -> Tensor:
+    Bsz, _, NSEG, Di = P.shape
+    nI, nJ, _ = _geometry(H, W, cfg)
     carry = torch.empty_like(P)
     BDc = min(64, triton.next_power_of_2(Di))
     kern.chain_kernel[(Bsz * K, triton.cdiv(Di, BDc))](
-        P, S, carry, Di, NCH, NCH, NCH, BD=BDc, SB=32, num_warps=4)
+        P, S, carry, Di, NSEG, H * nJ, W * nI, BD=BDc, SB=32, num_warps=4)
     return carry
 
 
-def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
+def _grid(x: Tensor, cfg: dict) -> tuple:
     Bsz, Di, H, W = x.shape
-    return (triton.cdiv(H * W, cfg['T']), Bsz * pairs,
-            triton.cdiv(Di, cfg['BD']))
+    nI, nJ, _ = _geometry(H, W, cfg)
+    return (nI * nJ, Bsz, triton.cdiv(Di, cfg['BD']))
 
 
 def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
     Bsz, Di, H, W = x.shape
-    return x.new_empty((Bsz, K, triton.cdiv(H * W, cfg['T']), Di),
-                       dtype=torch.float32)
+    NSEG = _geometry(H, W, cfg)[2]
+    return x.new_empty((Bsz, K, NSEG, Di), dtype=torch.float32)
 
 
 def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
                A: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
     cfg = tile_config(Di, dt_w.shape[2], H, W)
-    args, consts = _args(x, x_dbl, dt_w, cfg), _consts(cfg)
+    args, consts, grid = _args(x, x_dbl, dt_w, cfg), _consts(cfg, x_dbl), \
+        _grid(x, cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.fwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, dt_w, dt_b, A, P, S,
-                                              *args, **consts)
-    carry = _chain(P, S)
-    del P, S
+    kern.fwd_summary_kernel[grid](x, x_dbl, dt_w, dt_b, A, P, S, *args,
+                                  **consts)
+    carry = _chain(P, S, H, W, cfg)
     y = torch.empty_like(x, dtype=torch.float32)
-    for pair in range(2):  # pair 1 adds to pair 0's output: a fixed order
-        kern.fwd_kernel[_grid(x, cfg, 1)](x, x_dbl, dt_w, dt_b, A, Ds, carry,
-                                          y, pair, *args, ACC=pair == 1,
-                                          **consts)
+    kern.fwd_kernel[grid](x, x_dbl, dt_w, dt_b, A, Ds, carry, y, *args,
+                          **consts)
     return y, carry
 
 
@@ -142,13 +148,13 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds):
     return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
 
 
-def _programs(tiles: int, blocks: int, device: torch.device) -> int:
-    """Programs per channel block of the persistent backward: about two per
-    SM in all, never more than there are tiles."""
+def _images_per_program(Bsz: int, tiles: int, device: torch.device) -> int:
+    """Images a backward program walks: enough programs to fill the card
+    (four per SM), as few private gradient slices as that allows."""
     if device.type != 'cuda':
-        return min(tiles, 4)
+        return 1
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(tiles, 2 * sms // blocks))
+    return max(1, Bsz * tiles // (4 * sms))
 
 
 def _bwd1_impl(
@@ -158,29 +164,27 @@ def _bwd1_impl(
     Bsz, Di, H, W = x.shape
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
-    args, consts = _args(x, x_dbl, dt_w, cfg), _consts(cfg)
+    args, consts, grid = _args(x, x_dbl, dt_w, cfg), _consts(cfg, x_dbl), \
+        _grid(x, cfg)
     gy = gy.float()
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.bwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, dt_w, dt_b, A, gy, P,
-                                              S, *args, **consts)
-    adj = _chain(P, S)
+    kern.bwd_summary_kernel[grid](x, x_dbl, dt_w, dt_b, A, gy, P, S, *args,
+                                  **consts)
+    adj = _chain(P, S, H, W, cfg)
     del P, S
-    nch, _, nd = _grid(x, cfg, 1)
-    nprog = _programs(Bsz * nch, nd, x.device)
+    tiles = grid[0]
+    bpp = _images_per_program(Bsz, tiles, x.device)
+    nb = triton.cdiv(Bsz, bpp)
     f32 = dict(dtype=torch.float32, device=x.device)
-    dx32 = torch.empty_like(x, dtype=torch.float32)
     dx = torch.empty_like(x)
-    part = torch.empty((nd, ) + tuple(x_dbl.shape), **f32)
-    dw = torch.empty((nprog, K, Di, cfg['RP']), **f32)
-    dvec = torch.empty((nprog, 3, K * Di), **f32)
-    for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
-        kern.bwd_kernel[(nprog, nd)](
-            x, x_dbl, dt_w, dt_b, A, Ds, gy, carry, adj, dx32, dx, part, dw,
-            dvec, pair, *args, Bsz, nprog, DOT_PREC=_dot_prec(x_dbl),
-            ACC=pair == 1, **consts)
-    dxdbl = part[0] if nd == 1 else part.sum(0)
+    dxdbl = torch.zeros(x_dbl.shape, **f32)
+    dw = torch.zeros((tiles * nb, K, Di, cfg['RP']), **f32)
+    dvec = torch.zeros((tiles * nb, 3, K * Di), **f32)
+    kern.bwd_kernel[(tiles, nb)](
+        x, x_dbl, dt_w, dt_b, A, Ds, gy, carry, adj, dx, dxdbl, dw, dvec,
+        *args, bpp, Bsz, num_stages=1, **consts)
     dW = dw.sum(0)[..., :R]
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
     return dx, dxdbl.to(x_dbl.dtype), dW, dbias, dA[:, None], dD
@@ -415,10 +419,11 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     A = -torch.exp(A_logs.float())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
-    if N == 1:
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    if N == 1 and deterministic:
         return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
                           A[:, 0].contiguous(), Ds.float())[0]
-    if torch.are_deterministic_algorithms_enabled():
+    if deterministic:
         _not_deterministic(N)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,

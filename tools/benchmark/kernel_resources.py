@@ -1,6 +1,6 @@
 """Registers, spills and shared memory of the SS2D scan kernels, without a GPU.
 
-Compiles the d_state-1 kernels (forward summary, chain, forward,
+Compiles the d_state-1 tile kernels (forward summary, chain, forward,
 backward summary, backward) for an NVIDIA architecture (default sm_90,
 H100/H200) with the configuration that ``ss2d.tile_config`` picks at each
 benchmark shape, and reads the resource usage of the cubin with the
@@ -97,15 +97,18 @@ def shape_configs(DC: int, H: int, W: int) -> List:
     the launcher's own configuration (``ss2d.tile_config``)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
-    tile = dict(R=R, BD=cfg['BD'], T=cfg['T'], RP=cfg['RP'])
+    tile = dict(
+        BD=cfg['BD'],
+        TH=cfg['TH'],
+        TW=cfg['TW'],
+        RP=cfg['RP'],
+        DOT_PREC='tf32')
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
     return [('fwd_summary', sk.fwd_summary_kernel, tile, cfg['warps']),
             ('chain', sk.chain_kernel, chain, 4),
-            ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps']),
+            ('fwd', sk.fwd_kernel, tile, cfg['warps']),
             ('bwd_summary', sk.bwd_summary_kernel, tile, cfg['warps']),
-            ('bwd', sk.bwd_kernel,
-             dict(tile, DOT_PREC='tf32', ACC=True),
-             cfg['warps'])]
+            ('bwd', sk.bwd_kernel, tile, cfg['warps'])]
 
 
 def main(argv=None) -> None:
@@ -131,7 +134,7 @@ def main(argv=None) -> None:
             continue
         for label, kernel, cx, warps in shape_configs(DC, H, W):
             res = resources(kernel, cx, warps, args.arch)
-            tile = f'T={cx["T"]}' if 'T' in cx else '-'
+            tile = f'{cx.get("TH", "-")}x{cx.get("TW", "-")}'
             res.update(
                 shape=name,
                 kernel=label,
