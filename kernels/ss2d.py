@@ -12,15 +12,19 @@ from the R-dim vectors.
   directions meet in the output, and the channel blocks in the gradients of
   the projections and parameters, through float32 atomics, so results are
   not bit-identical from run to run. Registered as
-  ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``. The faster path, used by default.
-* d_state 1 (every released v2 model) when the user asks for deterministic
-  algorithms (``torch.use_deterministic_algorithms(True)``, which
-  mmengine's ``randomness=dict(deterministic=True)`` sets):
-  :mod:`.ss2d_kernels`, 2-D tiles in three phases (segment summaries, carry
-  chain, tile pass) that merge the directions in registers and sum every
-  reduction in a fixed order: bit-identical results, no atomics. Registered
-  as ``mmvmamba::ss2d_fwd`` / ``ss2d_bwd``. (d_state > 1 has no deterministic
-  kernel; it warns or raises as PyTorch's own ops do.)
+  ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``. Used for d_state > 1, and for
+  d_state 1 at batch > ``PAIR_MAX_BATCH`` (the faster there).
+* d_state 1 (every released v2 model) at batch ≤ ``PAIR_MAX_BATCH`` (batch-1
+  inference, detection at two images per GPU), and at every batch when the
+  user asks for deterministic algorithms
+  (``torch.use_deterministic_algorithms(True)``, which mmengine's
+  ``randomness=dict(deterministic=True)`` sets): :mod:`.ss2d_kernels`, one
+  channel per thread and time inside the thread, the directions in two
+  pairs, three phases (chunk summaries, carry chain, rescan) that merge the
+  directions and sum every reduction in a fixed order: bit-identical
+  results, no atomics. Registered as ``mmvmamba::ss2d_fwd`` / ``ss2d_bwd``.
+  (d_state > 1 has no deterministic kernel; it warns or raises as
+  PyTorch's own ops do.)
 
 ``torch.compile`` traces around the custom ops through their fake
 implementations.
@@ -42,9 +46,18 @@ __all__ = ['ss2d_core_triton', 'tile_config']
 
 K = 4
 
+#: d_state 1 runs the channel-per-thread pair kernels (deterministic) up to
+#: this batch and the chunked kernels above it, unless deterministic
+#: algorithms are asked for. H200, bench_kernels.py, forward + backward ms,
+#: pair / chunked, same run: batch 1 stage 1 1.918 / 3.985, Mask R-CNN
+#: (batch 2) stages 1-4 4.785 / 4.105, 1.928 / 3.442, 2.098 / 3.317,
+#: 1.854 / 2.905; batch 128 stages 1-4 11.880 / 7.114, 4.383 / 3.565,
+#: 2.562 / 2.073, 2.371 / 1.906.
+PAIR_MAX_BATCH = 2
+
 
 # ----------------------------------------------------------------------------
-# d_state 1: tiled kernels
+# d_state 1: channel-per-thread kernels
 
 
 def _interpreted() -> bool:
@@ -57,83 +70,79 @@ TUNE: dict = {}
 
 
 def tile_config(Di: int, R: int, H: int, W: int) -> dict:
-    """Compile-time sizes of the tiled kernels: channel block ``BD``, tile
-    ``TH``×``TW``, padded rank ``RP`` and warps. Depends on the sizes only
-    through a few classes, so new image sizes do not recompile."""
-    RP = max(16, triton.next_power_of_2(max(R, 1)))
+    """Compile-time sizes of the d_state-1 kernels: channel block ``BD``
+    (one channel per thread, so ``BD // 32`` warps) and chunk length ``T``.
+    Depends on the sizes only through a few classes, so new image sizes do
+    not recompile."""
     if _interpreted():
-        return dict(BD=16, TH=4, TW=4, RP=RP, warps=4)
-    return dict(dict(BD=16, TH=8, TW=8, RP=RP, warps=4), **TUNE)
+        return dict(BD=16, T=8, warps=1)
+    # the best of BD 64/128 × T 8/16 at most benchmark shapes (H200 sweep,
+    # docs/benchmarks.md)
+    cfg = dict(dict(BD=64, T=8), **TUNE)
+    cfg.setdefault('warps', max(1, cfg['BD'] // 32))
+    return cfg
 
 
-def _geometry(H: int, W: int, cfg: dict) -> Tuple[int, int, int]:
-    nI = triton.cdiv(H, cfg['TH'])
-    nJ = triton.cdiv(W, cfg['TW'])
-    return nI, nJ, max(H * nJ, W * nI)
+def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tensor:
+    """z of the four directions without the bias, (4, B·L, Di), one batched
+    GEMM in x_dbl's dtype: (4, B·L, R) @ (4, R, Di)."""
+    K_, Di, R = dt_w.shape
+    dtr = x_dbl.view(-1, K, x_dbl.shape[-1] // K)[:, :, :R].transpose(0, 1)
+    return torch.bmm(dtr, dt_w.transpose(1, 2).to(x_dbl.dtype))
 
 
-def _dot_prec(t: Tensor) -> str:
-    # fp32 inputs keep exact fp32 products; 16-bit inputs use tensor cores
-    # (not in the interpreter, whose 16-bit dot is wrong).
-    if t.dtype == torch.float32 or _interpreted():
-        return 'ieee'
-    return 'tf32'
-
-
-def _args(x: Tensor, x_dbl: Tensor, w: Tensor, cfg: dict) -> list:
+def _args(x: Tensor, x_dbl: Tensor, z: Tensor, R: int, cfg: dict) -> list:
     Bsz, Di, H, W = x.shape
-    nI, nJ, NSEG = _geometry(H, W, cfg)
+    L = H * W
     return [
-        Di, H, W, w.shape[2], nI, nJ, NSEG, *x.stride(), *x_dbl.stride(),
-        *w.stride()
+        Di, H, W, L, R,
+        triton.cdiv(L, cfg['T']), *x.stride(), *x_dbl.stride(),
+        z.stride(0), L * Di, Di, 1
     ]
 
 
-def _consts(cfg: dict, x_dbl: Tensor) -> dict:
-    return dict(
-        BD=cfg['BD'],
-        TH=cfg['TH'],
-        TW=cfg['TW'],
-        RP=cfg['RP'],
-        DOT_PREC=_dot_prec(x_dbl),
-        num_warps=cfg['warps'])
+def _consts(cfg: dict) -> dict:
+    return dict(BD=cfg['BD'], T=cfg['T'], num_warps=cfg['warps'])
 
 
-def _chain(P: Tensor, S: Tensor, H: int, W: int, cfg: dict) -> Tensor:
-    Bsz, _, NSEG, Di = P.shape
-    nI, nJ, _ = _geometry(H, W, cfg)
+def _chain(P: Tensor, S: Tensor) -> Tensor:
+    Bsz, _, NCH, Di = P.shape
     carry = torch.empty_like(P)
     BDc = min(64, triton.next_power_of_2(Di))
     kern.chain_kernel[(Bsz * K, triton.cdiv(Di, BDc))](
-        P, S, carry, Di, NSEG, H * nJ, W * nI, BD=BDc, SB=32, num_warps=4)
+        P, S, carry, Di, NCH, NCH, NCH, BD=BDc, SB=32, num_warps=4)
     return carry
 
 
-def _grid(x: Tensor, cfg: dict) -> tuple:
+def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
     Bsz, Di, H, W = x.shape
-    nI, nJ, _ = _geometry(H, W, cfg)
-    return (nI * nJ, Bsz, triton.cdiv(Di, cfg['BD']))
+    return (triton.cdiv(H * W, cfg['T']), Bsz * pairs,
+            triton.cdiv(Di, cfg['BD']))
 
 
 def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
     Bsz, Di, H, W = x.shape
-    NSEG = _geometry(H, W, cfg)[2]
-    return x.new_empty((Bsz, K, NSEG, Di), dtype=torch.float32)
+    return x.new_empty((Bsz, K, triton.cdiv(H * W, cfg['T']), Di),
+                       dtype=torch.float32)
 
 
 def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
                A: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
-    cfg = tile_config(Di, dt_w.shape[2], H, W)
-    args, consts, grid = _args(x, x_dbl, dt_w, cfg), _consts(cfg, x_dbl), \
-        _grid(x, cfg)
+    R = dt_w.shape[2]
+    cfg = tile_config(Di, R, H, W)
+    z = _zproj(x_dbl, dt_w)
+    args, consts = _args(x, x_dbl, z, R, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.fwd_summary_kernel[grid](x, x_dbl, dt_w, dt_b, A, P, S, *args,
-                                  **consts)
-    carry = _chain(P, S, H, W, cfg)
+    kern.fwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S,
+                                              *args, **consts)
+    carry = _chain(P, S)
+    del P, S
     y = torch.empty_like(x, dtype=torch.float32)
-    kern.fwd_kernel[grid](x, x_dbl, dt_w, dt_b, A, Ds, carry, y, *args,
-                          **consts)
+    for pair in range(2):  # pair 1 adds to pair 0's output: a fixed order
+        kern.fwd_kernel[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A, Ds, carry, y,
+                                          pair, *args, ACC=pair == 1,
+                                          **consts)
     return y, carry
 
 
@@ -148,13 +157,13 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds):
     return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
 
 
-def _images_per_program(Bsz: int, tiles: int, device: torch.device) -> int:
-    """Images a backward program walks: enough programs to fill the card
-    (four per SM), as few private gradient slices as that allows."""
+def _programs(tiles: int, blocks: int, device: torch.device) -> int:
+    """Programs per channel block of the persistent backward: about eight
+    per SM in all, never more than there are tiles."""
     if device.type != 'cuda':
-        return 1
+        return min(tiles, 4)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, Bsz * tiles // (4 * sms))
+    return max(1, min(tiles, 8 * sms // blocks))
 
 
 def _bwd1_impl(
@@ -162,32 +171,41 @@ def _bwd1_impl(
         Ds: Tensor, gy: Tensor,
         carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
+    L = H * W
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
-    args, consts, grid = _args(x, x_dbl, dt_w, cfg), _consts(cfg, x_dbl), \
-        _grid(x, cfg)
+    z = _zproj(x_dbl, dt_w)
+    args, consts = _args(x, x_dbl, z, R, cfg), _consts(cfg)
     gy = gy.float()
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.bwd_summary_kernel[grid](x, x_dbl, dt_w, dt_b, A, gy, P, S, *args,
-                                  **consts)
-    adj = _chain(P, S, H, W, cfg)
+    kern.bwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, gy, P, S,
+                                              *args, **consts)
+    adj = _chain(P, S)
     del P, S
-    tiles = grid[0]
-    bpp = _images_per_program(Bsz, tiles, x.device)
-    nb = triton.cdiv(Bsz, bpp)
+    nch, _, nd = _grid(x, cfg, 1)
+    nprog = _programs(Bsz * nch, nd, x.device)
     f32 = dict(dtype=torch.float32, device=x.device)
+    dx32 = torch.empty_like(x, dtype=torch.float32)
     dx = torch.empty_like(x)
-    dxdbl = torch.zeros(x_dbl.shape, **f32)
-    dw = torch.zeros((tiles * nb, K, Di, cfg['RP']), **f32)
-    dvec = torch.zeros((tiles * nb, 3, K * Di), **f32)
-    kern.bwd_kernel[(tiles, nb)](
-        x, x_dbl, dt_w, dt_b, A, Ds, gy, carry, adj, dx, dxdbl, dw, dvec,
-        *args, bpp, Bsz, num_stages=1, **consts)
-    dW = dw.sum(0)[..., :R]
+    dz = torch.empty_like(z)
+    dbc = torch.empty((nd, Bsz, L, K, 2), **f32)
+    dvec = torch.empty((nprog, 3, K * Di), **f32)
+    for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
+        kern.bwd_kernel[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj,
+                                     dx32, dx, dz, dbc, dvec, pair, *args,
+                                     Bsz, nprog, ACC=pair == 1, **consts)
+    del dx32
+    # the dt projection's gradients: two batched GEMMs over dz
+    J = x_dbl.shape[-1] // K
+    dtr = x_dbl.view(-1, K, J)[:, :, :R].transpose(0, 1)
+    dW = torch.bmm(dz.transpose(1, 2), dtr)
+    dxdbl = x_dbl.new_empty((Bsz * L, K, J))
+    dxdbl[:, :, :R] = torch.bmm(dz, dt_w.to(dz.dtype)).transpose(0, 1)
+    dxdbl[:, :, R:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
-    return dx, dxdbl.to(x_dbl.dtype), dW, dbias, dA[:, None], dD
+    return (dx, dxdbl.view(x_dbl.shape), dW.float(), dbias, dA[:, None], dD)
 
 
 _bwd1 = torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())(
@@ -420,7 +438,7 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
     deterministic = torch.are_deterministic_algorithms_enabled()
-    if N == 1 and deterministic:
+    if N == 1 and (deterministic or Bsz <= PAIR_MAX_BATCH):
         return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
                           A[:, 0].contiguous(), Ds.float())[0]
     if deterministic:

@@ -1,31 +1,48 @@
 """Triton kernels of the SS2D core for d_state = 1 (every released VMamba v2
-model): a 2-D tiled, three-phase design, deterministic by construction.
+model): one channel per thread, time walked inside the thread, three phases,
+deterministic by construction.
 
 With one state per channel each direction k is a first-order recurrence
-h_t = a_t·h_{t-1} + b_t along its scan order (rows, columns, both reversed),
-with a_t = exp(Δ_t·A_k), b_t = Δ_t·u_t·B_k(t), y_t = C_k(t)·h_t + D_k·u_t and
-Δ_t = softplus(W_dt,k·dt_k(t) + bias_k).
+h_t = a_t·h_{t-1} + b_t along its scan order, with a_t = exp(Δ_t·A_k),
+b_t = Δ_t·u_t·B_k(t), y_t = C_k(t)·h_t + D_k·u_t and Δ_t = softplus(z_t),
+z = W_dt,k·dt_k(t) + bias_k.
 
-A program owns a TH×TW tile of pixels of one image and a block of BD channels.
-Inside the tile the four directions are segments: TH row pieces (directions 0
-and 2) and TW column pieces (1 and 3). Three phases:
+The dt projection z (before the bias) of the four directions is one batched
+GEMM outside the kernels, (4, B·L, R) @ (4, R, Di), stored in x's dtype and
+read by the kernels as coalesced channel vectors; its gradient dz is written
+by the backward kernel and turned into d dt-rank and dW_dt by two more
+batched GEMMs. (Computing z inside the kernels costs every thread R
+broadcast loads per time step: measured 2–4× slower at batch 128, see
+docs/benchmarks.md.)
 
-1. ``*_summary_kernel``: for every segment, the product of its decays and its
-   end value from a zero start (in closed form: a cumulative sum of Δ and one
-   exp per element, no scan).
-2. ``chain_kernel``: per (image, direction, channel) a scan over the segment
-   summaries in the direction's order gives the carry entering each segment.
-3. ``fwd_kernel``/``bwd_kernel``: each tile recomputes its inputs, scans its
-   segments from the true carries and merges the four directions in registers
-   (forward: y; backward: dx), so the output is written once, in a fixed
-   order, without atomics. Reductions over channels (dB, dC, d dt) go through
-   a float32 buffer that only the owning program reads and writes; the
-   parameter gradients of each program go to a private slice that is summed
-   in a fixed order afterwards.
+The four directions come in two *pairs* that visit the pixels in one order,
+forwards and backwards: pair 0 = directions 0 and 2 (row-major pixel order
+q → pixel q), pair 1 = directions 1 and 3 (column-major: q → (q % H)·W +
+q // H). A tile is a chunk of T consecutive positions q of one image and BD
+channels, held as a (T, BD) block with one channel per thread and the T time
+steps in the thread's registers: the scans along time are sequential walks
+inside a thread (no cross-lane tree), and the loads of a pixel's channels are
+coalesced. Both directions of a pair are computed on the same tile. Three
+phases:
 
-Only the carries (float32, one per segment) are kept for the backward; Δ and
-the exps are recomputed. H, W, the tile counts and the strides are runtime
-arguments, so a new image size never recompiles.
+1. ``*_summary_kernel``: per chunk and direction, the product of the decays
+   and the end value from a zero start.
+2. ``chain_kernel``: per (image, direction, channel) a scan over the chunk
+   summaries in the direction's order gives the carry entering each chunk.
+3. ``fwd_kernel``/``bwd_kernel``: each tile rescans from the true carries.
+   The pair-0 launch writes the output (y, or dx), the pair-1 launch adds to
+   it: the four directions meet in a fixed order, without atomics. The
+   backward is a persistent grid: a program walks tiles and keeps dA, dD and
+   dbias of its channels in registers, written once to a private slice and
+   summed in a fixed order afterwards; dB and dC of every pixel (sums over
+   channels) go to one slice per channel block, summed the same way.
+
+Only the carries (float32, one per chunk and direction) are kept for the
+backward; z is recomputed by its GEMM, Δ and the exps in the kernels. H, W,
+L and the strides are runtime arguments, so a new image size never
+recompiles; the channel strides too, which keeps the compiler from spreading
+a thread's work over channels (with a stride known to be 1 it vectorises
+channels into a thread and puts time across lanes).
 """
 import triton
 import triton.language as tl
@@ -37,161 +54,142 @@ from ._scan_kernels import _first_order
 from ._scan_kernels import _reverse_first_order as _adjoint
 
 _RUNTIME = [
-    'Di', 'H', 'W', 'R', 'nI', 'nJ', 'NSEG', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
-    'sd_b', 'sd_p', 'sd_j', 'sw_k', 'sw_c', 'sw_r', 'nseg_r', 'nseg_c', 'BPP',
-    'NB'
+    'pair', 'Di', 'H', 'W', 'L', 'R', 'NCH', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
+    'sd_b', 'sd_p', 'sd_j', 'sz_k', 'sz_b', 'sz_p', 'sz_c', 'NSEG', 'nseg_r',
+    'nseg_c', 'NB', 'NPROG'
 ]
 
 
 @triton.jit
-def _seg_index(k: tl.constexpr, pos, ti, tj, H, W, nI, nJ):
-    """Chain index of the segments ``pos`` (rows i for k even, columns j for k
-    odd) of tile (ti, tj) in direction k's order."""
-    if k == 0:
-        n = pos * nJ + tj
-    elif k == 2:
-        n = (H - 1 - pos) * nJ + (nJ - 1 - tj)
-    elif k == 1:
-        n = pos * nI + ti
-    else:
-        n = (W - 1 - pos) * nI + (nI - 1 - ti)
-    return n
+def _pixels(pair, c, H, W, L, T: tl.constexpr):
+    """Rows, columns, pixel indices and validity of chunk c of a pair.
+
+    One integer division per program (the chunk start); the T steps from
+    there by a float quotient of small integers, exact (an integer division
+    per element would cost more than the scan)."""
+    q0 = c * T
+    n = tl.where(pair == 0, W, H)  # the pair's inner extent
+    i = q0 % n + tl.arange(0, T)
+    k = tl.floor((i.to(tl.float32) + 0.5) * (1. / n.to(tl.float32)))
+    k = k.to(tl.int32)
+    outer = q0 // n + k
+    inner = i - k * n
+    hh = tl.where(pair == 0, outer, inner)
+    ww = tl.where(pair == 0, inner, outer)
+    return hh, ww, hh * W + ww, q0 + tl.arange(0, T) < L
 
 
 @triton.jit
-def _tile_inputs(k: tl.constexpr, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr,
-                 b, r0, c0, offs_d, mask_d, Di, H, W, R, sx_b, sx_c, sx_h,
-                 sx_w, sd_b, sd_p, sd_j, sw_k, sw_c, sw_r, BD: tl.constexpr,
-                 TH: tl.constexpr, TW: tl.constexpr, RP: tl.constexpr,
-                 DOT_PREC: tl.constexpr):
-    """Direction k's inputs on a tile: u, z (pre-softplus Δ), Δ (0 outside),
-    B_k, C_k (TH, TW), A_k (BD,), the dt-rank tile (RP, TH·TW) and W_k."""
-    ii = tl.arange(0, TH)
-    jj = tl.arange(0, TW)
-    rows = r0 + ii
-    cols = c0 + jj
-    pmask = (rows < H)[:, None] & (cols < W)[None, :]
-    mask = mask_d[:, None, None] & pmask[None, :, :]
-    u = tl.load(
-        x_ptr + b * sx_b + offs_d[:, None, None] * sx_c +
-        (rows[:, None] * sx_h + cols[None, :] * sx_w)[None, :, :],
-        mask=mask,
-        other=0.).to(tl.float32)
+def _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c, sx_h, sx_w):
+    """(image offset, int32 (T, BD) offsets inside the image, mask) of a
+    tile in a tensor with x's strides."""
+    xo = (hh * sx_h + ww * sx_w)[:, None] + offs_d[None, :] * sx_c
+    return b * sx_b, xo, valid[:, None] & mask_d[None, :]
+
+
+@triton.jit
+def _inputs(k, z_ptr, xdbl_ptr, bias_ptr, a_ptr, b, p, valid, offs_d, mask_d,
+            m, Di, R, sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c):
+    """Direction k on a tile: z (pre-softplus Δ, bias added), Δ (0 outside),
+    B_k, C_k (T,), A_k (BD,), and z's offsets."""
     Jn = R + 2
-    pix = rows[:, None] * W + cols[None, :]  # (TH, TW)
-    pbase = xdbl_ptr + b * sd_b + pix * sd_p + k * Jn * sd_j
-    Bk = tl.load(pbase + R * sd_j, mask=pmask, other=0.).to(tl.float32)
-    Ck = tl.load(pbase + (R + 1) * sd_j, mask=pmask, other=0.).to(tl.float32)
-    # dt-rank vectors of the tile's pixels, flattened row-major: (RP, TH·TW)
-    q = tl.arange(0, TH * TW)
-    qr = r0 + q // TW
-    qc = c0 + q % TW
-    qmask = (qr < H) & (qc < W)
-    offs_r = tl.arange(0, RP)
-    dtr = tl.load(
-        xdbl_ptr + b * sd_b + (qr * W + qc)[None, :] * sd_p +
-        (k * Jn + offs_r)[:, None] * sd_j,
-        mask=(offs_r < R)[:, None] & qmask[None, :],
-        other=0.)
-    w = tl.load(
-        w_ptr + k * sw_k + offs_d[:, None] * sw_c + offs_r[None, :] * sw_r,
-        mask=mask_d[:, None] & (offs_r < R)[None, :],
-        other=0.)
-    if DOT_PREC == 'ieee':
-        z = tl.dot(w.to(tl.float32), dtr.to(tl.float32), input_precision='ieee')
-    else:  # 16-bit dt vectors: tensor cores, float32 accumulation
-        z = tl.dot(w.to(dtr.dtype), dtr)
+    base = xdbl_ptr + b * sd_b + p * sd_p + k * Jn * sd_j
+    Bk = tl.load(base + R * sd_j, mask=valid, other=0.).to(tl.float32)
+    Ck = tl.load(base + (R + 1) * sd_j, mask=valid, other=0.).to(tl.float32)
     ch = k * Di + offs_d
-    bias = tl.load(bias_ptr + ch, mask=mask_d, other=0.)
+    zb = k * sz_k + b * sz_b
+    zo = (p * sz_p)[:, None] + offs_d[None, :] * sz_c
+    z = tl.load((z_ptr + zb) + zo, mask=m, other=0.).to(tl.float32)
+    z += tl.load(bias_ptr + ch, mask=mask_d, other=0.)[None, :]
     A = tl.load(a_ptr + ch, mask=mask_d, other=0.)
-    z = tl.reshape(z, (BD, TH, TW)) + bias[:, None, None]
     delta = tl.where(z > 20., z, tl.log(1. + tl.exp(tl.minimum(z, 20.))))
-    delta = tl.where(mask, delta, 0.)
-    return u, z, delta, Bk, Ck, A, dtr, w, mask, pmask
+    delta = tl.where(m, delta, 0.)
+    return z, delta, Bk, Ck, A, zb, zo
 
 
 @triton.jit
-def _summary(k: tl.constexpr, delta, c, A, ADJ: tl.constexpr):
-    """(decay product, end value from a zero carry) of every segment.
-
-    Forward (``ADJ`` False): c = Δ·u·B, the value leaving the segment is h
-    at its last step in direction k's order. Adjoint: c = C·gy, the value
-    leaving is a·g at its last step in the adjoint's order (the reverse of k).
-    Closed forms with exponents ≤ 0 (A < 0), so nothing overflows.
-    """
-    AX: tl.constexpr = 2 if k % 2 == 0 else 1
-    cum = tl.cumsum(delta, AX)
-    if AX == 2:
-        tot = tl.sum(delta, 2)[:, :, None]
-    else:
-        tot = tl.sum(delta, 1)[:, None, :]
-    Ab = A[:, None, None]
-    # the segment is walked forward along the axis (k < 2 and not ADJ, or
-    # k >= 2 and ADJ) or backward
-    if (k < 2) != ADJ:
-        if ADJ:
-            e = tl.exp(Ab * (tot - cum + delta))
-        else:
-            e = tl.exp(Ab * (tot - cum))
-    else:
-        if ADJ:
-            e = tl.exp(Ab * cum)
-        else:
-            e = tl.exp(Ab * (cum - delta))
-    S = tl.sum(c * e, AX)
-    P = tl.exp(A[:, None] * tl.sum(delta, AX))
-    return P, S
+def _row(v, i: tl.constexpr, T: tl.constexpr):
+    """Row i of a (T, BD) block (a selection inside each thread)."""
+    return tl.sum(tl.where(tl.arange(0, T)[:, None] == i, v, 0.), 0)
 
 
 @triton.jit
-def _seg_offs(k: tl.constexpr, b, offs_d, mask_d, ti, tj, r0, c0, Di, H, W, nI,
-              nJ, NSEG, TH: tl.constexpr, TW: tl.constexpr,
-              ADJ: tl.constexpr):
-    """Offsets (BD, TH) or (BD, TW) into a (B, 4, NSEG, Di) segment buffer,
-    and their mask."""
-    if k % 2 == 0:
-        pos = r0 + tl.arange(0, TH)
-        valid = pos < H
-    else:
-        pos = c0 + tl.arange(0, TW)
-        valid = pos < W
-    # the adjoint of direction k runs in the order of direction k ^ 2
-    kk: tl.constexpr = (k ^ 2) if ADJ else k
-    n = _seg_index(kk, pos, ti, tj, H, W, nI, nJ)
-    n = tl.where(valid, n, 0)
-    offs = ((b * 4 + k) * NSEG + n[None, :]) * Di + offs_d[:, None]
-    return offs, mask_d[:, None] & valid[None, :]
+def _at(v, add, i: tl.constexpr, T: tl.constexpr):
+    """v with ``add`` (BD,) added to row i."""
+    return tl.where(tl.arange(0, T)[:, None] == i, v + add[None, :], v)
 
 
 @triton.jit
-def _tile_coords(pid_t, nJ, TH: tl.constexpr, TW: tl.constexpr):
-    ti = pid_t // nJ
-    tj = pid_t % nJ
-    return ti, tj, ti * TH, tj * TW
+def _scan_h(a, bu, carry, REV: tl.constexpr, T: tl.constexpr):
+    """States h on the tile from the carry entering it (forward in q, or
+    backward when ``REV``)."""
+    FIRST: tl.constexpr = T - 1 if REV else 0
+    bu = _at(bu, _row(a, FIRST, T) * carry, FIRST, T)
+    _, h = tl.associative_scan((a, bu), 0, _first_order, reverse=REV)
+    return h
+
+
+@triton.jit
+def _first_exact(ah, a, carry, first, T: tl.constexpr):
+    """a_t·h_{t-1} computed as h - b, with the chunk's first valid step in
+    the scan order (``first``) set to exactly a·carry: 0 from a zero start,
+    whatever the rounding of h - b."""
+    at = tl.arange(0, T)[:, None] == first
+    return tl.where(at, (a * carry[None, :]), ah)
+
+
+@triton.jit
+def _scan_g(a, c, ein, REV: tl.constexpr, T: tl.constexpr):
+    """Adjoint of a direction scanned forward in q (or backward when
+    ``REV``): g_t = c_t + a_s·g_s, s the step after t in the direction, from
+    the chained value ``ein`` entering the tile. Returns (g, a·g)."""
+    # the adjoint walks against the direction
+    FIRST: tl.constexpr = 0 if REV else T - 1
+    c = _at(c, ein, FIRST, T)
+    g, _, al = tl.associative_scan((c, tl.full(a.shape, 1., tl.float32), a),
+                                   0,
+                                   _adjoint,
+                                   reverse=not REV)
+    return g, al * g
+
+
+@triton.jit
+def _seg(b, k, n, NCH, Di, offs_d):
+    """Offsets into a (B, 4, NCH, Di) chunk buffer."""
+    return ((b * 4 + k) * NCH + n) * Di + offs_d
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
-def fwd_summary_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
-                       Di, H, W, R, nI, nJ, NSEG, sx_b, sx_c, sx_h, sx_w,
-                       sd_b, sd_p, sd_j, sw_k, sw_c, sw_r, BD: tl.constexpr,
-                       TH: tl.constexpr, TW: tl.constexpr, RP: tl.constexpr,
-                       DOT_PREC: tl.constexpr):
-    """Phase 1 of the forward: segment summaries of the four directions."""
-    pid_t = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+def fwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
+                       Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p,
+                       sd_j, sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr,
+                       T: tl.constexpr):
+    """Phase 1 of the forward: chunk summaries of the four directions."""
+    c = tl.program_id(0)
+    pair = tl.program_id(1) % 2
+    b = (tl.program_id(1) // 2).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    ti, tj, r0, c0 = _tile_coords(pid_t, nJ, TH, TW)
-    for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
-            k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
-            mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
-            sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
-        P, S = _summary(k, delta, delta * u * Bk[None, :, :], A, False)
-        offs, m = _seg_offs(k, b, offs_d, mask_d, ti, tj, r0, c0, Di, H, W, nI,
-                            nJ, NSEG, TH, TW, False)
-        tl.store(p_ptr + offs, P, mask=m)
-        tl.store(s_ptr + offs, S, mask=m)
+    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
+    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
+                              sx_h, sx_w)
+    u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+    for kk in tl.static_range(2):
+        k = pair + 2 * kk
+        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
+                                              a_ptr, b, p, valid, offs_d,
+                                              mask_d, m, Di, R, sd_b, sd_p,
+                                              sd_j, sz_k, sz_b, sz_p, sz_c)
+        a = tl.exp(delta * A[None, :])
+        _, h = tl.associative_scan((a, delta * u * Bk[:, None]),
+                                   0,
+                                   _first_order,
+                                   reverse=kk == 1)
+        S = _row(h, 0 if kk == 1 else T - 1, T)
+        n = c if kk == 0 else NCH - 1 - c
+        offs = _seg(b, k, n, NCH, Di, offs_d)
+        tl.store(p_ptr + offs, tl.exp(A * tl.sum(delta, 0)), mask=mask_d)
+        tl.store(s_ptr + offs, S, mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -222,205 +220,156 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NSEG, nseg_r, nseg_c,
         carry = tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
 
 
-@triton.jit
-def _inject(k: tl.constexpr, v, coef, carry, TH: tl.constexpr,
-            TW: tl.constexpr, FIRST_FWD: tl.constexpr):
-    """v + coef·carry at each segment's first step in the scan order (the
-    first index along the axis when ``FIRST_FWD``, else the last)."""
-    if k % 2 == 0:
-        pos = tl.arange(0, TW)[None, None, :]
-        at = 0 if FIRST_FWD else TW - 1
-        cb = carry[:, :, None]
-    else:
-        pos = tl.arange(0, TH)[None, :, None]
-        at = 0 if FIRST_FWD else TH - 1
-        cb = carry[:, None, :]
-    return tl.where(pos == at, v + coef * cb, v)
-
-
-@triton.jit
-def _scan_h(k: tl.constexpr, a, bu, carry, TH: tl.constexpr,
-            TW: tl.constexpr):
-    """States h of direction k on the tile from the carries entering it."""
-    AX: tl.constexpr = 2 if k % 2 == 0 else 1
-    REV: tl.constexpr = k >= 2
-    bu = _inject(k, bu, a, carry, TH, TW, not REV)
-    _, h = tl.associative_scan((a, bu), AX, _first_order, reverse=REV)
-    return h
-
-
-@triton.jit
-def _scan_g(k: tl.constexpr, a, c, ein, TH: tl.constexpr, TW: tl.constexpr):
-    """Adjoint g_t = c_t + a_s·g_s (s the step after t in direction k's
-    order) on the tile, from the chained values entering each segment."""
-    AX: tl.constexpr = 2 if k % 2 == 0 else 1
-    REV: tl.constexpr = k < 2  # the adjoint runs against direction k
-    c = _inject(k, c, 1., ein, TH, TW, not REV)
-    g, _, _ = tl.associative_scan((c, tl.full(a.shape, 1., tl.float32), a),
-                                  AX,
-                                  _adjoint,
-                                  reverse=REV)
-    return g
-
-
 @triton.jit(do_not_specialize=_RUNTIME)
-def fwd_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
-               y_ptr, Di, H, W, R, nI, nJ, NSEG, sx_b, sx_c, sx_h, sx_w, sd_b,
-               sd_p, sd_j, sw_k, sw_c, sw_r, BD: tl.constexpr,
-               TH: tl.constexpr, TW: tl.constexpr, RP: tl.constexpr,
-               DOT_PREC: tl.constexpr):
-    """Phase 3 of the forward: y = Σ_k C_k·h_k + D_k·u, written once (y has
-    x's strides)."""
-    pid_t = tl.program_id(0)
+def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
+               y_ptr, pair, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b,
+               sd_p, sd_j, sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr,
+               T: tl.constexpr, ACC: tl.constexpr):
+    """Phase 3 of the forward for one pair: its two directions' C·h + D·u,
+    stored into y (pair 0) or added to it (``ACC``, pair 1). y float32 with
+    x's strides."""
+    c = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    ti, tj, r0, c0 = _tile_coords(pid_t, nJ, TH, TW)
-    y = tl.zeros((BD, TH, TW), dtype=tl.float32)
-    dsum = tl.zeros((BD, ), dtype=tl.float32)
-    for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
-            k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
-            mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
-            sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
-        offs, m = _seg_offs(k, b, offs_d, mask_d, ti, tj, r0, c0, Di, H, W, nI,
-                            nJ, NSEG, TH, TW, False)
-        carry = tl.load(carry_ptr + offs, mask=m, other=0.)
-        a = tl.exp(delta * A[:, None, None])
-        h = _scan_h(k, a, delta * u * Bk[None, :, :], carry, TH, TW)
-        y += Ck[None, :, :] * h
-        dsum += tl.load(d_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-    y += dsum[:, None, None] * u
-    rows = r0 + tl.arange(0, TH)
-    cols = c0 + tl.arange(0, TW)
-    tl.store(
-        y_ptr + b * sx_b + offs_d[:, None, None] * sx_c +
-        (rows[:, None] * sx_h + cols[None, :] * sx_w)[None, :, :],
-        y,
-        mask=mask)
+    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
+    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
+                              sx_h, sx_w)
+    u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
+            tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
+    y = Dsum[None, :] * u
+    for kk in tl.static_range(2):
+        k = pair + 2 * kk
+        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
+                                              a_ptr, b, p, valid, offs_d,
+                                              mask_d, m, Di, R, sd_b, sd_p,
+                                              sd_j, sz_k, sz_b, sz_p, sz_c)
+        n = c if kk == 0 else NCH - 1 - c
+        carry = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
+                        mask=mask_d, other=0.)
+        a = tl.exp(delta * A[None, :])
+        h = _scan_h(a, delta * u * Bk[:, None], carry, kk == 1, T)
+        y += Ck[:, None] * h
+    if ACC:
+        y += tl.load((y_ptr + xb) + xo, mask=m, other=0.)
+    tl.store((y_ptr + xb) + xo, y, mask=m)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
-def bwd_summary_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, gy_ptr, p_ptr,
-                       s_ptr, Di, H, W, R, nI, nJ, NSEG, sx_b, sx_c, sx_h,
-                       sx_w, sd_b, sd_p, sd_j, sw_k, sw_c, sw_r,
-                       BD: tl.constexpr, TH: tl.constexpr, TW: tl.constexpr,
-                       RP: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Phase 1 of the backward: segment summaries of the four adjoints (gy
-    has x's strides, float32)."""
-    pid_t = tl.program_id(0)
-    b = tl.program_id(1).to(tl.int64)
+def bwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, gy_ptr, p_ptr,
+                       s_ptr, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w,
+                       sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c,
+                       BD: tl.constexpr, T: tl.constexpr):
+    """Phase 1 of the backward: chunk summaries of the four adjoints (gy
+    float32 with x's strides). The adjoint of direction k runs in the order
+    of direction k ^ 2."""
+    c = tl.program_id(0)
+    pair = tl.program_id(1) % 2
+    b = (tl.program_id(1) // 2).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    ti, tj, r0, c0 = _tile_coords(pid_t, nJ, TH, TW)
-    rows = r0 + tl.arange(0, TH)
-    cols = c0 + tl.arange(0, TW)
-    for k in tl.static_range(4):
-        u, z, delta, Bk, Ck, A, dtr, w, mask, pmask = _tile_inputs(
-            k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0, offs_d,
-            mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
-            sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
-        gy = tl.load(
-            gy_ptr + b * sx_b + offs_d[:, None, None] * sx_c +
-            (rows[:, None] * sx_h + cols[None, :] * sx_w)[None, :, :],
-            mask=mask,
-            other=0.)
-        P, S = _summary(k, delta, Ck[None, :, :] * gy, A, True)
-        offs, m = _seg_offs(k, b, offs_d, mask_d, ti, tj, r0, c0, Di, H, W, nI,
-                            nJ, NSEG, TH, TW, True)
-        tl.store(p_ptr + offs, P, mask=m)
-        tl.store(s_ptr + offs, S, mask=m)
+    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
+    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
+                              sx_h, sx_w)
+    gy = tl.load((gy_ptr + xb) + xo, mask=m, other=0.)
+    for kk in tl.static_range(2):
+        k = pair + 2 * kk
+        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
+                                              a_ptr, b, p, valid, offs_d,
+                                              mask_d, m, Di, R, sd_b, sd_p,
+                                              sd_j, sz_k, sz_b, sz_p, sz_c)
+        a = tl.exp(delta * A[None, :])
+        _, ag = _scan_g(a, Ck[:, None] * gy, tl.zeros_like(A), kk == 1, T)
+        S = _row(ag, T - 1 if kk == 1 else 0, T)
+        n = NCH - 1 - c if kk == 0 else c
+        offs = _seg(b, k, n, NCH, Di, offs_d)
+        tl.store(p_ptr + offs, tl.exp(A * tl.sum(delta, 0)), mask=mask_d)
+        tl.store(s_ptr + offs, S, mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
-def bwd_kernel(x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
-               carry_ptr, adj_ptr, dx_ptr, dxdbl_ptr, dw_ptr, dvec_ptr, Di, H,
-               W, R, nI, nJ, NSEG, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
-               sw_k, sw_c, sw_r, BPP, NB, BD: tl.constexpr, TH: tl.constexpr,
-               TW: tl.constexpr, RP: tl.constexpr, DOT_PREC: tl.constexpr):
-    """Phase 3 of the backward.
+def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
+               carry_ptr, adj_ptr, dx32_ptr, dx_ptr, dz_ptr, dbc_ptr, dvec_ptr,
+               pair, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p,
+               sd_j, sz_k, sz_b, sz_p, sz_c, NB, NPROG, BD: tl.constexpr,
+               T: tl.constexpr, ACC: tl.constexpr):
+    """Phase 3 of the backward for one pair, persistent: program (i, j)
+    walks the tiles i, i + NPROG, ... of the NB·NCH chunks for channel block
+    j (measured faster than one tile per program with per-tile partial
+    sums).
 
-    A program owns one tile of BPP images and all channels. dx (x's strides)
-    is written once; dB, dC and d dt of its pixels accumulate over the
-    channel blocks in ``dxdbl`` (float32, x_dbl's strides, zeroed); its
-    parameter gradients accumulate in its own slices of ``dw`` (P, 4, Di,
-    RP) and ``dvec`` (P, 3, 4, Di: dA, dD, dbias), both zeroed.
+    dx: pair 0 stores its part in ``dx32`` (float32, x's strides), pair 1
+    (``ACC``) adds it and writes ``dx`` (x's dtype). ``dz`` (z's layout and
+    dtype) receives dL/dz; ``dbc`` (nd, B, L, 4, 2, float32) this block's dB
+    and dC of every pixel; ``dvec`` (NPROG, 3, 4·Di: dA, dD, dbias) the
+    program's parameter gradients. Every entry is written once.
     """
-    pid_t = tl.program_id(0)
-    pid_b = tl.program_id(1)
-    prog = pid_b.to(tl.int64) * tl.num_programs(0) + pid_t
-    ti, tj, r0, c0 = _tile_coords(pid_t, nJ, TH, TW)
-    rows = r0 + tl.arange(0, TH)
-    cols = c0 + tl.arange(0, TW)
-    q = tl.arange(0, TH * TW)
-    qr = r0 + q // TW
-    qc = c0 + q % TW
-    qmask = (qr < H) & (qc < W)
-    offs_r = tl.arange(0, RP)
-    Jn = R + 2
-    pmask = (rows < H)[:, None] & (cols < W)[None, :]
-    pix = rows[:, None] * W + cols[None, :]
-    b_end = tl.minimum(pid_b * BPP + BPP, NB)
-    for bb in range(pid_b * BPP, b_end):
-        b = (pid_b * 0 + bb).to(tl.int64)
-        for d0 in range(0, Di, BD):
-            # the read-add-writes below meet the previous block's writes
-            tl.debug_barrier()
-            offs_d = d0 + tl.arange(0, BD)
-            mask_d = offs_d < Di
-            xoff = (b * sx_b + offs_d[:, None, None] * sx_c +
-                    (rows[:, None] * sx_h + cols[None, :] * sx_w)[None, :, :])
-            dx = tl.zeros((BD, TH, TW), dtype=tl.float32)
-            for k in tl.static_range(4):
-                u, z, delta, Bk, Ck, A, dtr, w, mask, _ = _tile_inputs(
-                    k, x_ptr, xdbl_ptr, w_ptr, bias_ptr, a_ptr, b, r0, c0,
-                    offs_d, mask_d, Di, H, W, R, sx_b, sx_c, sx_h, sx_w, sd_b,
-                    sd_p, sd_j, sw_k, sw_c, sw_r, BD, TH, TW, RP, DOT_PREC)
-                gy = tl.load(gy_ptr + xoff, mask=mask, other=0.)
-                offs, m = _seg_offs(k, b, offs_d, mask_d, ti, tj, r0, c0, Di, H,
-                                    W, nI, nJ, NSEG, TH, TW, False)
-                carry = tl.load(carry_ptr + offs, mask=m, other=0.)
-                a = tl.exp(delta * A[:, None, None])
-                bu = delta * u * Bk[None, :, :]
-                h = _scan_h(k, a, bu, carry, TH, TW)
-                ah = h - bu  # a_t·h_{t-1}
-                offs, m = _seg_offs(k, b, offs_d, mask_d, ti, tj, r0, c0, Di, H,
-                                    W, nI, nJ, NSEG, TH, TW, True)
-                ein = tl.load(adj_ptr + offs, mask=m, other=0.)
-                g = _scan_g(k, a, Ck[None, :, :] * gy, ein, TH, TW)
-                Dk = tl.load(d_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-                dx += g * delta * Bk[None, :, :] + Dk[:, None, None] * gy
-                ddelta = g * (ah * A[:, None, None] + u * Bk[None, :, :])
-                dz = tl.where(mask, ddelta * tl.sigmoid(z), 0.)
-                # per-channel sums over the tile
-                dA = tl.sum(tl.sum(g * ah * delta, 2), 1)
-                dD = tl.sum(tl.sum(gy * u, 2), 1)
-                dbias = tl.sum(tl.sum(dz, 2), 1)
-                vbase = dvec_ptr + prog * 12 * Di + k * Di + offs_d
-                for v in tl.static_range(3):
-                    val = dA if v == 0 else (dD if v == 1 else dbias)
-                    old = tl.load(vbase + v * 4 * Di, mask=mask_d, other=0.)
-                    tl.store(vbase + v * 4 * Di, old + val, mask=mask_d)
-                dzf = tl.reshape(dz, (BD, TH * TW))
-                wb = (dw_ptr + ((prog * 4 + k) * Di + offs_d[:, None]) * RP +
-                      offs_r[None, :])
-                wm = mask_d[:, None]
-                dW = tl.dot(
-                    dzf, tl.trans(dtr.to(tl.float32)), input_precision=DOT_PREC)
-                tl.store(wb, tl.load(wb, mask=wm, other=0.) + dW, mask=wm)
-                # per-pixel sums over the channels: d dt, dB, dC
-                ddtr = tl.dot(
-                    tl.trans(w.to(tl.float32)), dzf, input_precision=DOT_PREC)
-                rb = (dxdbl_ptr + b * sd_b + (qr * W + qc)[None, :] * sd_p +
-                      (k * Jn + offs_r)[:, None] * sd_j)
-                rm = (offs_r < R)[:, None] & qmask[None, :]
-                tl.store(rb, tl.load(rb, mask=rm, other=0.) + ddtr, mask=rm)
-                pb = dxdbl_ptr + b * sd_b + pix * sd_p + (k * Jn + R) * sd_j
-                dB = tl.sum(g * delta * u, 0)
-                tl.store(pb, tl.load(pb, mask=pmask, other=0.) + dB,
-                         mask=pmask)
-                dC = tl.sum(gy * h, 0)
-                pb += sd_j
-                tl.store(pb, tl.load(pb, mask=pmask, other=0.) + dC,
-                         mask=pmask)
-            tl.store(dx_ptr + xoff, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+    pid = tl.program_id(0)
+    blk = tl.program_id(1)
+    offs_d = blk * BD + tl.arange(0, BD)
+    mask_d = offs_d < Di
+    dA0 = tl.zeros((BD, ), dtype=tl.float32)
+    dA1 = tl.zeros((BD, ), dtype=tl.float32)
+    db0 = tl.zeros((BD, ), dtype=tl.float32)
+    db1 = tl.zeros((BD, ), dtype=tl.float32)
+    dD = tl.zeros((BD, ), dtype=tl.float32)
+    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
+            tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
+    for tile in range(pid, NB * NCH, NPROG):
+        b = (tile // NCH).to(tl.int64)
+        c = tile % NCH
+        hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
+        xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b,
+                                  sx_c, sx_h, sx_w)
+        u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+        gy = tl.load((gy_ptr + xb) + xo, mask=m, other=0.)
+        dD += tl.sum(gy * u, 0)
+        dx = Dsum[None, :] * gy
+        pbase = dbc_ptr + ((blk * NB + b) * L + p) * 8  # (T,)
+        for kk in tl.static_range(2):
+            k = pair + 2 * kk
+            z, delta, Bk, Ck, A, zb, zo = _inputs(
+                k, z_ptr, xdbl_ptr, bias_ptr, a_ptr, b, p, valid, offs_d,
+                mask_d, m, Di, R, sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c)
+            n = c if kk == 0 else NCH - 1 - c
+            carry = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
+                            mask=mask_d, other=0.)
+            ein = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
+                          mask=mask_d, other=0.)
+            a = tl.exp(delta * A[None, :])
+            bu = delta * u * Bk[:, None]
+            h = _scan_h(a, bu, carry, kk == 1, T)
+            # a_t·h_{t-1}; exact at the chunk's first valid step
+            first = 0 if kk == 0 else tl.minimum(T - 1, L - 1 - c * T)
+            ah = _first_exact(h - bu, a, carry, first, T)
+            g, _ = _scan_g(a, Ck[:, None] * gy, ein, kk == 1, T)
+            dx += g * delta * Bk[:, None]
+            dz = g * (ah * A[None, :] + u * Bk[:, None]) * tl.sigmoid(z)
+            dz = tl.where(m, dz, 0.)
+            tl.store((dz_ptr + zb) + zo,
+                     dz.to(dz_ptr.dtype.element_ty),
+                     mask=m)
+            if kk == 0:
+                dA0 += tl.sum(g * ah * delta, 0)
+                db0 += tl.sum(dz, 0)
+            else:
+                dA1 += tl.sum(g * ah * delta, 0)
+                db1 += tl.sum(dz, 0)
+            # per-pixel sums over this block's channels: dB, dC
+            tl.store(pbase + k * 2, tl.sum(g * delta * u, 1), mask=valid)
+            tl.store(pbase + k * 2 + 1, tl.sum(gy * h, 1), mask=valid)
+        if ACC:
+            dx += tl.load((dx32_ptr + xb) + xo, mask=m, other=0.)
+            tl.store((dx_ptr + xb) + xo,
+                     dx.to(dx_ptr.dtype.element_ty),
+                     mask=m)
+        else:
+            tl.store((dx32_ptr + xb) + xo, dx, mask=m)
+    # this program's parameter gradients, one private slice
+    for kk in tl.static_range(2):
+        k = pair + 2 * kk
+        vb = dvec_ptr + pid * 12 * Di + k * Di + offs_d
+        tl.store(vb, dA0 if kk == 0 else dA1, mask=mask_d)
+        tl.store(vb + 4 * Di, dD, mask=mask_d)
+        tl.store(vb + 8 * Di, db0 if kk == 0 else db1, mask=mask_d)

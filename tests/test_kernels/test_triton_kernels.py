@@ -152,9 +152,9 @@ def _ss2d_inputs(B, Di, H, W, N, R, dtype, channels_last, seed=0):
     (1, 16, 1, 7, 1, 2, True, False, torch.float32),
     (1, 16, 9, 1, 1, 2, False, True, torch.float32),
     (1, 16, 1, 1, 4, 2, False, False, torch.float32),
-    # d_state 1 over several tiles (4x4 under the interpreter): segment
-    # carries chained across tiles, rows and columns, partial tiles, a
-    # channel count that is not a multiple of the block
+    # d_state 1 over several chunks (8 steps under the interpreter): carries
+    # chained across chunks in both pair orders, partial chunks, a channel
+    # count that is not a multiple of the block
     (1, 20, 9, 7, 1, 3, True, False, torch.float32),
     (2, 16, 4, 13, 1, 2, False, False, torch.float32),
 ])
@@ -181,14 +181,14 @@ def test_ss2d_core(monkeypatch, B, Di, H, W, N, R, channels_last, splits,
     (1, 16, 4, 4, 2, True, torch.bfloat16),
     # L = 1, one channel
     (1, 1, 1, 1, 1, False, torch.float32),
-    # over several tiles (4x4 under the interpreter): segment carries
-    # chained across tiles, rows and columns, partial tiles, channels not a
+    # over several chunks (8 steps under the interpreter): carries chained
+    # across chunks in both pair orders, partial chunks, channels not a
     # multiple of the block
     (1, 20, 9, 7, 3, True, torch.float32),
     (2, 16, 4, 13, 2, False, torch.float32),
 ])
-def test_ss2d_core_deterministic_tiles(B, Di, H, W, R, channels_last, dtype):
-    """d_state 1 with deterministic algorithms asked for: the tile kernels,
+def test_ss2d_core_deterministic_pairs(B, Di, H, W, R, channels_last, dtype):
+    """d_state 1 with deterministic algorithms asked for: the pair kernels,
     against the reference, and the same bits twice."""
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
@@ -209,6 +209,38 @@ def test_ss2d_core_deterministic_tiles(B, Di, H, W, R, channels_last, dtype):
         assert rel_err(a, b) < tol_g, name
     for a, b in zip(*runs):
         assert torch.equal(a, b)
+
+
+class _Spy:
+    """Counts the launches of a Triton kernel (``kernel[grid](...)``)."""
+
+    def __init__(self, kernel):
+        self.kernel, self.calls = kernel, 0
+
+    def __getitem__(self, grid):
+        self.calls += 1
+        return self.kernel[grid]
+
+
+@pytest.mark.parametrize('B,deterministic,pairs', [(2, False, True),
+                                                   (3, False, False),
+                                                   (3, True, True)])
+def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic, pairs):
+    """d_state 1 runs the pair kernels up to PAIR_MAX_BATCH images and in
+    deterministic mode, the chunked kernels otherwise."""
+    import importlib
+    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
+    assert ss2d.PAIR_MAX_BATCH == 2
+    spy = _Spy(ss2d.kern.fwd_summary_kernel)
+    monkeypatch.setattr(ss2d.kern, 'fwd_summary_kernel', spy)
+    ins = _ss2d_inputs(B, 16, 3, 4, 1, 2, torch.float32, True)
+    torch.use_deterministic_algorithms(deterministic)
+    try:
+        y = ss2d_core(*ins, backend='triton')
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert spy.calls == (1 if pairs else 0)
+    assert rel_err(y, ss2d_core_ref(*ins)) < TOL[torch.float32][0]
 
 
 def test_ss2d_core_d_state_16_is_not_deterministic():

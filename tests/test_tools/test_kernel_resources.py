@@ -50,10 +50,10 @@ def test_static_resources_of_the_launch_configs(tmp_path):
     # TRITON_INTERPRET, as in the tool)
     code = ('from mmvmamba.kernels.ss2d import tile_config; '
             'c = tile_config(768, 48, 7, 7); '
-            'print(c["BD"], c["TH"], c["TW"], c["warps"])')
-    bd, th, tw, warps = map(int, run_python(code).split())
+            'print(c["BD"], c["T"], c["warps"])')
+    bd, t, warps = map(int, run_python(code).split())
     assert rows['fwd']['BD'] == bd and rows['fwd']['warps'] == warps
-    assert rows['bwd']['tile'] == f'{th}x{tw}'
+    assert rows['bwd']['tile'] == f'T={t}'
     for r in rows.values():
         assert r['shape'] == 'T-stage4'
         assert 0 < r['regs'] <= 255 and r['stack'] >= 0 and r['shared'] >= 0

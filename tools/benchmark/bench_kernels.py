@@ -75,7 +75,7 @@ def check(B, C, H, W):
 
 def legacy_core(x, xw, dt_w, dt_b, A_logs, Ds):
     """The chunked per-direction kernels (the default path, atomics), timed
-    beside the deterministic tile kernels."""
+    beside the deterministic pair kernels."""
     import mmvmamba.kernels.ss2d  # noqa: F401  (registers the op)
     B, Di, H, W = x.shape
     x = x.contiguous(memory_format=torch.channels_last)
@@ -93,7 +93,7 @@ def run_ours(args, rate):
     from mmvmamba.kernels import ss2d_core
     if args.legacy:
         ss2d_core = legacy_core  # noqa: F811
-    else:  # the deterministic tile kernels
+    else:  # the deterministic pair kernels at every batch
         torch.use_deterministic_algorithms(True, warn_only=True)
     rows = []
     print(f'{"shape":14s} {"fwd ms":>8s} {"f+b ms":>8s} {"floor f":>8s} '
@@ -104,7 +104,7 @@ def run_ours(args, rate):
         err, same = check(B, C, H, W) if not args.legacy else (nan, False)
         fwd, fb = time_core(ss2d_core, B, C, H, W)
         ff, ffb = (n / rate / 1e6 for n in floor_bytes(B, C, H, W))
-        variant = 'legacy' if args.legacy else 'tiles'
+        variant = 'legacy' if args.legacy else 'pairs'
         rows.append(dict(shape=name, variant=variant, fwd_ms=fwd,
                          fwd_bwd_ms=fb, floor_fwd_ms=ff, floor_fwd_bwd_ms=ffb,
                          err=err, deterministic=same))
@@ -175,7 +175,7 @@ def report(paths):
                 ours[row['shape']] = row
     print('| shape (batch, Di, H×W) | fwd ms | fwd+bwd ms | floor fwd / '
           'fwd+bwd ms | × floor fwd / fwd+bwd | deterministic | fastest '
-          'public fwd+bwd ms | former kernels fwd / fwd+bwd ms |')
+          'public fwd+bwd ms | chunked kernels fwd / fwd+bwd ms |')
     print('| --- | --- | --- | --- | --- | --- | --- | --- |')
     for name, B, C, H, W in SHAPES:
         r = ours.get(name)

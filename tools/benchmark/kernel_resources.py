@@ -1,6 +1,6 @@
 """Registers, spills and shared memory of the SS2D scan kernels, without a GPU.
 
-Compiles the d_state-1 tile kernels (forward summary, chain, forward,
+Compiles the d_state-1 kernels (forward summary, chain, forward,
 backward summary, backward) for an NVIDIA architecture (default sm_90,
 H100/H200) with the configuration that ``ss2d.tile_config`` picks at each
 benchmark shape, and reads the resource usage of the cubin with the
@@ -32,7 +32,9 @@ from mmvmamba.kernels import ss2d  # noqa: E402
 from mmvmamba.kernels import ss2d_kernels as sk  # noqa: E402
 
 #: 16-bit inputs (AMP); parameters, gy and the gradients are float32
-POINTER_TYPES = dict(x_ptr='*bf16', xdbl_ptr='*bf16', dx_ptr='*bf16')
+POINTER_TYPES = dict(
+    x_ptr='*bf16', xdbl_ptr='*bf16', z_ptr='*bf16', dx_ptr='*bf16',
+    dz_ptr='*bf16')
 REGISTERS_PER_SM = 65536
 MAX_WARPS_PER_SM = 64
 
@@ -97,18 +99,13 @@ def shape_configs(DC: int, H: int, W: int) -> List:
     the launcher's own configuration (``ss2d.tile_config``)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
-    tile = dict(
-        BD=cfg['BD'],
-        TH=cfg['TH'],
-        TW=cfg['TW'],
-        RP=cfg['RP'],
-        DOT_PREC='tf32')
+    tile = dict(BD=cfg['BD'], T=cfg['T'])
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
     return [('fwd_summary', sk.fwd_summary_kernel, tile, cfg['warps']),
             ('chain', sk.chain_kernel, chain, 4),
-            ('fwd', sk.fwd_kernel, tile, cfg['warps']),
+            ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps']),
             ('bwd_summary', sk.bwd_summary_kernel, tile, cfg['warps']),
-            ('bwd', sk.bwd_kernel, tile, cfg['warps'])]
+            ('bwd', sk.bwd_kernel, dict(tile, ACC=True), cfg['warps'])]
 
 
 def main(argv=None) -> None:
@@ -134,7 +131,7 @@ def main(argv=None) -> None:
             continue
         for label, kernel, cx, warps in shape_configs(DC, H, W):
             res = resources(kernel, cx, warps, args.arch)
-            tile = f'{cx.get("TH", "-")}x{cx.get("TW", "-")}'
+            tile = f'T={cx["T"]}' if 'T' in cx else '-'
             res.update(
                 shape=name,
                 kernel=label,

@@ -1,15 +1,14 @@
-"""Sweep the configuration of the SS2D tile kernels on a GPU.
+"""Sweep the configuration of the SS2D d_state-1 kernels on a GPU.
 
-For every configuration (channel block ``BD``, tile ``TH``×``TW``, warps)
-the core is first checked against the PyTorch reference (forward and every
+For every configuration (channel block ``BD``, one channel per thread, and
+chunk length ``T``) the core is first checked against the PyTorch reference (forward and every
 gradient, fp32, a small shape), then the forward (inference) and the forward
 + backward are timed (bf16, ``do_bench`` median) at the shapes of
 bench_kernels.py (``mmvmamba.analysis.bench.SHAPES``). Prints the best
 configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
-        [--shapes T-stage1 MaskRCNN-s1] [--bd 16 32] [--tiles 8x8 8x16] \\
-        [--warps 4 8]
+        [--shapes T-stage1 MaskRCNN-s1] [--bd 64 128] [--chunks 8 16]
 """
 import argparse
 import importlib
@@ -38,35 +37,20 @@ def max_err() -> float:
     return max(rel(a, b) for a, b in zip([y] + list(gt), [yr] + list(gr)))
 
 
-def tile(text):
-    th, tw = (int(v) for v in text.split('x'))
-    return th, tw
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write all timings here')
     parser.add_argument('--shapes', nargs='+', help='default: all')
-    parser.add_argument('--bd', nargs='+', type=int, default=[16, 32])
-    parser.add_argument(
-        '--tiles', nargs='+', type=tile, default=[(8, 8), (8, 16), (16, 16)])
-    parser.add_argument('--warps', nargs='+', type=int, default=[4, 8])
-    parser.add_argument(
-        '--configs',
-        nargs='+',
-        help='explicit BDxTHxTWxWARPS configurations (replace the grid)')
+    parser.add_argument('--bd', nargs='+', type=int, default=[64, 128])
+    parser.add_argument('--chunks', nargs='+', type=int, default=[8, 16])
     args = parser.parse_args(argv)
     configs = [
-        dict(BD=bd, TH=th, TW=tw, warps=w)
-        for bd, (th, tw), w in itertools.product(args.bd, args.tiles,
-                                                 args.warps)
+        dict(BD=bd, T=t) for bd, t in itertools.product(args.bd, args.chunks)
     ]
-    if args.configs:
-        configs = [
-            dict(zip(('BD', 'TH', 'TW', 'warps'), map(int, c.split('x'))))
-            for c in args.configs
-        ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
+    # the pair kernels at every batch (above ss2d.PAIR_MAX_BATCH the default
+    # path is the chunked kernels)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     results = []
     for cfg in configs:
         ss2d.TUNE.clear()
@@ -94,10 +78,9 @@ def main(argv=None):
             best = min(rows, key=lambda r: r['fwd_bwd_ms'])
             bestf = min(rows, key=lambda r: r['fwd_ms'])
             print(f'  {name:14s} f+b {best["fwd_bwd_ms"]:.3f} ms '
-                  f'BD={best["BD"]} {best["TH"]}x{best["TW"]} '
-                  f'w{best["warps"]} | fwd {bestf["fwd_ms"]:.3f} ms '
-                  f'BD={bestf["BD"]} {bestf["TH"]}x{bestf["TW"]} '
-                  f'w{bestf["warps"]}')
+                  f'BD={best["BD"]} T={best["T"]} | fwd '
+                  f'{bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
+                  f'T={bestf["T"]}')
     write_json(args.json,
                dict(device=torch.cuda.get_device_name(), rows=results))
 
