@@ -3,7 +3,7 @@
 # repository root on the GPU box). STAGES picks what runs (default: all):
 #   tests   the kernel/model test suite on the GPU; a failure is printed loudly
 #           and makes the script exit non-zero at the end
-#   sweep   configuration sweep of the SS2D tile kernels (sweep_scan.py;
+#   sweep   configuration sweep of the SS2D pair kernels (sweep_scan.py;
 #           SWEEP_ARGS adds arguments)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
