@@ -83,12 +83,17 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     return cfg
 
 
+def _dt_rank(x_dbl: Tensor, R: int) -> Tensor:
+    """The dt-rank inputs of the four directions, a (4, B·L, R) view."""
+    return x_dbl.view(-1, K, x_dbl.shape[-1] // K)[:, :, :R].transpose(0, 1)
+
+
 def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tensor:
     """z of the four directions without the bias, (4, B·L, Di), one batched
     GEMM in x_dbl's dtype: (4, B·L, R) @ (4, R, Di)."""
-    K_, Di, R = dt_w.shape
-    dtr = x_dbl.view(-1, K, x_dbl.shape[-1] // K)[:, :, :R].transpose(0, 1)
-    return torch.bmm(dtr, dt_w.transpose(1, 2).to(x_dbl.dtype))
+    return torch.bmm(
+        _dt_rank(x_dbl, dt_w.shape[2]),
+        dt_w.transpose(1, 2).to(x_dbl.dtype))
 
 
 def _args(x: Tensor, x_dbl: Tensor, z: Tensor, R: int, cfg: dict) -> list:
@@ -110,7 +115,7 @@ def _chain(P: Tensor, S: Tensor) -> Tensor:
     carry = torch.empty_like(P)
     BDc = min(64, triton.next_power_of_2(Di))
     kern.chain_kernel[(Bsz * K, triton.cdiv(Di, BDc))](
-        P, S, carry, Di, NCH, NCH, NCH, BD=BDc, SB=32, num_warps=4)
+        P, S, carry, Di, NCH, BD=BDc, SB=32, num_warps=4)
     return carry
 
 
@@ -134,8 +139,8 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     z = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, R, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.fwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S,
-                                              *args, **consts)
+    kern.summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args,
+                                          ADJ=False, **consts)
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
@@ -180,8 +185,8 @@ def _bwd1_impl(
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.bwd_summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, gy, P, S,
-                                              *args, **consts)
+    kern.summary_kernel[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A, P, S, *args,
+                                          ADJ=True, **consts)
     adj = _chain(P, S)
     del P, S
     nch, _, nd = _grid(x, cfg, 1)
@@ -198,10 +203,8 @@ def _bwd1_impl(
                                      Bsz, nprog, ACC=pair == 1, **consts)
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
-    J = x_dbl.shape[-1] // K
-    dtr = x_dbl.view(-1, K, J)[:, :, :R].transpose(0, 1)
-    dW = torch.bmm(dz.transpose(1, 2), dtr)
-    dxdbl = x_dbl.new_empty((Bsz * L, K, J))
+    dW = torch.bmm(dz.transpose(1, 2), _dt_rank(x_dbl, R))
+    dxdbl = x_dbl.new_empty((Bsz * L, K, x_dbl.shape[-1] // K))
     dxdbl[:, :, :R] = torch.bmm(dz, dt_w.to(dz.dtype)).transpose(0, 1)
     dxdbl[:, :, R:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))

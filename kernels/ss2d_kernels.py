@@ -25,7 +25,7 @@ inside a thread (no cross-lane tree), and the loads of a pixel's channels are
 coalesced. Both directions of a pair are computed on the same tile. Three
 phases:
 
-1. ``*_summary_kernel``: per chunk and direction, the product of the decays
+1. ``summary_kernel``: per chunk and direction, the product of the decays
    and the end value from a zero start.
 2. ``chain_kernel``: per (image, direction, channel) a scan over the chunk
    summaries in the direction's order gives the carry entering each chunk.
@@ -55,8 +55,7 @@ from ._scan_kernels import _reverse_first_order as _adjoint
 
 _RUNTIME = [
     'pair', 'Di', 'H', 'W', 'L', 'R', 'NCH', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
-    'sd_b', 'sd_p', 'sd_j', 'sz_k', 'sz_b', 'sz_p', 'sz_c', 'NSEG', 'nseg_r',
-    'nseg_c', 'NB', 'NPROG'
+    'sd_b', 'sd_p', 'sd_j', 'sz_k', 'sz_b', 'sz_p', 'sz_c', 'NB', 'NPROG'
 ]
 
 
@@ -160,11 +159,14 @@ def _seg(b, k, n, NCH, Di, offs_d):
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
-def fwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
-                       Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p,
-                       sd_j, sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr,
-                       T: tl.constexpr):
-    """Phase 1 of the forward: chunk summaries of the four directions."""
+def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
+                   H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
+                   sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr, T: tl.constexpr,
+                   ADJ: tl.constexpr):
+    """Phase 1: chunk summaries (decay product, end value from a zero start)
+    of the four directions. Forward: v is x and the value is h = Σ of
+    Δ·u·B. Backward (``ADJ``): v is gy (float32, x's strides), the value is
+    a·g of the adjoint, which runs in the order of direction k ^ 2."""
     c = tl.program_id(0)
     pair = tl.program_id(1) % 2
     b = (tl.program_id(1) // 2).to(tl.int64)
@@ -173,7 +175,7 @@ def fwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
     hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
     xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
                               sx_h, sx_w)
-    u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+    v = tl.load((v_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
     for kk in tl.static_range(2):
         k = pair + 2 * kk
         z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
@@ -181,34 +183,38 @@ def fwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr,
                                               mask_d, m, Di, R, sd_b, sd_p,
                                               sd_j, sz_k, sz_b, sz_p, sz_c)
         a = tl.exp(delta * A[None, :])
-        _, h = tl.associative_scan((a, delta * u * Bk[:, None]),
-                                   0,
-                                   _first_order,
-                                   reverse=kk == 1)
-        S = _row(h, 0 if kk == 1 else T - 1, T)
-        n = c if kk == 0 else NCH - 1 - c
+        # the value leaves the chunk at q = 0 when the scan runs backwards in
+        # q: direction 2/3, or the adjoint of direction 0/1
+        if ADJ:
+            _, val = _scan_g(a, Ck[:, None] * v, tl.zeros_like(A), kk == 1, T)
+            S = _row(val, T - 1 if kk == 1 else 0, T)
+            n = c if kk == 1 else NCH - 1 - c
+        else:
+            _, val = tl.associative_scan((a, delta * v * Bk[:, None]),
+                                         0,
+                                         _first_order,
+                                         reverse=kk == 1)
+            S = _row(val, 0 if kk == 1 else T - 1, T)
+            n = NCH - 1 - c if kk == 1 else c
         offs = _seg(b, k, n, NCH, Di, offs_d)
         tl.store(p_ptr + offs, tl.exp(A * tl.sum(delta, 0)), mask=mask_d)
         tl.store(s_ptr + offs, S, mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
-def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NSEG, nseg_r, nseg_c,
-                 BD: tl.constexpr, SB: tl.constexpr):
+def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
+                 SB: tl.constexpr):
     """Phase 2: carry[n] = P[n-1]·carry[n-1] + S[n-1], carry[0] = 0, along
-    the segments of one (image, direction) for BD channels."""
-    pid_bk = tl.program_id(0)
-    k = pid_bk % 4
+    the NCH chunks of one (image, direction) for BD channels."""
     offs_d = tl.program_id(1) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    nseg = tl.where(k % 2 == 0, nseg_r, nseg_c)
-    base = pid_bk.to(tl.int64) * NSEG * Di
+    base = tl.program_id(0).to(tl.int64) * NCH * Di
     carry = tl.zeros((BD, ), dtype=tl.float32)
     tl.store(c_ptr + base + offs_d, carry, mask=mask_d)
     idx = tl.arange(0, SB)
-    for n0 in range(0, nseg, SB):
+    for n0 in range(0, NCH, SB):
         n = n0 + idx
-        m = (n < nseg)[:, None] & mask_d[None, :]
+        m = (n < NCH)[:, None] & mask_d[None, :]
         offs = base + n[:, None] * Di + offs_d[None, :]
         P = tl.load(p_ptr + offs, mask=m, other=1.)
         S = tl.load(s_ptr + offs, mask=m, other=0.)
@@ -216,7 +222,7 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NSEG, nseg_r, nseg_c,
         _, h = tl.associative_scan((P, S), 0, _first_order)
         # h[n] is the carry of segment n + 1
         tl.store(
-            c_ptr + offs + Di, h, mask=((n + 1) < nseg)[:, None] & m)
+            c_ptr + offs + Di, h, mask=((n + 1) < NCH)[:, None] & m)
         carry = tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
 
 
@@ -254,38 +260,6 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     if ACC:
         y += tl.load((y_ptr + xb) + xo, mask=m, other=0.)
     tl.store((y_ptr + xb) + xo, y, mask=m)
-
-
-@triton.jit(do_not_specialize=_RUNTIME)
-def bwd_summary_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, gy_ptr, p_ptr,
-                       s_ptr, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w,
-                       sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c,
-                       BD: tl.constexpr, T: tl.constexpr):
-    """Phase 1 of the backward: chunk summaries of the four adjoints (gy
-    float32 with x's strides). The adjoint of direction k runs in the order
-    of direction k ^ 2."""
-    c = tl.program_id(0)
-    pair = tl.program_id(1) % 2
-    b = (tl.program_id(1) // 2).to(tl.int64)
-    offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
-    mask_d = offs_d < Di
-    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
-    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
-                              sx_h, sx_w)
-    gy = tl.load((gy_ptr + xb) + xo, mask=m, other=0.)
-    for kk in tl.static_range(2):
-        k = pair + 2 * kk
-        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
-                                              a_ptr, b, p, valid, offs_d,
-                                              mask_d, m, Di, R, sd_b, sd_p,
-                                              sd_j, sz_k, sz_b, sz_p, sz_c)
-        a = tl.exp(delta * A[None, :])
-        _, ag = _scan_g(a, Ck[:, None] * gy, tl.zeros_like(A), kk == 1, T)
-        S = _row(ag, T - 1 if kk == 1 else 0, T)
-        n = NCH - 1 - c if kk == 0 else c
-        offs = _seg(b, k, n, NCH, Di, offs_d)
-        tl.store(p_ptr + offs, tl.exp(A * tl.sum(delta, 0)), mask=mask_d)
-        tl.store(s_ptr + offs, S, mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)

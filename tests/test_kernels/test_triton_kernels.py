@@ -231,8 +231,8 @@ def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic, pairs):
     import importlib
     ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
     assert ss2d.PAIR_MAX_BATCH == 2
-    spy = _Spy(ss2d.kern.fwd_summary_kernel)
-    monkeypatch.setattr(ss2d.kern, 'fwd_summary_kernel', spy)
+    spy = _Spy(ss2d.kern.summary_kernel)
+    monkeypatch.setattr(ss2d.kern, 'summary_kernel', spy)
     ins = _ss2d_inputs(B, 16, 3, 4, 1, 2, torch.float32, True)
     torch.use_deterministic_algorithms(deterministic)
     try:

@@ -49,15 +49,21 @@ def cuobjdump() -> str:
     return path
 
 
-def resources(kernel, constexprs: Dict, warps: int, arch: int) -> Dict:
-    """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes."""
+def resources(kernel,
+              constexprs: Dict,
+              warps: int,
+              arch: int,
+              pointers: Dict = None) -> Dict:
+    """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes.
+    ``pointers`` overrides :data:`POINTER_TYPES` by argument name."""
+    types = dict(POINTER_TYPES, **(pointers or {}))
     names = kernel.arg_names
     signature, attrs = {}, {}
     for i, name in enumerate(names):
         if name in constexprs:
             signature[name] = 'constexpr'
         elif name.endswith('_ptr'):
-            signature[name] = POINTER_TYPES.get(name, '*fp32')
+            signature[name] = types.get(name, '*fp32')
             attrs[(i, )] = [['tt.divisibility', 16]]  # as the JIT sees them
         else:
             signature[name] = 'i32'
@@ -95,17 +101,21 @@ def resident_warps(regs: int, warps: int) -> int:
 
 
 def shape_configs(DC: int, H: int, W: int) -> List:
-    """(label, kernel, constexprs, warps) of the launches at one shape, with
+    """(label, kernel, constexprs, warps, pointer types) of the launches at
+    one shape, with
     the launcher's own configuration (``ss2d.tile_config``)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
     tile = dict(BD=cfg['BD'], T=cfg['T'])
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
-    return [('fwd_summary', sk.fwd_summary_kernel, tile, cfg['warps']),
-            ('chain', sk.chain_kernel, chain, 4),
-            ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps']),
-            ('bwd_summary', sk.bwd_summary_kernel, tile, cfg['warps']),
-            ('bwd', sk.bwd_kernel, dict(tile, ACC=True), cfg['warps'])]
+    # the summary kernel reads x (bf16) forwards, gy (float32) backwards
+    return [('fwd_summary', sk.summary_kernel, dict(tile, ADJ=False),
+             cfg['warps'], dict(v_ptr='*bf16')),
+            ('chain', sk.chain_kernel, chain, 4, {}),
+            ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps'], {}),
+            ('bwd_summary', sk.summary_kernel, dict(tile, ADJ=True),
+             cfg['warps'], {}),
+            ('bwd', sk.bwd_kernel, dict(tile, ACC=True), cfg['warps'], {})]
 
 
 def main(argv=None) -> None:
@@ -129,8 +139,8 @@ def main(argv=None) -> None:
     for name, batch, DC, H, W in SHAPES:
         if name not in args.shapes:
             continue
-        for label, kernel, cx, warps in shape_configs(DC, H, W):
-            res = resources(kernel, cx, warps, args.arch)
+        for label, kernel, cx, warps, ptrs in shape_configs(DC, H, W):
+            res = resources(kernel, cx, warps, args.arch, ptrs)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             res.update(
                 shape=name,
