@@ -13,10 +13,12 @@ from the R-dim vectors.
   the projections and parameters, through float32 atomics, so results are
   not bit-identical from run to run. Registered as
   ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``. Used for d_state > 1, and for
-  d_state 1 at batch > ``PAIR_MAX_BATCH`` (the faster there).
+  d_state 1 at batch > ``PAIR_MAX_BATCH`` below ``PAIR_MIN_PIXELS`` pixels
+  (the faster there).
 * d_state 1 (every released v2 model) at batch ≤ ``PAIR_MAX_BATCH`` (batch-1
-  inference, detection at two images per GPU), and at every batch when the
-  user asks for deterministic algorithms
+  inference, detection at two images per GPU), from ``PAIR_MIN_PIXELS``
+  pixels at every batch, and at every batch when the user asks for
+  deterministic algorithms
   (``torch.use_deterministic_algorithms(True)``, which mmengine's
   ``randomness=dict(deterministic=True)`` sets): :mod:`.ss2d_kernels`, one
   channel per thread and time inside the thread, the directions in two
@@ -46,14 +48,23 @@ __all__ = ['ss2d_core_triton', 'tile_config']
 
 K = 4
 
-#: d_state 1 runs the channel-per-thread pair kernels (deterministic) up to
-#: this batch and the chunked kernels above it, unless deterministic
-#: algorithms are asked for. H200, bench_kernels.py, forward + backward ms,
-#: pair / chunked, same run: batch 1 stage 1 1.918 / 3.985, Mask R-CNN
-#: (batch 2) stages 1-4 4.785 / 4.105, 1.928 / 3.442, 2.098 / 3.317,
-#: 1.854 / 2.905; batch 128 stages 1-4 11.880 / 7.114, 4.383 / 3.565,
-#: 2.562 / 2.073, 2.371 / 1.906.
+#: d_state 1 runs the channel-per-thread pair kernels up to this batch, at
+#: every batch from ``PAIR_MIN_PIXELS`` pixels per image, and whenever
+#: deterministic algorithms are asked for; the chunked kernels otherwise.
+#: H200, bench_kernels.py, forward + backward ms, pair / chunked, same run
+#: (2026-12-04): batch 128 stages 1-4 (56², 28², 14², 7²) 5.08 / 7.14,
+#: 2.88 / 3.56, 3.15 / 2.09, 2.75 / 1.92; batch 1 stage 1 2.97 / 3.14;
+#: Mask R-CNN (batch 2) stages 1-4 2.98 / 4.15, 3.11 / 3.03, 2.69 / 2.65,
+#: 2.75 / 3.03.
 PAIR_MAX_BATCH = 2
+PAIR_MIN_PIXELS = 784
+
+
+def use_pairs(N: int, batch: int, pixels: int) -> bool:
+    """Whether the SS2D core runs the pair kernels (d_state 1 only)."""
+    return N == 1 and (torch.are_deterministic_algorithms_enabled()
+                       or batch <= PAIR_MAX_BATCH
+                       or pixels >= PAIR_MIN_PIXELS)
 
 
 # ----------------------------------------------------------------------------
@@ -70,35 +81,92 @@ TUNE: dict = {}
 
 
 def tile_config(Di: int, R: int, H: int, W: int) -> dict:
-    """Compile-time sizes of the d_state-1 kernels: channel block ``BD``
-    (one channel per thread, so ``BD // 32`` warps) and chunk length ``T``.
-    Depends on the sizes only through a few classes, so new image sizes do
-    not recompile."""
+    """Compile-time sizes of the d_state-1 kernels: chunk length ``T``;
+    channel block ``BD`` and ``warps`` of the summary and forward kernels,
+    ``BDB`` and ``warpsB`` of the backward kernel (``BD // (32·warps)``
+    channels per thread), and ``per_sm``, the backward's persistent
+    programs per SM. Depends on the sizes only through a few classes,
+    so new image sizes do not recompile."""
     if _interpreted():
-        return dict(BD=16, T=8, warps=1)
-    # the best of BD 64/128 × T 8/16 at most benchmark shapes (H200 sweep,
-    # docs/benchmarks.md)
-    cfg = dict(dict(BD=64, T=8), **TUNE)
-    cfg.setdefault('warps', max(1, cfg['BD'] // 32))
+        return dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1)
+    # the best of the H200 sweeps (docs/benchmarks.md): one warp of 32
+    # channels per program (fewer registers than 64 channels in one or two
+    # warps), chunks of 4 (the backward's registers: 128 against 250 at 8)
+    cfg = dict(dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=16),
+               **TUNE)
     return cfg
 
 
-def _dt_rank(x_dbl: Tensor, R: int) -> Tensor:
-    """The dt-rank inputs of the four directions, a (4, B·L, R) view."""
-    return x_dbl.view(-1, K, x_dbl.shape[-1] // K)[:, :, :R].transpose(0, 1)
+def _padded_rows(R: int) -> int:
+    """Rows per direction of the d_state-1 x_dbl: dt rank R, zero rows,
+    then B and C, R + 2 rounded up to a multiple of 8. The dt-projection
+    GEMMs then run on 16-byte aligned operands: with R + 2 = 14 the batched
+    GEMMs fall back to cuBLAS's 2-element-aligned kernels (H200, VMamba-T
+    stage 1 at R + 2 = 8 but K = R = 6: the z GEMM 455 us)."""
+    return -(-(R + 2) // 8) * 8
+
+
+def pad_x_proj(x_proj_weight: Tensor, R: int) -> Tensor:
+    """(4, R + 2, Di) → (4, :func:`_padded_rows`, Di): zero rows between
+    the dt-rank rows and B, C (differentiable; the zero rows get no
+    gradient)."""
+    J8 = _padded_rows(R)
+    J = x_proj_weight.shape[1]
+    if J8 == J:
+        return x_proj_weight
+    zeros = x_proj_weight.new_zeros(K, J8 - J, x_proj_weight.shape[2])
+    return torch.cat(
+        [x_proj_weight[:, :R], zeros, x_proj_weight[:, R:]], dim=1)
+
+
+def _dirs(x_dbl: Tensor) -> Tensor:
+    """The four directions' rows of x_dbl, a (4, B·L, J8) view."""
+    return x_dbl.view(-1, K, x_dbl.shape[-1] // K).transpose(0, 1)
+
+
+def _dt_weight(dt_w: Tensor, J8: int, dtype: torch.dtype) -> Tensor:
+    """dt_w (4, Di, R) zero-padded to (4, Di, J8) (B, C and the padding
+    rows of x_dbl do not enter z)."""
+    w = dt_w.new_zeros(K, dt_w.shape[1], J8, dtype=dtype)
+    w[:, :, :dt_w.shape[2]] = dt_w
+    return w
 
 
 def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tensor:
     """z of the four directions without the bias, (4, B·L, Di), one batched
-    GEMM in x_dbl's dtype: (4, B·L, R) @ (4, R, Di)."""
-    return torch.bmm(
-        _dt_rank(x_dbl, dt_w.shape[2]),
-        dt_w.transpose(1, 2).to(x_dbl.dtype))
+    GEMM in x_dbl's dtype: (4, B·L, J8) @ (4, J8, Di)."""
+    xk = _dirs(x_dbl)
+    w = _dt_weight(dt_w, xk.shape[2], x_dbl.dtype)
+    return torch.bmm(xk, w.transpose(1, 2))
 
 
-def _args(x: Tensor, x_dbl: Tensor, z: Tensor, R: int, cfg: dict) -> list:
+def _splits(n: int, rows: int = 2048, most: int = 256) -> int:
+    """The largest s ≤ ``most`` dividing n with at least ``rows`` rows per
+    part (1 when there is none)."""
+    for s in range(min(most, n // rows), 1, -1):
+        if n % s == 0:
+            return s
+    return 1
+
+
+def _outer_sum(a: Tensor, b: Tensor) -> Tensor:
+    """Σ over n of a[k, n]ᵀ·b[k, n] for a (K, n, P) contiguous and b
+    (K, n, Q): (K, P, Q) float32. The n rows are split into parts of one
+    batched GEMM, summed in float32 (one GEMM with K = n = 400k runs on a
+    few dozen CTAs: 5.5 ms at VMamba-T stage 1 on the H200)."""
+    k, n, p = a.shape
+    s = _splits(n)
+    part = torch.bmm(
+        a.reshape(k * s, n // s, p).transpose(1, 2),
+        b.reshape(k * s, n // s, b.shape[2]))
+    return part.view(k, s, p, -1).float().sum(1)
+
+
+def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
     Bsz, Di, H, W = x.shape
     L = H * W
+    # the kernels find B and C at rows R, R + 1 of a direction's R + 2
+    R = x_dbl.shape[-1] // K - 2
     return [
         Di, H, W, L, R,
         triton.cdiv(L, cfg['T']), *x.stride(), *x_dbl.stride(),
@@ -106,7 +174,9 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, R: int, cfg: dict) -> list:
     ]
 
 
-def _consts(cfg: dict) -> dict:
+def _consts(cfg: dict, bwd: bool = False) -> dict:
+    if bwd:
+        return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'])
     return dict(BD=cfg['BD'], T=cfg['T'], num_warps=cfg['warps'])
 
 
@@ -125,6 +195,12 @@ def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
             triton.cdiv(Di, cfg['BD']))
 
 
+def _bwd_blocks(x: Tensor, cfg: dict) -> Tuple[int, int]:
+    """(chunks per image, channel blocks) of the backward kernel."""
+    return triton.cdiv(x.shape[2] * x.shape[3],
+                       cfg['T']), triton.cdiv(x.shape[1], cfg['BDB'])
+
+
 def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
     Bsz, Di, H, W = x.shape
     return x.new_empty((Bsz, K, triton.cdiv(H * W, cfg['T']), Di),
@@ -137,7 +213,7 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
     z = _zproj(x_dbl, dt_w)
-    args, consts = _args(x, x_dbl, z, R, cfg), _consts(cfg)
+    args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     kern.summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args,
                                           ADJ=False, **consts)
@@ -162,13 +238,14 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds):
     return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
 
 
-def _programs(tiles: int, blocks: int, device: torch.device) -> int:
-    """Programs per channel block of the persistent backward: about eight
+def _programs(tiles: int, blocks: int, per_sm: int,
+              device: torch.device) -> int:
+    """Programs per channel block of the persistent backward: ``per_sm``
     per SM in all, never more than there are tiles."""
     if device.type != 'cuda':
         return min(tiles, 4)
     sms = torch.cuda.get_device_properties(device).multi_processor_count
-    return max(1, min(tiles, 8 * sms // blocks))
+    return max(1, min(tiles, per_sm * sms // blocks))
 
 
 def _bwd1_impl(
@@ -180,7 +257,7 @@ def _bwd1_impl(
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
     z = _zproj(x_dbl, dt_w)
-    args, consts = _args(x, x_dbl, z, R, cfg), _consts(cfg)
+    args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     gy = gy.float()
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
@@ -189,8 +266,8 @@ def _bwd1_impl(
                                           ADJ=True, **consts)
     adj = _chain(P, S)
     del P, S
-    nch, _, nd = _grid(x, cfg, 1)
-    nprog = _programs(Bsz * nch, nd, x.device)
+    nch, nd = _bwd_blocks(x, cfg)
+    nprog = _programs(Bsz * nch, nd, cfg['per_sm'], x.device)
     f32 = dict(dtype=torch.float32, device=x.device)
     dx32 = torch.empty_like(x, dtype=torch.float32)
     dx = torch.empty_like(x)
@@ -200,15 +277,18 @@ def _bwd1_impl(
     for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
         kern.bwd_kernel[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj,
                                      dx32, dx, dz, dbc, dvec, pair, *args,
-                                     Bsz, nprog, ACC=pair == 1, **consts)
+                                     Bsz, nprog, ACC=pair == 1,
+                                     **_consts(cfg, bwd=True))
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
-    dW = torch.bmm(dz.transpose(1, 2), _dt_rank(x_dbl, R))
-    dxdbl = x_dbl.new_empty((Bsz * L, K, x_dbl.shape[-1] // K))
-    dxdbl[:, :, :R] = torch.bmm(dz, dt_w.to(dz.dtype)).transpose(0, 1)
-    dxdbl[:, :, R:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
+    xk = _dirs(x_dbl)
+    J8 = xk.shape[2]
+    dW = _outer_sum(dz, xk)[:, :, :R].contiguous()
+    dxdbl = torch.bmm(dz, _dt_weight(dt_w, J8, dz.dtype)).transpose(0, 1)
+    dxdbl = dxdbl.contiguous()
+    dxdbl[:, :, J8 - 2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
-    return (dx, dxdbl.view(x_dbl.shape), dW.float(), dbias, dA[:, None], dD)
+    return (dx, dxdbl.view(x_dbl.shape), dW, dbias, dA[:, None], dD)
 
 
 _bwd1 = torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())(
@@ -428,6 +508,10 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     Bsz, Di, H, W = x.shape
     L = H * W
     N = A_logs.shape[1]
+    R = dt_projs_weight.shape[2]
+    d1 = use_pairs(N, Bsz, L)
+    if d1:  # rows padded for aligned dt-projection GEMMs
+        x_proj_weight = pad_x_proj(x_proj_weight, R)
     wcat = x_proj_weight.reshape(-1, Di)
     if not torch.is_autocast_enabled(x.device.type):
         wcat = wcat.to(x.dtype)
@@ -441,7 +525,7 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
     deterministic = torch.are_deterministic_algorithms_enabled()
-    if N == 1 and (deterministic or Bsz <= PAIR_MAX_BATCH):
+    if d1:
         return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
                           A[:, 0].contiguous(), Ds.float())[0]
     if deterministic:

@@ -19,11 +19,13 @@ The four directions come in two *pairs* that visit the pixels in one order,
 forwards and backwards: pair 0 = directions 0 and 2 (row-major pixel order
 q → pixel q), pair 1 = directions 1 and 3 (column-major: q → (q % H)·W +
 q // H). A tile is a chunk of T consecutive positions q of one image and BD
-channels, held as a (T, BD) block with one channel per thread and the T time
-steps in the thread's registers: the scans along time are sequential walks
-inside a thread (no cross-lane tree), and the loads of a pixel's channels are
-coalesced. Both directions of a pair are computed on the same tile. Three
-phases:
+channels, held as T rows of (BD,) vectors in tuples (``tl.static_range``),
+one channel per thread: the recurrence is a sequential multiply-add per row
+inside the thread, the loads of a pixel's channels are coalesced, and the
+pixel of each row is a scalar walk (one integer division per tile). (A
+(T, BD) block scanned by ``tl.associative_scan`` along T compiled to
+cross-lane shuffles and per-step selects: 1.4x the instructions.) Both
+directions of a pair are computed on the same tile. Three phases:
 
 1. ``summary_kernel``: per chunk and direction, the product of the decays
    and the end value from a zero start.
@@ -38,20 +40,21 @@ phases:
    channels) go to one slice per channel block, summed the same way.
 
 Only the carries (float32, one per chunk and direction) are kept for the
-backward; z is recomputed by its GEMM, Δ and the exps in the kernels. H, W,
+backward; z is recomputed by its GEMM, Δ and the exps in the kernels (the
+backward keeps h per row and recomputes the rest on its way back). H, W,
 L and the strides are runtime arguments, so a new image size never
 recompiles; the channel strides too, which keeps the compiler from spreading
 a thread's work over channels (with a stride known to be 1 it vectorises
 channels into a thread and puts time across lanes).
 """
+import os
+
 import triton
 import triton.language as tl
 
-# the combine functions of the chunked kernels: (a, b) affine steps, and the
-# adjoint g_t = c_t + a_s·g_s (s the step scanned before t) as (value, factor,
-# a of the last-scanned step)
+# the chunked kernels' combine function of (a, b) affine steps, for the scan
+# over chunk summaries
 from ._scan_kernels import _first_order
-from ._scan_kernels import _reverse_first_order as _adjoint
 
 _RUNTIME = [
     'pair', 'Di', 'H', 'W', 'L', 'R', 'NCH', 'sx_b', 'sx_c', 'sx_h', 'sx_w',
@@ -60,96 +63,64 @@ _RUNTIME = [
 
 
 @triton.jit
-def _pixels(pair, c, H, W, L, T: tl.constexpr):
-    """Rows, columns, pixel indices and validity of chunk c of a pair.
-
-    One integer division per program (the chunk start); the T steps from
-    there by a float quotient of small integers, exact (an integer division
-    per element would cost more than the scan)."""
-    q0 = c * T
+def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
+    """The T rows of chunk c of a pair, as tuples indexed by row: offset of
+    the pixel in an image with x's strides, pixel index, validity. Scalars:
+    one integer division per tile, then a step with wrap-around per row."""
     n = tl.where(pair == 0, W, H)  # the pair's inner extent
-    i = q0 % n + tl.arange(0, T)
-    k = tl.floor((i.to(tl.float32) + 0.5) * (1. / n.to(tl.float32)))
-    k = k.to(tl.int32)
-    outer = q0 // n + k
-    inner = i - k * n
-    hh = tl.where(pair == 0, outer, inner)
-    ww = tl.where(pair == 0, inner, outer)
-    return hh, ww, hh * W + ww, q0 + tl.arange(0, T) < L
+    q0 = c * T
+    inner = q0 % n
+    outer = q0 // n
+    offs = ()
+    pix = ()
+    ok = ()
+    for t in tl.static_range(T):
+        hh = tl.where(pair == 0, outer, inner)
+        ww = tl.where(pair == 0, inner, outer)
+        offs = offs + (hh * sx_h + ww * sx_w, )
+        pix = pix + (hh * W + ww, )
+        ok = ok + (q0 + t < L, )
+        inner += 1
+        wrap = inner == n
+        inner = tl.where(wrap, 0, inner)
+        outer = tl.where(wrap, outer + 1, outer)
+    return offs, pix, ok
+
+
+#: the hardware's approximate base-2 logarithm (tl.log and tl.log2 are
+#: software polynomials, about twenty instructions per call); the
+#: interpreter has no inline assembly
+_LOG2E = tl.constexpr(1.4426950408889634)
+_HW_LOG = tl.constexpr(os.environ.get('TRITON_INTERPRET') != '1')
 
 
 @triton.jit
-def _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c, sx_h, sx_w):
-    """(image offset, int32 (T, BD) offsets inside the image, mask) of a
-    tile in a tensor with x's strides."""
-    xo = (hh * sx_h + ww * sx_w)[:, None] + offs_d[None, :] * sx_c
-    return b * sx_b, xo, valid[:, None] & mask_d[None, :]
+def _softplus(z):
+    """log(1 + e^z), z beyond 20 as is, by MUFU.EX2 and MUFU.LG2."""
+    e = tl.exp2(tl.minimum(z, 20.) * _LOG2E)
+    if _HW_LOG:
+        l2 = tl.inline_asm_elementwise('lg2.approx.f32 $0, $1;',
+                                       '=r,r', [1. + e],
+                                       dtype=tl.float32,
+                                       is_pure=True,
+                                       pack=1)
+    else:
+        l2 = tl.log2(1. + e)
+    return tl.where(z > 20., z, l2 * 0.6931471805599453)
 
 
 @triton.jit
-def _inputs(k, z_ptr, xdbl_ptr, bias_ptr, a_ptr, b, p, valid, offs_d, mask_d,
-            m, Di, R, sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c):
-    """Direction k on a tile: z (pre-softplus Δ, bias added), Δ (0 outside),
-    B_k, C_k (T,), A_k (BD,), and z's offsets."""
-    Jn = R + 2
-    base = xdbl_ptr + b * sd_b + p * sd_p + k * Jn * sd_j
-    Bk = tl.load(base + R * sd_j, mask=valid, other=0.).to(tl.float32)
-    Ck = tl.load(base + (R + 1) * sd_j, mask=valid, other=0.).to(tl.float32)
-    ch = k * Di + offs_d
-    zb = k * sz_k + b * sz_b
-    zo = (p * sz_p)[:, None] + offs_d[None, :] * sz_c
-    z = tl.load((z_ptr + zb) + zo, mask=m, other=0.).to(tl.float32)
-    z += tl.load(bias_ptr + ch, mask=mask_d, other=0.)[None, :]
-    A = tl.load(a_ptr + ch, mask=mask_d, other=0.)
-    delta = tl.where(z > 20., z, tl.log(1. + tl.exp(tl.minimum(z, 20.))))
-    delta = tl.where(m, delta, 0.)
-    return z, delta, Bk, Ck, A, zb, zo
-
-
-@triton.jit
-def _row(v, i: tl.constexpr, T: tl.constexpr):
-    """Row i of a (T, BD) block (a selection inside each thread)."""
-    return tl.sum(tl.where(tl.arange(0, T)[:, None] == i, v, 0.), 0)
-
-
-@triton.jit
-def _at(v, add, i: tl.constexpr, T: tl.constexpr):
-    """v with ``add`` (BD,) added to row i."""
-    return tl.where(tl.arange(0, T)[:, None] == i, v + add[None, :], v)
-
-
-@triton.jit
-def _scan_h(a, bu, carry, REV: tl.constexpr, T: tl.constexpr):
-    """States h on the tile from the carry entering it (forward in q, or
-    backward when ``REV``)."""
-    FIRST: tl.constexpr = T - 1 if REV else 0
-    bu = _at(bu, _row(a, FIRST, T) * carry, FIRST, T)
-    _, h = tl.associative_scan((a, bu), 0, _first_order, reverse=REV)
-    return h
-
-
-@triton.jit
-def _first_exact(ah, a, carry, first, T: tl.constexpr):
-    """a_t·h_{t-1} computed as h - b, with the chunk's first valid step in
-    the scan order (``first``) set to exactly a·carry: 0 from a zero start,
-    whatever the rounding of h - b."""
-    at = tl.arange(0, T)[:, None] == first
-    return tl.where(at, (a * carry[None, :]), ah)
-
-
-@triton.jit
-def _scan_g(a, c, ein, REV: tl.constexpr, T: tl.constexpr):
-    """Adjoint of a direction scanned forward in q (or backward when
-    ``REV``): g_t = c_t + a_s·g_s, s the step after t in the direction, from
-    the chained value ``ein`` entering the tile. Returns (g, a·g)."""
-    # the adjoint walks against the direction
-    FIRST: tl.constexpr = 0 if REV else T - 1
-    c = _at(c, ein, FIRST, T)
-    g, _, al = tl.associative_scan((c, tl.full(a.shape, 1., tl.float32), a),
-                                   0,
-                                   _adjoint,
-                                   reverse=not REV)
-    return g, al * g
+def _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b, p, ok, mask_d, R, sd_b,
+             sd_p, sd_j, sz_p):
+    """Direction k at one pixel p: z (bias added), Δ (0 when the row is not
+    valid), and the scalars B_k, C_k."""
+    base = xdbl_ptr + b * sd_b + p * sd_p + (k * (R + 2) + R) * sd_j
+    Bk = tl.load(base, mask=ok, other=0.).to(tl.float32)
+    Ck = tl.load(base + sd_j, mask=ok, other=0.).to(tl.float32)
+    m = mask_d & ok
+    z = tl.load(z_ptr + zb + p * sz_p + zo, mask=m, other=0.).to(tl.float32)
+    z += bias
+    return z, tl.where(m, _softplus(z), 0.), Bk, Ck
 
 
 @triton.jit
@@ -172,33 +143,43 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     b = (tl.program_id(1) // 2).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
-    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
-                              sx_h, sx_w)
-    v = tl.load((v_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+    offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
+    vb = v_ptr + b * sx_b + offs_d * sx_c
+    vs = ()
+    for t in tl.static_range(T):
+        vs = vs + (tl.load(vb + offs[t], mask=mask_d & ok[t],
+                           other=0.).to(tl.float32), )
+    zo = offs_d * sz_c
     for kk in tl.static_range(2):
         k = pair + 2 * kk
-        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
-                                              a_ptr, b, p, valid, offs_d,
-                                              mask_d, m, Di, R, sd_b, sd_p,
-                                              sd_j, sz_k, sz_b, sz_p, sz_c)
-        a = tl.exp(delta * A[None, :])
-        # the value leaves the chunk at q = 0 when the scan runs backwards in
-        # q: direction 2/3, or the adjoint of direction 0/1
-        if ADJ:
-            _, val = _scan_g(a, Ck[:, None] * v, tl.zeros_like(A), kk == 1, T)
-            S = _row(val, T - 1 if kk == 1 else 0, T)
-            n = c if kk == 1 else NCH - 1 - c
+        zb = k * sz_k + b * sz_b
+        bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+        A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+        A2 = A * _LOG2E
+        # the forward of direction 2/3 and the adjoint of direction 0/1 walk
+        # the chunk backwards in q (BACK = (kk == 1) != ADJ, written out:
+        # a constexpr cannot be reassigned in an unrolled loop)
+        val = tl.zeros((BD, ), dtype=tl.float32)
+        dsum = tl.zeros((BD, ), dtype=tl.float32)
+        for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
+                                 T - (T + 1) * ((kk == 1) != ADJ),
+                                 1 - 2 * ((kk == 1) != ADJ)):
+            _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+                                        pix[t], ok[t], mask_d, R, sd_b,
+                                        sd_p, sd_j, sz_p)
+            a = tl.exp2(delta * A2)
+            dsum += delta
+            if ADJ:  # g = C·gy + (a·g of the step before); value a·g
+                val = a * (Ck * vs[t] + val)
+            else:
+                val = a * val + delta * vs[t] * Bk
+        if (kk == 1) != ADJ:
+            n = NCH - 1 - c
         else:
-            _, val = tl.associative_scan((a, delta * v * Bk[:, None]),
-                                         0,
-                                         _first_order,
-                                         reverse=kk == 1)
-            S = _row(val, 0 if kk == 1 else T - 1, T)
-            n = NCH - 1 - c if kk == 1 else c
-        offs = _seg(b, k, n, NCH, Di, offs_d)
-        tl.store(p_ptr + offs, tl.exp(A * tl.sum(delta, 0)), mask=mask_d)
-        tl.store(s_ptr + offs, S, mask=mask_d)
+            n = c
+        segs = _seg(b, k, n, NCH, Di, offs_d)
+        tl.store(p_ptr + segs, tl.exp(A * dsum), mask=mask_d)
+        tl.store(s_ptr + segs, val, mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -238,28 +219,47 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     b = tl.program_id(1).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
-    xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b, sx_c,
-                              sx_h, sx_w)
-    u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
+    offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
+    xb = x_ptr + b * sx_b + offs_d * sx_c
+    us = ()
+    for t in tl.static_range(T):
+        us = us + (tl.load(xb + offs[t], mask=mask_d & ok[t],
+                           other=0.).to(tl.float32), )
+    zo = offs_d * sz_c
+    # direction pair + 2 first (backwards in q), its C·h kept per row
+    k = pair + 2
+    zb = k * sz_k + b * sz_b
+    bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A2 = A * _LOG2E
+    h = tl.load(carry_ptr + _seg(b, k, NCH - 1 - c, NCH, Di, offs_d),
+                mask=mask_d, other=0.)
+    ys = ()  # ys[t]: row t
+    for t in tl.static_range(T - 1, -1, -1):
+        _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+                                    pix[t], ok[t], mask_d, R, sd_b, sd_p,
+                                    sd_j, sz_p)
+        h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
+        ys = (Ck * h, ) + ys
+    k = pair
+    zb = k * sz_k + b * sz_b
+    bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A2 = A * _LOG2E
     Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
             tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
-    y = Dsum[None, :] * u
-    for kk in tl.static_range(2):
-        k = pair + 2 * kk
-        z, delta, Bk, Ck, A, zb, zo = _inputs(k, z_ptr, xdbl_ptr, bias_ptr,
-                                              a_ptr, b, p, valid, offs_d,
-                                              mask_d, m, Di, R, sd_b, sd_p,
-                                              sd_j, sz_k, sz_b, sz_p, sz_c)
-        n = c if kk == 0 else NCH - 1 - c
-        carry = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
-                        mask=mask_d, other=0.)
-        a = tl.exp(delta * A[None, :])
-        h = _scan_h(a, delta * u * Bk[:, None], carry, kk == 1, T)
-        y += Ck[:, None] * h
-    if ACC:
-        y += tl.load((y_ptr + xb) + xo, mask=m, other=0.)
-    tl.store((y_ptr + xb) + xo, y, mask=m)
+    h = tl.load(carry_ptr + _seg(b, k, c, NCH, Di, offs_d), mask=mask_d,
+                other=0.)
+    yb = y_ptr + b * sx_b + offs_d * sx_c
+    for t in tl.static_range(T):
+        _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+                                    pix[t], ok[t], mask_d, R, sd_b, sd_p,
+                                    sd_j, sz_p)
+        h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
+        y = Ck * h + ys[t] + Dsum * us[t]
+        if ACC:
+            y += tl.load(yb + offs[t], mask=mask_d & ok[t], other=0.)
+        tl.store(yb + offs[t], y, mask=mask_d & ok[t])
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -273,6 +273,10 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     j (measured faster than one tile per program with per-tile partial
     sums).
 
+    Per direction, a walk in the direction's order keeps Δ, a, a·h_{t-1}
+    and h of every row, and the walk back runs the adjoint
+    g_t = C_t·gy_t + a_s·g_s (s the step after t) and the gradients.
+
     dx: pair 0 stores its part in ``dx32`` (float32, x's strides), pair 1
     (``ACC``) adds it and writes ``dx`` (x's dtype). ``dz`` (z's layout and
     dtype) receives dL/dz; ``dbc`` (nd, B, L, 4, 2, float32) this block's dB
@@ -283,6 +287,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     blk = tl.program_id(1)
     offs_d = blk * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
+    zo = offs_d * sz_c
     dA0 = tl.zeros((BD, ), dtype=tl.float32)
     dA1 = tl.zeros((BD, ), dtype=tl.float32)
     db0 = tl.zeros((BD, ), dtype=tl.float32)
@@ -293,53 +298,105 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     for tile in range(pid, NB * NCH, NPROG):
         b = (tile // NCH).to(tl.int64)
         c = tile % NCH
-        hh, ww, p, valid = _pixels(pair, c, H, W, L, T)
-        xb, xo, m = _tile_offsets(b, hh, ww, valid, offs_d, mask_d, sx_b,
-                                  sx_c, sx_h, sx_w)
-        u = tl.load((x_ptr + xb) + xo, mask=m, other=0.).to(tl.float32)
-        gy = tl.load((gy_ptr + xb) + xo, mask=m, other=0.)
-        dD += tl.sum(gy * u, 0)
-        dx = Dsum[None, :] * gy
-        pbase = dbc_ptr + ((blk * NB + b) * L + p) * 8  # (T,)
+        offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
+        xb = b * sx_b + offs_d * sx_c
+        xp = x_ptr + xb
+        gp = gy_ptr + xb
+        us = ()
+        gys = ()
+        for t in tl.static_range(T):
+            mt = mask_d & ok[t]
+            u = tl.load(xp + offs[t], mask=mt, other=0.)
+            gy = tl.load(gp + offs[t], mask=mt, other=0.)
+            us = us + (u.to(tl.float32), )
+            gys = gys + (gy, )
+            dD += gy * u.to(tl.float32)
+        pbase = dbc_ptr + ((blk * NB + b) * L) * 8
+        dx32p = dx32_ptr + xb
+        dxp = dx_ptr + xb
+        dxs = ()  # dxs[t]: row t's dx from the first direction
         for kk in tl.static_range(2):
             k = pair + 2 * kk
-            z, delta, Bk, Ck, A, zb, zo = _inputs(
-                k, z_ptr, xdbl_ptr, bias_ptr, a_ptr, b, p, valid, offs_d,
-                mask_d, m, Di, R, sd_b, sd_p, sd_j, sz_k, sz_b, sz_p, sz_c)
-            n = c if kk == 0 else NCH - 1 - c
-            carry = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
-                            mask=mask_d, other=0.)
-            ein = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
-                          mask=mask_d, other=0.)
-            a = tl.exp(delta * A[None, :])
-            bu = delta * u * Bk[:, None]
-            h = _scan_h(a, bu, carry, kk == 1, T)
-            # a_t·h_{t-1}; exact at the chunk's first valid step
-            first = 0 if kk == 0 else tl.minimum(T - 1, L - 1 - c * T)
-            ah = _first_exact(h - bu, a, carry, first, T)
-            g, _ = _scan_g(a, Ck[:, None] * gy, ein, kk == 1, T)
-            dx += g * delta * Bk[:, None]
-            dz = g * (ah * A[None, :] + u * Bk[:, None]) * tl.sigmoid(z)
-            dz = tl.where(m, dz, 0.)
-            tl.store((dz_ptr + zb) + zo,
-                     dz.to(dz_ptr.dtype.element_ty),
-                     mask=m)
-            if kk == 0:
-                dA0 += tl.sum(g * ah * delta, 0)
-                db0 += tl.sum(dz, 0)
+            zb = k * sz_k + b * sz_b
+            bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+            A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+            A2 = A * _LOG2E
+            if kk == 1:  # walks backwards in q
+                n = NCH - 1 - c
             else:
-                dA1 += tl.sum(g * ah * delta, 0)
-                db1 += tl.sum(dz, 0)
-            # per-pixel sums over this block's channels: dB, dC
-            tl.store(pbase + k * 2, tl.sum(g * delta * u, 1), mask=valid)
-            tl.store(pbase + k * 2 + 1, tl.sum(gy * h, 1), mask=valid)
-        if ACC:
-            dx += tl.load((dx32_ptr + xb) + xo, mask=m, other=0.)
-            tl.store((dx_ptr + xb) + xo,
-                     dx.to(dx_ptr.dtype.element_ty),
-                     mask=m)
-        else:
-            tl.store((dx32_ptr + xb) + xo, dx, mask=m)
+                n = c
+            h = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
+                        mask=mask_d, other=0.)
+            # the direction's walk keeps h of every row; the walk back
+            # recomputes z, Δ, a, B, C (fewer registers, more resident warps)
+            h0 = h
+            hs = ()  # hs[t]: h after row t
+            for t in tl.static_range((T - 1) * kk, T - (T + 1) * kk,
+                                     1 - 2 * kk):
+                _, delta, Bk, _ = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
+                                           b, pix[t], ok[t], mask_d, R, sd_b,
+                                           sd_p, sd_j, sz_p)
+                h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
+                if kk == 1:
+                    hs = (h, ) + hs
+                else:
+                    hs = hs + (h, )
+            # the walk back: the adjoint from the chained value entering
+            e = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
+                        mask=mask_d, other=0.)
+            dxk = ()  # dxk[t]: row t
+            for t in tl.static_range((T - 1) * (1 - kk), T - (T + 1) *
+                                     (1 - kk), 2 * kk - 1):
+                z, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
+                                            b, pix[t], ok[t], mask_d, R,
+                                            sd_b, sd_p, sd_j, sz_p)
+                a = tl.exp2(delta * A2)
+                h = hs[t]
+                # a·h_{t-1}, h_{t-1} the state before row t in the walk
+                if kk == 0:
+                    if t == 0:
+                        ah = a * h0
+                    else:
+                        ah = a * hs[t - 1]
+                else:
+                    if t == T - 1:
+                        ah = a * h0
+                    else:
+                        ah = a * hs[t + 1]
+                sig = tl.sigmoid(z)
+                mt = mask_d & ok[t]
+                g = Ck * gys[t] + e
+                e = a * g
+                gd = g * delta
+                if kk == 1:
+                    dxk = dxk + (gd * Bk, )
+                else:
+                    dxk = (gd * Bk, ) + dxk
+                dz = tl.where(mt, g * (ah * A + us[t] * Bk) * sig, 0.)
+                tl.store(dz_ptr + zb + pix[t] * sz_p + zo,
+                         dz.to(dz_ptr.dtype.element_ty), mask=mt)
+                if kk == 0:
+                    dA0 += gd * ah
+                    db0 += dz
+                else:
+                    dA1 += gd * ah
+                    db1 += dz
+                # per-pixel sums over this block's channels: dB, dC
+                pb = pbase + pix[t] * 8 + k * 2
+                tl.store(pb, tl.sum(gd * us[t], 0), mask=ok[t])
+                tl.store(pb + 1, tl.sum(gys[t] * h, 0), mask=ok[t])
+            if kk == 0:
+                dxs = dxk
+            else:
+                for t in tl.static_range(T):
+                    mt = mask_d & ok[t]
+                    dx = dxs[t] + dxk[t] + Dsum * gys[t]
+                    if ACC:
+                        dx += tl.load(dx32p + offs[t], mask=mt, other=0.)
+                        tl.store(dxp + offs[t],
+                                 dx.to(dx_ptr.dtype.element_ty), mask=mt)
+                    else:
+                        tl.store(dx32p + offs[t], dx, mask=mt)
     # this program's parameter gradients, one private slice
     for kk in tl.static_range(2):
         k = pair + 2 * kk

@@ -222,15 +222,19 @@ class _Spy:
         return self.kernel[grid]
 
 
-@pytest.mark.parametrize('B,deterministic,pairs', [(2, False, True),
-                                                   (3, False, False),
-                                                   (3, True, True)])
-def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic, pairs):
-    """d_state 1 runs the pair kernels up to PAIR_MAX_BATCH images and in
-    deterministic mode, the chunked kernels otherwise."""
+@pytest.mark.parametrize('B,deterministic,min_pixels,pairs',
+                         [(2, False, 784, True), (3, False, 784, False),
+                          (3, True, 784, True), (3, False, 12, True)])
+def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic,
+                                      min_pixels, pairs):
+    """d_state 1 runs the pair kernels up to PAIR_MAX_BATCH images, from
+    PAIR_MIN_PIXELS pixels per image and in deterministic mode, the chunked
+    kernels otherwise."""
     import importlib
     ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
     assert ss2d.PAIR_MAX_BATCH == 2
+    assert ss2d.PAIR_MIN_PIXELS == 784
+    monkeypatch.setattr(ss2d, 'PAIR_MIN_PIXELS', min_pixels)
     spy = _Spy(ss2d.kern.summary_kernel)
     monkeypatch.setattr(ss2d.kern, 'summary_kernel', spy)
     ins = _ss2d_inputs(B, 16, 3, 4, 1, 2, torch.float32, True)

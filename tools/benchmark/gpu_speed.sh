@@ -5,6 +5,8 @@
 #           and makes the script exit non-zero at the end
 #   sweep   configuration sweep of the SS2D pair kernels (sweep_scan.py;
 #           SWEEP_ARGS adds arguments)
+#   ncu     Nsight Compute on one SS2D core forward + backward at T-stage1,
+#           pair and chunked kernels (ncu_scan.py; NCU_SHAPE picks the shape)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -41,6 +43,20 @@ stage_sweep() {
   timeout "${T_SWEEP:-300}" python3 tools/benchmark/sweep_scan.py --json "$RES/sweep.json" \
     ${SWEEP_ARGS:-} > "$RES/sweep.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/sweep.log" | tail -40
+}
+stage_ncu() {
+  echo "== ncu"
+  local v
+  for v in pair chunked; do
+    timeout "${T_NCU:-150}" ncu --profile-from-start off --section SpeedOfLight \
+      --section Occupancy --section LaunchStats --section WarpStateStats \
+      --section SchedulerStats --section MemoryWorkloadAnalysis \
+      python3 tools/benchmark/ncu_scan.py --shape "${NCU_SHAPE:-T-stage1}" \
+      $([[ $v == chunked ]] && echo --chunked) > "$RES/ncu_$v.txt" 2>&1
+    echo "$v rc=$?"
+    grep -E "^  [a-z_]+kernel|^  [a-zA-Z_].*\(|Duration|Achieved Occupancy|Theoretical Occupancy|Registers Per|Memory Throughput|DRAM Throughput|Compute \(SM\) Throughput|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Grid Size|Block Size" \
+      "$RES/ncu_$v.txt" | head -120
+  done
 }
 stage_kernels() {
   echo "== kernels"

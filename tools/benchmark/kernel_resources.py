@@ -107,6 +107,7 @@ def shape_configs(DC: int, H: int, W: int) -> List:
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
     tile = dict(BD=cfg['BD'], T=cfg['T'])
+    btile = dict(BD=cfg['BDB'], T=cfg['T'])
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
     # the summary kernel reads x (bf16) forwards, gy (float32) backwards
     return [('fwd_summary', sk.summary_kernel, dict(tile, ADJ=False),
@@ -115,7 +116,7 @@ def shape_configs(DC: int, H: int, W: int) -> List:
             ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps'], {}),
             ('bwd_summary', sk.summary_kernel, dict(tile, ADJ=True),
              cfg['warps'], {}),
-            ('bwd', sk.bwd_kernel, dict(tile, ACC=True), cfg['warps'], {})]
+            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {})]
 
 
 def main(argv=None) -> None:

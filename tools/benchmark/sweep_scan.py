@@ -1,14 +1,16 @@
 """Sweep the configuration of the SS2D d_state-1 kernels on a GPU.
 
-For every configuration (channel block ``BD``, one channel per thread, and
-chunk length ``T``) the core is first checked against the PyTorch reference (forward and every
-gradient, fp32, a small shape), then the forward (inference) and the forward
+For every configuration (channel block/warps of the forward kernels and of
+the backward kernel, chunk length ``T``) the core is first checked against
+the PyTorch reference (forward and every gradient, fp32, a small shape),
+then the forward (inference) and the forward
 + backward are timed (bf16, ``do_bench`` median) at the shapes of
 bench_kernels.py (``mmvmamba.analysis.bench.SHAPES``). Prints the best
 configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
-        [--shapes T-stage1 MaskRCNN-s1] [--bd 64 128] [--chunks 8 16]
+        [--shapes T-stage1 MaskRCNN-s1] [--fwd 64/1 32/1] [--bwd 32/1] \\
+        [--chunks 4 8] [--per-sm 16 32]
 """
 import argparse
 import importlib
@@ -41,11 +43,34 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write all timings here')
     parser.add_argument('--shapes', nargs='+', help='default: all')
-    parser.add_argument('--bd', nargs='+', type=int, default=[64, 128])
-    parser.add_argument('--chunks', nargs='+', type=int, default=[8, 16])
+    parser.add_argument(
+        '--fwd',
+        nargs='+',
+        default=['64/1', '32/1', '64/2'],
+        help='channel block/warps of the summary and forward kernels')
+    parser.add_argument(
+        '--bwd',
+        nargs='+',
+        default=['32/1', '64/2'],
+        help='channel block/warps of the backward kernel')
+    parser.add_argument('--chunks', nargs='+', type=int, default=[4, 8])
+    parser.add_argument(
+        '--per-sm',
+        nargs='+',
+        type=int,
+        default=[32],
+        help='persistent backward programs per SM')
     args = parser.parse_args(argv)
+
+    def split(s):
+        bd, w = s.split('/')
+        return int(bd), int(w)
+
     configs = [
-        dict(BD=bd, T=t) for bd, t in itertools.product(args.bd, args.chunks)
+        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n)
+        for f, b, t, n in itertools.product(
+            map(split, args.fwd), map(split, args.bwd), args.chunks,
+            args.per_sm)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (above ss2d.PAIR_MAX_BATCH the default
