@@ -218,6 +218,69 @@ def amp_train_step(model: nn.Module, x: torch.Tensor,
     return step
 
 
+#: CUDA runtime calls in which the host waits for the device
+SYNC_CALLS = ('cudaStreamSynchronize', 'cudaDeviceSynchronize',
+              'cudaEventSynchronize')
+
+
+def host_busy_us(step_ranges: List[Tuple[float, float]],
+                 sync_ranges: List[Tuple[float, float]]) -> float:
+    """Host time inside the steps that is not spent waiting for the device:
+    the steps' (start, end) intervals minus the parts of them covered by
+    synchronising calls (same clock, any unit)."""
+    total = 0.
+    for s0, s1 in step_ranges:
+        total += s1 - s0
+        for w0, w1 in sync_ranges:
+            total -= max(0., min(s1, w1) - max(s0, w0))
+    return total
+
+
+def step_breakdown(step: Callable[[], None], iters: int,
+                   device: str = 'cuda') -> Dict[str, float]:
+    """Where a training step's time goes, in ms per step, over ``iters``
+    steps run back to back: ``wall`` (from the first step's start to the
+    device's end, per step), ``host`` (the host's time inside the steps
+    less its waits for the device, e.g. the GradScaler's check of the
+    gradients: the enqueue cost) and ``device`` (the profiler's sum of
+    device kernel and copy time). A step whose host time exceeds its device
+    time leaves the device idle. The same method for every model;
+    ``device`` is 0 on a CPU."""
+    from torch.profiler import ProfilerActivity, profile, record_function
+    cuda = device == 'cuda'
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize()
+
+    sync()
+    with profile(activities=acts) as prof:
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            with record_function('mmvmamba_step'):
+                step()
+        sync()
+        wall = time.perf_counter() - t0
+    events = prof.events()
+    steps = [(e.time_range.start, e.time_range.end) for e in events
+             if e.name == 'mmvmamba_step']
+    waits = [(e.time_range.start, e.time_range.end) for e in events
+             if e.name in SYNC_CALLS]
+    # device-side events (kernels, copies, sets), each once
+    dev_us = sum(e.time_range.end - e.time_range.start for e in events
+                 if str(e.device_type).endswith('CUDA'))
+    if cuda and not dev_us:  # a profiler that keeps them only as keys
+        dev_us = sum(
+            getattr(e, 'self_device_time_total', 0.)
+            for e in prof.key_averages()
+            if str(e.device_type).endswith('CUDA'))
+    return dict(
+        wall=wall * 1e3 / iters,
+        host=host_busy_us(steps, waits) / 1e3 / iters,
+        device=dev_us / 1e3 / iters if cuda else 0.)
+
+
 def add_device_args(parser, backend: bool = False) -> None:
     """``--device`` (default CUDA when present) and, with ``backend``, the
     ``--backend`` of the SS2D core."""

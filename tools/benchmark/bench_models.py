@@ -9,11 +9,15 @@ Models named in ``--compile-models`` get an extra ``NAME+c`` row run under
 ``--latency`` adds batch-1 latency at 224² (fp32 and AMP; wall clock of one
 synchronised forward, median of 50): eager, and replayed from a CUDA graph
 (:class:`mmvmamba.models.cuda_graph.GraphCache`, the path behind
-``VMamba(cuda_graph=True)``), for every model alike.
+``VMamba(cuda_graph=True)``), for every model alike. ``--breakdown`` adds
+where the AMP training step and the AMP inference step spend their time (ms
+per step: wall, host time less its waits for the GPU, GPU kernel time; from
+the profiler over ``--iters`` steps, :func:`mmvmamba.analysis.bench.
+step_breakdown`): a host time above the GPU time means an idle GPU.
 
     python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
         [--compile-models vmamba-t swin-t] [--batch 128] [--latency]
-        [--json out.json]
+        [--breakdown] [--json out.json]
 
 Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
 ``vmamba-t``).
@@ -25,8 +29,8 @@ import torch
 import torch.nn as nn
 
 from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
-                                     cuda_timed, model_choice, wall_clock,
-                                     write_json)
+                                     cuda_timed, model_choice, step_breakdown,
+                                     wall_clock, write_json)
 
 
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
@@ -45,8 +49,13 @@ def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
     return wall_clock(call, iters) * 1e3
 
 
-def run_model(name: str, batch: int, warmup: int, iters: int,
-              compile_model: bool, with_latency: bool = False) -> dict:
+def run_model(name: str,
+              batch: int,
+              warmup: int,
+              iters: int,
+              compile_model: bool,
+              with_latency: bool = False,
+              breakdown: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_classifier(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -63,6 +72,10 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
         with torch.autocast('cuda', dtype=torch.float16):
             t = cuda_timed(lambda: model(x), warmup, iters)
         res['infer_amp'] = batch / t
+        if breakdown:
+            with torch.autocast('cuda', dtype=torch.float16):
+                for k, v in step_breakdown(lambda: model(x), iters).items():
+                    res[f'infer_amp_{k}_ms'] = v
     if with_latency:
         for amp in (False, True):
             for graph in (False, True):
@@ -78,6 +91,9 @@ def run_model(name: str, batch: int, warmup: int, iters: int,
     t = cuda_timed(step, warmup, iters)
     res['train_amp'] = batch / t
     res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
+    if breakdown:
+        for k, v in step_breakdown(step, iters).items():
+            res[f'train_amp_{k}_ms'] = v
     return res
 
 
@@ -106,6 +122,10 @@ def main():
         '--latency',
         action='store_true',
         help='also batch-1 latency (eager and CUDA graph, fp32 and AMP)')
+    parser.add_argument(
+        '--breakdown',
+        action='store_true',
+        help='also wall / host / GPU ms per AMP training and inference step')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.cuda.get_device_name()
@@ -123,7 +143,7 @@ def main():
         t0 = time.time()
         try:
             r = run_model(name, args.batch, args.warmup, args.iters, comp,
-                          args.latency)
+                          args.latency, args.breakdown)
         except Exception as exc:  # report and go on with the other models
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
@@ -140,6 +160,13 @@ def main():
             print(f'{"":12s} batch-1 ms: fp32 eager {r["lat_fp32_eager"]:.2f} '
                   f'graph {r["lat_fp32_graph"]:.2f} | amp eager '
                   f'{r["lat_amp_eager"]:.2f} graph {r["lat_amp_graph"]:.2f}',
+                  flush=True)
+        if args.breakdown:
+            print(f'{"":12s} ms per step (wall / host / GPU): ' + ' | '.join(
+                f'{kind} {r[f"{kind}_amp_wall_ms"]:.1f} / '
+                f'{r[f"{kind}_amp_host_ms"]:.1f} / '
+                f'{r[f"{kind}_amp_device_ms"]:.1f}'
+                for kind in ('train', 'infer')),
                   flush=True)
         torch.cuda.empty_cache()
     by = {r['model']: r for r in results}

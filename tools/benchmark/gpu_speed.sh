@@ -77,7 +77,7 @@ stage_kernels() {
 }
 stage_models() {
   echo "== models"
-  timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency \
+  timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency --breakdown \
     --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
