@@ -84,8 +84,10 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     """Compile-time sizes of the d_state-1 kernels: chunk length ``T``;
     channel block ``BD`` and ``warps`` of the summary and forward kernels,
     ``BDB`` and ``warpsB`` of the backward kernel (``BD // (32·warps)``
-    channels per thread), and ``per_sm``, the backward's persistent
-    programs per SM. Depends on the sizes only through a few classes,
+    channels per thread), ``per_sm``, the backward's persistent programs
+    per SM, and optionally ``regsB``, a register cap of the backward
+    (ptxas's own choice: 128 registers and 8 B of spill at T=4 on sm_90;
+    144 spill nothing). Depends on the sizes only through a few classes,
     so new image sizes do not recompile."""
     if _interpreted():
         return dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1)
@@ -176,7 +178,10 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
 
 def _consts(cfg: dict, bwd: bool = False) -> dict:
     if bwd:
-        return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'])
+        out = dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'])
+        if cfg.get('regsB'):  # a register cap for ptxas (spills vs warps)
+            out['maxnreg'] = cfg['regsB']
+        return out
     return dict(BD=cfg['BD'], T=cfg['T'], num_warps=cfg['warps'])
 
 

@@ -10,7 +10,7 @@ import json
 import runpy
 import sys
 
-KEYS = ('BD', 'warps', 'BDB', 'warpsB', 'T', 'per_sm')
+KEYS = ('BD', 'warps', 'BDB', 'warpsB', 'T', 'per_sm', 'regsB')
 
 
 def best(path: str) -> dict:

@@ -53,7 +53,8 @@ def resources(kernel,
               constexprs: Dict,
               warps: int,
               arch: int,
-              pointers: Dict = None) -> Dict:
+              pointers: Dict = None,
+              maxnreg: int = None) -> Dict:
     """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes.
     ``pointers`` overrides :data:`POINTER_TYPES` by argument name."""
     types = dict(POINTER_TYPES, **(pointers or {}))
@@ -76,7 +77,9 @@ def resources(kernel,
     compiled = triton.compile(
         src,
         target=GPUTarget('cuda', arch, 32),
-        options=dict(num_warps=warps))
+        options=dict(num_warps=warps, **({
+            'maxnreg': maxnreg
+        } if maxnreg else {})))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'kernel.cubin')
         with open(path, 'wb') as f:
@@ -116,7 +119,8 @@ def shape_configs(DC: int, H: int, W: int) -> List:
             ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps'], {}),
             ('bwd_summary', sk.summary_kernel, dict(tile, ADJ=True),
              cfg['warps'], {}),
-            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {})]
+            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {},
+             cfg.get('regsB'))]
 
 
 def main(argv=None) -> None:
@@ -140,8 +144,8 @@ def main(argv=None) -> None:
     for name, batch, DC, H, W in SHAPES:
         if name not in args.shapes:
             continue
-        for label, kernel, cx, warps, ptrs in shape_configs(DC, H, W):
-            res = resources(kernel, cx, warps, args.arch, ptrs)
+        for label, kernel, cx, warps, ptrs, *cap in shape_configs(DC, H, W):
+            res = resources(kernel, cx, warps, args.arch, ptrs, *cap)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             res.update(
                 shape=name,
