@@ -49,6 +49,18 @@ def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
     return wall_clock(call, iters) * 1e3
 
 
+def _breakdown(res: dict, kind: str, step, iters: int) -> None:
+    """res[kind + '_{wall,host,device}_ms'] from :func:`step_breakdown`;
+    NaN (and a message) if the profiler fails, keeping the other rows."""
+    try:
+        parts = step_breakdown(step, iters)
+    except Exception as exc:  # the profiler, not the model
+        print(f'breakdown of {kind} failed: {type(exc).__name__}: {exc}')
+        parts = dict.fromkeys(('wall', 'host', 'device'), float('nan'))
+    for k, v in parts.items():
+        res[f'{kind}_{k}_ms'] = v
+
+
 def run_model(name: str,
               batch: int,
               warmup: int,
@@ -74,8 +86,7 @@ def run_model(name: str,
         res['infer_amp'] = batch / t
         if breakdown:
             with torch.autocast('cuda', dtype=torch.float16):
-                for k, v in step_breakdown(lambda: model(x), iters).items():
-                    res[f'infer_amp_{k}_ms'] = v
+                _breakdown(res, 'infer_amp', lambda: model(x), iters)
     if with_latency:
         for amp in (False, True):
             for graph in (False, True):
@@ -92,8 +103,7 @@ def run_model(name: str,
     res['train_amp'] = batch / t
     res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
     if breakdown:
-        for k, v in step_breakdown(step, iters).items():
-            res[f'train_amp_{k}_ms'] = v
+        _breakdown(res, 'train_amp', step, iters)
     return res
 
 
