@@ -39,6 +39,12 @@ __all__ = [
 # --------------------------------------------------------------------------
 
 
+#: pixels (batch x H x W) from which a CPU fp32 channels_last Linear2d runs
+#: oneDNN's convolution (below it, PyTorch's own choice: faster on a 7x7 map
+#: at batch 1)
+MKLDNN_MIN_PIXELS = 196
+
+
 class Linear2d(nn.Linear):
     """A ``nn.Linear`` applied over the channels of a (B, C, H, W) tensor.
 
@@ -56,7 +62,17 @@ class Linear2d(nn.Linear):
             # Plain fp32 keeps the 1x1 conv, which cuDNN may run in TF32
             # (an H100 fp32 GEMM without TF32 made VMamba-T 30% slower).
             return F.linear(x_hwc, self.weight, self.bias).permute(0, 3, 1, 2)
-        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
+        w = self.weight[:, :, None, None]
+        if (x.device.type == 'cpu' and x.dtype == torch.float32
+                and x_hwc.is_contiguous() and torch.backends.mkldnn.enabled
+                and torch.backends.mkldnn.is_available()
+                and x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS):
+            # PyTorch sends a one-thread 1x1 conv below batch 16 to its
+            # im2col path; oneDNN is faster there from 196 pixels (VMamba-T,
+            # 2-core dev CPU, one thread, batch 8: 1546 -> 1296 ms)
+            return torch.ops.aten.mkldnn_convolution(x, w, self.bias, (0, 0),
+                                                     (1, 1), (1, 1), 1)
+        return F.conv2d(x, w, self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Accept 1x1-conv shaped weights; only touch the key when present so a

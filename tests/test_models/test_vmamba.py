@@ -309,3 +309,34 @@ def test_official_arguments_and_registry():
         m = VMamba(arch='small', depths=(2, 2, 3, 2), drop_path_rate=0.0)
     assert m.depths == [2, 2, 3, 2] and m.dims[0] == 96
     assert m.layers[0].blocks[0].op.d_inner == 192
+
+
+@pytest.mark.parametrize('shape,onednn', [((1, 8, 14, 14), True),
+                                          ((2, 8, 7, 14), True),
+                                          ((1, 8, 7, 7), False)])
+def test_linear2d_cpu_onednn_route(shape, onednn):
+    """A channels_last fp32 Linear2d on the CPU runs oneDNN's convolution
+    from MKLDNN_MIN_PIXELS pixels, PyTorch's own conv below; both equal the
+    linear map over channels, forward and backward."""
+    import torch.nn.functional as F
+    from torch.profiler import profile
+
+    from mmvmamba.models import vmamba as vm
+    assert vm.MKLDNN_MIN_PIXELS == 196
+    torch.manual_seed(0)
+    lin = vm.Linear2d(8, 4)
+    x = torch.randn(shape).to(
+        memory_format=torch.channels_last).requires_grad_()
+    with profile() as prof:
+        y = lin(x)
+    ran = any(e.name == 'aten::mkldnn_convolution' for e in prof.events())
+    if torch.backends.mkldnn.is_available():
+        assert ran == onednn
+    ref = F.linear(x.permute(0, 2, 3, 1), lin.weight,
+                   lin.bias).permute(0, 3, 1, 2)
+    g = torch.randn_like(ref)
+    got = torch.autograd.grad(y, [x, lin.weight, lin.bias], g)
+    want = torch.autograd.grad(ref, [x, lin.weight, lin.bias], g)
+    torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
