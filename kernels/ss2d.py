@@ -7,7 +7,8 @@ only depends on the pixel it visits. The scan kernels visit the pixels of
 each direction by index arithmetic and recompute Δ = softplus(W_dt·dt + b)
 from the R-dim vectors.
 
-* The chunked kernels of :mod:`.selective_scan_triton` with the directional
+* The chunked kernels (:mod:`._scan_kernels`, launched by
+  :mod:`._scan_launch`) with the directional
   layout: one program walks the chunks of one direction; the four
   directions meet in the output, and the channel blocks in the gradients of
   the projections and parameters, through float32 atomics, so results are
@@ -40,9 +41,8 @@ import triton
 from torch import Tensor
 
 from . import ss2d_kernels as kern
+from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
 from .eager import eager_call, eager_function, impl_or_op
-from .selective_scan_triton import (ScanLayout, block_config, scan_backward,
-                                    scan_forward)
 
 __all__ = ['ss2d_core_triton', 'tile_config']
 

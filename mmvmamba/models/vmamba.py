@@ -66,7 +66,9 @@ class Linear2d(nn.Linear):
         if (x.device.type == 'cpu' and x.dtype == torch.float32
                 and x_hwc.is_contiguous() and torch.backends.mkldnn.enabled
                 and torch.backends.mkldnn.is_available()
-                and x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS):
+                and x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS
+                and not torch.jit.is_tracing()  # FLOP counters, ONNX
+                and not torch.compiler.is_compiling()):  # compile, export
             # PyTorch sends a one-thread 1x1 conv below batch 16 to its
             # im2col path; oneDNN is faster there from 196 pixels (VMamba-T,
             # 2-core dev CPU, one thread, batch 8: 1546 -> 1296 ms)
