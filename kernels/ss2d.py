@@ -134,12 +134,13 @@ def _dt_weight(dt_w: Tensor, J8: int, dtype: torch.dtype) -> Tensor:
     return w
 
 
-def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tensor:
+def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tuple[Tensor, Tensor]:
     """z of the four directions without the bias, (4, B·L, Di), one batched
-    GEMM in x_dbl's dtype: (4, B·L, J8) @ (4, J8, Di)."""
+    GEMM in x_dbl's dtype: (4, B·L, J8) @ (4, J8, Di); and the padded
+    weight (4, Di, J8) it used."""
     xk = _dirs(x_dbl)
     w = _dt_weight(dt_w, xk.shape[2], x_dbl.dtype)
-    return torch.bmm(xk, w.transpose(1, 2))
+    return torch.bmm(xk, w.transpose(1, 2)), w
 
 
 def _splits(n: int, rows: int = 2048, most: int = 256) -> int:
@@ -217,7 +218,7 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     Bsz, Di, H, W = x.shape
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
-    z = _zproj(x_dbl, dt_w)
+    z, _ = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     kern.summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args,
@@ -261,7 +262,7 @@ def _bwd1_impl(
     L = H * W
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
-    z = _zproj(x_dbl, dt_w)
+    z, w_dt = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     gy = gy.float()
     if gy.stride() != x.stride():  # read with x's strides
@@ -286,12 +287,9 @@ def _bwd1_impl(
                                      **_consts(cfg, bwd=True))
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
-    xk = _dirs(x_dbl)
-    J8 = xk.shape[2]
-    dW = _outer_sum(dz, xk)[:, :, :R].contiguous()
-    dxdbl = torch.bmm(dz, _dt_weight(dt_w, J8, dz.dtype)).transpose(0, 1)
-    dxdbl = dxdbl.contiguous()
-    dxdbl[:, :, J8 - 2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
+    dW = _outer_sum(dz, _dirs(x_dbl))[:, :, :R].contiguous()
+    dxdbl = torch.bmm(dz, w_dt).transpose(0, 1).contiguous()
+    dxdbl[:, :, -2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
     return (dx, dxdbl.view(x_dbl.shape), dW, dbias, dA[:, None], dD)
 
@@ -529,11 +527,10 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     A = -torch.exp(A_logs.float())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
-    deterministic = torch.are_deterministic_algorithms_enabled()
     if d1:
         return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
                           A[:, 0].contiguous(), Ds.float())[0]
-    if deterministic:
+    if torch.are_deterministic_algorithms_enabled():
         _not_deterministic(N)
     need_grad = torch.is_grad_enabled() and any(
         t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,

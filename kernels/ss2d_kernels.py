@@ -87,6 +87,17 @@ def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
     return offs, pix, ok
 
 
+@triton.jit
+def _load_rows(base, offs, ok, mask_d, T: tl.constexpr):
+    """The T rows of a tile of a tensor with x's strides (``base`` points at
+    the image and the block's channels), float32, 0 outside."""
+    rows = ()
+    for t in tl.static_range(T):
+        rows = rows + (tl.load(base + offs[t], mask=mask_d & ok[t],
+                               other=0.).to(tl.float32), )
+    return rows
+
+
 #: the hardware's approximate base-2 logarithm (tl.log and tl.log2 are
 #: software polynomials, about twenty instructions per call); the
 #: interpreter has no inline assembly
@@ -145,10 +156,7 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     mask_d = offs_d < Di
     offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
     vb = v_ptr + b * sx_b + offs_d * sx_c
-    vs = ()
-    for t in tl.static_range(T):
-        vs = vs + (tl.load(vb + offs[t], mask=mask_d & ok[t],
-                           other=0.).to(tl.float32), )
+    vs = _load_rows(vb, offs, ok, mask_d, T)
     zo = offs_d * sz_c
     for kk in tl.static_range(2):
         k = pair + 2 * kk
@@ -221,10 +229,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     mask_d = offs_d < Di
     offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
     xb = x_ptr + b * sx_b + offs_d * sx_c
-    us = ()
-    for t in tl.static_range(T):
-        us = us + (tl.load(xb + offs[t], mask=mask_d & ok[t],
-                           other=0.).to(tl.float32), )
+    us = _load_rows(xb, offs, ok, mask_d, T)
     zo = offs_d * sz_c
     # direction pair + 2 first (backwards in q), its C·h kept per row
     k = pair + 2
@@ -302,15 +307,10 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
         xb = b * sx_b + offs_d * sx_c
         xp = x_ptr + xb
         gp = gy_ptr + xb
-        us = ()
-        gys = ()
+        us = _load_rows(xp, offs, ok, mask_d, T)
+        gys = _load_rows(gp, offs, ok, mask_d, T)
         for t in tl.static_range(T):
-            mt = mask_d & ok[t]
-            u = tl.load(xp + offs[t], mask=mt, other=0.)
-            gy = tl.load(gp + offs[t], mask=mt, other=0.)
-            us = us + (u.to(tl.float32), )
-            gys = gys + (gy, )
-            dD += gy * u.to(tl.float32)
+            dD += gys[t] * us[t]
         pbase = dbc_ptr + ((blk * NB + b) * L) * 8
         dx32p = dx32_ptr + xb
         dxp = dx_ptr + xb
