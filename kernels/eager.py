@@ -49,11 +49,16 @@ def eager_function(impl: Callable, setup_context: Callable,
     return EagerOp
 
 
+#: plain tensors: a model's weights are Parameters (a subclass that adds
+#: nothing to dispatch)
+_PLAIN = (Tensor, torch.nn.Parameter)
+
+
 def _plain(args) -> bool:
     """Eager mode on plain tensors: not compiling, no tensor subclass, no
     fake-tensor or torch-function mode active."""
     if torch.compiler.is_compiling() or any(
-            type(a) is not Tensor for a in args if isinstance(a, Tensor)):
+            type(a) not in _PLAIN for a in args if isinstance(a, Tensor)):
         return False
     try:
         return (not torch._C._is_torch_function_mode_enabled()

@@ -105,3 +105,19 @@ def test_what_the_backward_keeps(out_dtype, kept):
     with torch.no_grad():
         out = LN._ln_fwd(x, w, b, 1e-6, torch.bfloat16, False)
     assert out[3].numel() == 0
+
+
+def test_model_weights_take_the_eager_path():
+    """A model's weights are nn.Parameters: the call still runs the op's
+    implementation under a plain autograd.Function (kernels/eager.py), not
+    the custom-op dispatcher, and gives the same values and gradients."""
+    norm = torch.nn.LayerNorm(24).to(DEVICE)
+    x = torch.randn(5, 24).to(DEVICE).requires_grad_()
+    y = layer_norm(x, norm.weight, norm.bias, 1e-5, backend='triton')
+    assert type(y.grad_fn).__name__ == 'EagerOpBackward'
+    g = torch.randn(5, 24).to(DEVICE)
+    gt = grads(y, [x, norm.weight, norm.bias], g)
+    ref = F.layer_norm(x, (24, ), norm.weight, norm.bias, 1e-5)
+    assert rel_err(y, ref) < 1e-5
+    for a, r in zip(gt, grads(ref, [x, norm.weight, norm.bias], g)):
+        assert rel_err(a, r) < 1e-5

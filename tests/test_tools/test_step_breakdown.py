@@ -6,7 +6,8 @@ import time
 import pytest
 import torch
 
-from mmvmamba.analysis.bench import host_busy_us, step_breakdown
+from mmvmamba.analysis.bench import (breakdown_from_events, host_busy_us,
+                                     step_breakdown)
 
 
 def test_host_time_excludes_waits_inside_the_steps():
@@ -32,3 +33,24 @@ def test_step_breakdown_on_a_cpu_step():
     assert res['wall'] >= 4.
     # nothing to wait for: the host is busy for (nearly) the whole step
     assert 0.8 * res['wall'] <= res['host'] <= res['wall'] * 1.01
+
+
+def test_breakdown_counts_the_steps_annotation_once():
+    """The profiler reports the steps' record_function twice, on the host
+    and as a GPU user annotation over the step's kernels: host time counts
+    the host range, device time only the kernels."""
+    from types import SimpleNamespace as E
+
+    def ev(name, dev, t0, t1):
+        return E(name=name, device_type=f'DeviceType.{dev}',
+                 time_range=E(start=t0, end=t1))
+
+    events = [
+        ev('mmvmamba_step', 'CPU', 0., 1000.),
+        ev('cudaDeviceSynchronize', 'CPU', 600., 1000.),
+        ev('mmvmamba_step', 'CUDA', 100., 1500.),  # annotation
+        ev('kernel_a', 'CUDA', 100., 400.),
+        ev('kernel_b', 'CUDA', 500., 1500.),
+    ]
+    res = breakdown_from_events(events, iters=1)
+    assert res == {'host': pytest.approx(0.6), 'device': pytest.approx(1.3)}

@@ -10,7 +10,7 @@ import json
 import runpy
 import sys
 
-KEYS = ('BD', 'warps', 'BDB', 'warpsB', 'T', 'per_sm', 'regsB')
+KEYS = ('BD', 'warps', 'BDB', 'warpsB', 'T', 'per_sm')
 
 
 def best(path: str) -> dict:

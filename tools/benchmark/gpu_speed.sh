@@ -10,7 +10,10 @@
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
-#   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency
+#   host    the host's cost per op call and per small training step
+#           (host_cost.py): where an eager step waits for Python
+#   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency,
+#           wall / host / GPU ms per step
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
@@ -75,6 +78,12 @@ stage_kernels() {
   done
   python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
 }
+stage_host() {
+  echo "== host"
+  timeout "${T_HOST:-150}" python3 tools/benchmark/host_cost.py --json "$RES/host.json" \
+    > "$RES/host.log" 2>&1
+  echo "rc=$?"; grep -v -i warn "$RES/host.log" | head -${HOST_ROWS:-24}
+}
 stage_models() {
   echo "== models"
   timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency --breakdown \
@@ -119,7 +128,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep kernels models profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep ncu kernels host models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"

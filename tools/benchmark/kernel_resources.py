@@ -53,8 +53,7 @@ def resources(kernel,
               constexprs: Dict,
               warps: int,
               arch: int,
-              pointers: Dict = None,
-              maxnreg: int = None) -> Dict:
+              pointers: Dict = None) -> Dict:
     """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes.
     ``pointers`` overrides :data:`POINTER_TYPES` by argument name."""
     types = dict(POINTER_TYPES, **(pointers or {}))
@@ -77,9 +76,7 @@ def resources(kernel,
     compiled = triton.compile(
         src,
         target=GPUTarget('cuda', arch, 32),
-        options=dict(num_warps=warps, **({
-            'maxnreg': maxnreg
-        } if maxnreg else {})))
+        options=dict(num_warps=warps))
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'kernel.cubin')
         with open(path, 'wb') as f:
@@ -119,8 +116,7 @@ def shape_configs(DC: int, H: int, W: int) -> List:
             ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps'], {}),
             ('bwd_summary', sk.summary_kernel, dict(tile, ADJ=True),
              cfg['warps'], {}),
-            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {},
-             cfg.get('regsB'))]
+            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {})]
 
 
 def main(argv=None) -> None:
@@ -144,8 +140,8 @@ def main(argv=None) -> None:
     for name, batch, DC, H, W in SHAPES:
         if name not in args.shapes:
             continue
-        for label, kernel, cx, warps, ptrs, *cap in shape_configs(DC, H, W):
-            res = resources(kernel, cx, warps, args.arch, ptrs, *cap)
+        for label, kernel, cx, warps, ptrs in shape_configs(DC, H, W):
+            res = resources(kernel, cx, warps, args.arch, ptrs)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             res.update(
                 shape=name,

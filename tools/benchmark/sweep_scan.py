@@ -10,7 +10,7 @@ configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
         [--shapes T-stage1 MaskRCNN-s1] [--fwd 64/1 32/1] [--bwd 32/1] \\
-        [--chunks 4 8] [--per-sm 16 32] [--regs-b 0 144]
+        [--chunks 4 8] [--per-sm 16 32]
 """
 import argparse
 import importlib
@@ -55,12 +55,6 @@ def main(argv=None):
         help='channel block/warps of the backward kernel')
     parser.add_argument('--chunks', nargs='+', type=int, default=[4, 8])
     parser.add_argument(
-        '--regs-b',
-        nargs='+',
-        type=int,
-        default=[0],
-        help='register caps of the backward kernel (0: none)')
-    parser.add_argument(
         '--per-sm',
         nargs='+',
         type=int,
@@ -73,11 +67,10 @@ def main(argv=None):
         return int(bd), int(w)
 
     configs = [
-        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
-             regsB=r)
-        for f, b, t, n, r in itertools.product(
+        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n)
+        for f, b, t, n in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm, args.regs_b)
+            args.per_sm)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (above ss2d.PAIR_MAX_BATCH the default
