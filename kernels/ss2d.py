@@ -161,7 +161,7 @@ def _outer_sum(a: Tensor, b: Tensor) -> Tensor:
     part = torch.bmm(
         a.reshape(k * s, n // s, p).transpose(1, 2),
         b.reshape(k * s, n // s, b.shape[2]))
-    return part.view(k, s, p, -1).float().sum(1)
+    return torch.sum(part.view(k, s, p, -1), 1, dtype=torch.float32)
 
 
 def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
@@ -518,12 +518,13 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     x = x.contiguous(memory_format=torch.channels_last)
     # (B·L, Di) @ (Di, 4J): the pixel-major view of x is free.
     x_dbl = torch.matmul(x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
-    A = -torch.exp(A_logs.float())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
-    if d1:
-        return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
-                          A[:, 0].contiguous(), Ds.float())[0]
+    if d1:  # A_logs (4·Di, 1): A as a vector, no copy
+        A = -torch.exp(A_logs.float().reshape(-1))
+        return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b, A,
+                          Ds.float())[0]
+    A = -torch.exp(A_logs.float())
     if torch.are_deterministic_algorithms_enabled():
         _not_deterministic(N)
     need_grad = torch.is_grad_enabled() and any(
