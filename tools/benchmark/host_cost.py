@@ -24,6 +24,7 @@ forward + backward and of the VMamba-T step.
     python tools/benchmark/host_cost.py [--json FILE] [--rows 25]
 """
 import argparse
+import time
 
 import torch
 import triton
@@ -44,6 +45,19 @@ def _store_kernel(a_ptr, b_ptr, c_ptr, n0, n1, n2, n3, n4, n5, n6, n7, n8,
                   n21, BD: tl.constexpr):
     offs = tl.program_id(0) * BD + tl.arange(0, BD)
     tl.store(a_ptr + offs, tl.load(b_ptr + offs) + n0 + n21)
+
+
+def _launch_us(fn, n: int = 3000) -> float:
+    """µs per call of ``fn`` timed by the clock alone (no profiler, whose
+    per-launch callbacks cost more than the launch itself)."""
+    for _ in range(50):
+        fn()
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        fn()
+    torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / n * 1e6
 
 
 def _calls(fn, iters: int) -> dict:
@@ -116,6 +130,10 @@ def main() -> None:
     parser.add_argument('--json', help='write the rows here')
     parser.add_argument('--rows', type=int, default=25)
     parser.add_argument('--iters', type=int, default=50)
+    parser.add_argument(
+        '--launches',
+        action='store_true',
+        help='only the launch rows, timed by the clock without profiler')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     print(f'{torch.cuda.get_device_name()}  torch {torch.__version__}  '
@@ -126,6 +144,17 @@ def main() -> None:
     a = torch.zeros(1024, device='cuda')
     b = torch.ones(1024, device='cuda')
     ints = list(range(22))
+    if args.launches:
+        for name, fn in [
+            ('kernel[grid]', lambda: _store_kernel[(8, )]
+             (a, b, a, *ints, BD=128)),
+            ('kernels._launch', lambda: launch(_store_kernel, (8, ), a, b, a,
+                                               *ints, BD=128)),
+            ('torch.add (one aten op)', lambda: torch.add(a, b, out=a)),
+        ]:
+            print(f'launch {name}: {_launch_us(fn):.1f} µs (clock, no '
+                  'profiler)', flush=True)
+        return
     rows['triton launch (25 args), kernel[grid]'] = _calls(
         lambda: _store_kernel[(8, )](a, b, a, *ints, BD=128), args.iters)
     rows['triton launch (25 args), kernels._launch'] = _calls(
