@@ -12,7 +12,6 @@ import torch
 import triton
 from torch import Tensor
 
-from ._launch import launch
 from ._scan_kernels import scan_bwd_kernel, scan_fwd_kernel
 from .reference import linear_scan_ref
 
@@ -217,9 +216,7 @@ def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
         rows = batch * A.shape[0]
         cend = torch.empty((rows, S, NP), **f32)
         dsum = torch.empty((rows, S), **f32)
-        launch(
-            kernel,
-            grid,
+        kernel[grid](
             *lead,
             dummy,
             cend,
@@ -233,9 +230,7 @@ def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
             **flags)
         decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
         carry_in = _chain(decay, cend, reverse=reverse)
-    compiled = launch(
-        kernel,
-        grid,
+    compiled = kernel[grid](
         *lead,
         carry_in,
         dummy,

@@ -10,8 +10,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._launch import launch
-
 __all__ = ['cross_scan_triton', 'cross_merge_triton']
 
 _BC, _BH, _BW = 4, 16, 32
@@ -67,8 +65,8 @@ def _launch(x: Tensor, y: Tensor, merge: bool) -> None:
     B, C, H, W = x.shape
     NW = triton.cdiv(W, _BW)
     grid = (triton.cdiv(H, _BH) * NW, triton.cdiv(C, _BC), B)
-    launch(_cross_kernel, grid, x, y, C, H, W, NW, *x.stride(), MERGE=merge,
-           BC=_BC, BH=_BH, BW=_BW)
+    _cross_kernel[grid](
+        x, y, C, H, W, NW, *x.stride(), MERGE=merge, BC=_BC, BH=_BH, BW=_BW)
 
 
 @torch.library.custom_op('mmvmamba::cross_scan', mutates_args=())

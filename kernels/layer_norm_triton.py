@@ -31,7 +31,6 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from ._launch import launch
 from .eager import eager_call, eager_function
 
 __all__ = ['layer_norm_triton']
@@ -82,9 +81,9 @@ def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
         x.shape if store_xhat else (0, ), dtype=out_dtype, device=x.device)
     if M:
         BM, BC, warps = _blocks(C)
-        launch(_ln_fwd_kernel, (triton.cdiv(M, BM), ), x, weight, bias, y,
-               mean, rstd, xhat if store_xhat else y, M, C, eps, BM, BC,
-               store_xhat, num_warps=warps)
+        _ln_fwd_kernel[(triton.cdiv(M, BM), )](
+            x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
+            eps, BM, BC, store_xhat, num_warps=warps)
     return y, mean, rstd, xhat
 
 

@@ -41,7 +41,6 @@ import triton
 from torch import Tensor
 
 from . import ss2d_kernels as kern
-from ._launch import launch
 from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
 from .eager import eager_call, eager_function, impl_or_op
 
@@ -86,8 +85,8 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     channel block ``BD`` and ``warps`` of the summary and forward kernels,
     ``BDB`` and ``warpsB`` of the backward kernel (``BD // (32·warps)``
     channels per thread), ``per_sm``, the backward's persistent programs
-    per SM. Depends on the sizes only through a few classes,
-    so new image sizes do not recompile."""
+    per SM. Depends on the sizes only through a few classes, so new image
+    sizes do not recompile."""
     if _interpreted():
         return dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1)
     # the best of the H200 sweeps (docs/benchmarks.md): one warp of 32
@@ -186,8 +185,8 @@ def _chain(P: Tensor, S: Tensor) -> Tensor:
     Bsz, _, NCH, Di = P.shape
     carry = torch.empty_like(P)
     BDc = min(64, triton.next_power_of_2(Di))
-    launch(kern.chain_kernel, (Bsz * K, triton.cdiv(Di, BDc)), P, S, carry, Di,
-           NCH, BD=BDc, SB=32, num_warps=4)
+    kern.chain_kernel[(Bsz * K, triton.cdiv(Di, BDc))](
+        P, S, carry, Di, NCH, BD=BDc, SB=32, num_warps=4)
     return carry
 
 
@@ -217,14 +216,15 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     z, _ = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    launch(kern.summary_kernel, _grid(x, cfg, 2), x, x_dbl, z, dt_b, A, P, S,
-           *args, ADJ=False, **consts)
+    kern.summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args,
+                                          ADJ=False, **consts)
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
     for pair in range(2):  # pair 1 adds to pair 0's output: a fixed order
-        launch(kern.fwd_kernel, _grid(x, cfg, 1), x, x_dbl, z, dt_b, A, Ds,
-               carry, y, pair, *args, ACC=pair == 1, **consts)
+        kern.fwd_kernel[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A, Ds, carry, y,
+                                          pair, *args, ACC=pair == 1,
+                                          **consts)
     return y, carry
 
 
@@ -263,8 +263,8 @@ def _bwd1_impl(
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    launch(kern.summary_kernel, _grid(x, cfg, 2), gy, x_dbl, z, dt_b, A, P, S,
-           *args, ADJ=True, **consts)
+    kern.summary_kernel[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A, P, S, *args,
+                                          ADJ=True, **consts)
     adj = _chain(P, S)
     del P, S
     nch, nd = _bwd_blocks(x, cfg)
@@ -276,9 +276,10 @@ def _bwd1_impl(
     dbc = torch.empty((nd, Bsz, L, K, 2), **f32)
     dvec = torch.empty((nprog, 3, K * Di), **f32)
     for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
-        launch(kern.bwd_kernel, (nprog, nd), x, x_dbl, z, dt_b, A, Ds, gy,
-               carry, adj, dx32, dx, dz, dbc, dvec, pair, *args, Bsz, nprog,
-               ACC=pair == 1, **_consts(cfg, bwd=True))
+        kern.bwd_kernel[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj,
+                                     dx32, dx, dz, dbc, dvec, pair, *args,
+                                     Bsz, nprog, ACC=pair == 1,
+                                     **_consts(cfg, bwd=True))
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
     dW = _outer_sum(dz, _dirs(x_dbl))[:, :, :R].contiguous()

@@ -184,39 +184,3 @@ def test_vmamba_tiny_cuda_matches_torch_path(norm_layer):
         refs = model(x)
     for a, b in zip(outs, refs):
         assert rel_err(a, b) < 1e-3
-
-
-def test_cached_launch_respecialises():
-    """kernels/_launch.launch reuses a compiled kernel only for arguments of
-    the same specialisation: a pointer off the 16-byte alignment, another
-    dtype, an integer equal to 1 each get their own compiled kernel, and
-    every launch computes the right values."""
-    import triton
-    import triton.language as tl
-
-    from mmvmamba.kernels._launch import _CACHE, launch
-
-    @triton.jit
-    def copy_scaled(src_ptr, dst_ptr, n, scale, BLOCK: tl.constexpr):
-        offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-        m = offs < n
-        v = tl.load(src_ptr + offs, mask=m).to(tl.float32) * scale
-        tl.store(dst_ptr + offs, v.to(dst_ptr.dtype.element_ty), mask=m)
-
-    base = torch.arange(1, 301, device='cuda', dtype=torch.float32)
-    for src, n in [(base, 300), (base, 300), (base[1:], 299), (base, 1),
-                   (base.half(), 300), (base[3:], 297), (base, 300)]:
-        dst = torch.zeros_like(src)
-        launch(copy_scaled, (triton.cdiv(n, 64), ), src, dst, n, 2.0,
-               BLOCK=64)
-        assert torch.equal(dst[:n], src[:n] * 2), (src.dtype, n)
-    keys = [k for k in _CACHE if k[0] is copy_scaled]
-    # aligned fp32, misaligned fp32 (twice: offsets 1 and 3 share it),
-    # n == 1, fp16
-    assert len(keys) == 4
-    # a constexpr given by position: one compiled kernel per value
-    for block in (64, 128, 64):
-        dst = torch.zeros_like(base)
-        launch(copy_scaled, (triton.cdiv(300, block), ), base, dst, 300, 2.0,
-               block)
-        assert torch.equal(dst, base * 2), block

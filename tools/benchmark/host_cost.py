@@ -7,9 +7,7 @@ row: wall / host / device µs per call (``analysis.bench.step_breakdown``:
 host = the host's time inside the calls, device = the profiler's sum of
 kernel time). Rows:
 
-* a bare Triton launch of a kernel with 25 arguments, through
-  ``kernel[grid](...)`` and through the project's cached launch
-  (``kernels/_launch.py``);
+* a bare Triton launch of a kernel with 25 arguments;
 * the LayerNorm op and the SS2D core (pair kernels at batch 2, chunked
   kernels at batch 4, both at 8×8), forward and forward + backward, and the
   SS2D core on both at VMamba-T stages 3 and 4 (batch 128, 14² and 7²),
@@ -34,7 +32,6 @@ from torch.profiler import ProfilerActivity, profile
 from mmvmamba.analysis.bench import (amp_train_step, build_classifier,
                                      ss2d_params, step_breakdown, write_json)
 from mmvmamba.kernels import layer_norm, ss2d_core
-from mmvmamba.kernels._launch import launch
 
 _INTS = [f'n{i}' for i in range(22)]
 
@@ -148,8 +145,6 @@ def main() -> None:
         for name, fn in [
             ('kernel[grid]', lambda: _store_kernel[(8, )]
              (a, b, a, *ints, BD=128)),
-            ('kernels._launch', lambda: launch(_store_kernel, (8, ), a, b, a,
-                                               *ints, BD=128)),
             ('torch.add (one aten op)', lambda: torch.add(a, b, out=a)),
         ]:
             print(f'launch {name}: {_launch_us(fn):.1f} µs (clock, no '
@@ -157,9 +152,6 @@ def main() -> None:
         return
     rows['triton launch (25 args), kernel[grid]'] = _calls(
         lambda: _store_kernel[(8, )](a, b, a, *ints, BD=128), args.iters)
-    rows['triton launch (25 args), kernels._launch'] = _calls(
-        lambda: launch(_store_kernel, (8, ), a, b, a, *ints, BD=128),
-        args.iters)
 
     xn = torch.randn(2 * 64, 96, device='cuda', requires_grad=True)
     wn = torch.ones(96, device='cuda', requires_grad=True)
