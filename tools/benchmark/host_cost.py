@@ -19,7 +19,12 @@ kernel time). Rows:
 then the ops with the most host time (self CPU time) of the pair core's
 forward + backward and of the VMamba-T step.
 
-    python tools/benchmark/host_cost.py [--json FILE] [--rows 25]
+The profiler's callbacks cost more than a launch (H200 machine: a Triton
+launch reads 90 µs under it, 17.6 µs by the clock; docs/benchmarks.md): the
+rows compare calls with each other, and ``--launches`` times the launch of
+a Triton kernel and of one aten op by the clock alone.
+
+    python tools/benchmark/host_cost.py [--json FILE] [--rows 25] [--launches]
 """
 import argparse
 import time
