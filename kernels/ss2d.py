@@ -37,6 +37,7 @@ import warnings
 from typing import Tuple
 
 import torch
+import torch.nn.functional as F
 import triton
 from torch import Tensor
 
@@ -98,8 +99,8 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
 
 
 def _padded_rows(R: int) -> int:
-    """Rows per direction of the d_state-1 x_dbl: dt rank R, zero rows,
-    then B and C, R + 2 rounded up to a multiple of 8. The dt-projection
+    """Rows per direction of the d_state-1 x_dbl: zero rows, the dt rank
+    R, then B and C, R + 2 rounded up to a multiple of 8. The dt-projection
     GEMMs then run on 16-byte aligned operands: with R + 2 = 14 the batched
     GEMMs fall back to cuBLAS's 2-element-aligned kernels (H200, VMamba-T
     stage 1 at R + 2 = 8 but K = R = 6: the z GEMM 455 us)."""
@@ -107,16 +108,10 @@ def _padded_rows(R: int) -> int:
 
 
 def pad_x_proj(x_proj_weight: Tensor, R: int) -> Tensor:
-    """(4, R + 2, Di) → (4, :func:`_padded_rows`, Di): zero rows between
-    the dt-rank rows and B, C (differentiable; the zero rows get no
-    gradient)."""
-    J8 = _padded_rows(R)
-    J = x_proj_weight.shape[1]
-    if J8 == J:
-        return x_proj_weight
-    zeros = x_proj_weight.new_zeros(K, J8 - J, x_proj_weight.shape[2])
-    return torch.cat(
-        [x_proj_weight[:, :R], zeros, x_proj_weight[:, R:]], dim=1)
+    """(4, R + 2, Di) → (4, :func:`_padded_rows`, Di): zero rows before
+    the dt-rank rows, so B and C stay the last two (differentiable: one pad,
+    whose backward is a view)."""
+    return F.pad(x_proj_weight, (0, 0, _padded_rows(R) - R - 2, 0))
 
 
 def _dirs(x_dbl: Tensor) -> Tensor:
@@ -125,11 +120,9 @@ def _dirs(x_dbl: Tensor) -> Tensor:
 
 
 def _dt_weight(dt_w: Tensor, J8: int, dtype: torch.dtype) -> Tensor:
-    """dt_w (4, Di, R) zero-padded to (4, Di, J8) (B, C and the padding
-    rows of x_dbl do not enter z)."""
-    w = dt_w.new_zeros(K, dt_w.shape[1], J8, dtype=dtype)
-    w[:, :, :dt_w.shape[2]] = dt_w
-    return w
+    """dt_w (4, Di, R) zero-padded to (4, Di, J8) at the dt-rank rows of
+    x_dbl (its padding rows and B, C do not enter z)."""
+    return F.pad(dt_w, (J8 - 2 - dt_w.shape[2], 2)).to(dtype)
 
 
 def _zproj(x_dbl: Tensor, dt_w: Tensor) -> Tuple[Tensor, Tensor]:
@@ -282,7 +275,8 @@ def _bwd1_impl(
                                      **_consts(cfg, bwd=True))
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
-    dW = _outer_sum(dz, _dirs(x_dbl))[:, :, :R].contiguous()
+    P = x_dbl.shape[-1] // K - 2 - R  # x_dbl's zero rows
+    dW = _outer_sum(dz, _dirs(x_dbl))[:, :, P:P + R].contiguous()
     dxdbl = torch.bmm(dz, w_dt).transpose(0, 1).contiguous()
     dxdbl[:, :, -2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
     dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
