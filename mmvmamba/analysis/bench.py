@@ -218,6 +218,44 @@ def amp_train_step(model: nn.Module, x: torch.Tensor,
     return step
 
 
+def graphed_train_step(model: nn.Module, x: torch.Tensor,
+                       target: torch.Tensor,
+                       warmup: int = 3) -> Callable[[], None]:
+    """One training step of a classifier replayed from a CUDA graph: bf16
+    autocast forward, cross entropy, backward and a capturable AdamW step,
+    captured once after ``warmup`` eager steps on a side stream (the
+    whole-network capture of the PyTorch CUDA-graph notes). No host work
+    is left in the step, so its time is the GPU's. bf16, not fp16: a
+    GradScaler's overflow check waits for the device and cannot be
+    captured. ``x`` and ``target`` are copied into the graph's static
+    inputs once (a data loop would copy each batch there)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=True)
+    loss_fn = nn.CrossEntropyLoss()
+    static_x, static_t = x.clone(), target.clone()
+
+    def body() -> None:
+        # the autocast weight-cast cache would keep tensors of the warm-up
+        # steps alive across the capture: cast inside the graph
+        with torch.autocast(
+                'cuda', dtype=torch.bfloat16, cache_enabled=False):
+            loss = loss_fn(model(static_x), static_t)
+        loss.backward()
+        opt.step()
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(warmup):  # compiles kernels, creates the state
+            opt.zero_grad(set_to_none=True)
+            body()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    opt.zero_grad(set_to_none=True)  # .grad allocated inside the graph
+    with torch.cuda.graph(graph):
+        body()
+    return graph.replay
+
+
 #: CUDA runtime calls in which the host waits for the device
 SYNC_CALLS = ('cudaStreamSynchronize', 'cudaDeviceSynchronize',
               'cudaEventSynchronize')

@@ -14,10 +14,14 @@ where the AMP training step and the AMP inference step spend their time (ms
 per step: wall, host time less its waits for the GPU, GPU kernel time; from
 the profiler over ``--iters`` steps, :func:`mmvmamba.analysis.bench.
 step_breakdown`): a host time above the GPU time means an idle GPU.
+``--graph-train`` adds a training step replayed from a CUDA graph (bf16
+autocast, capturable AdamW, no GradScaler: :func:`mmvmamba.analysis.bench.
+graphed_train_step`), the step without any host work, for every model
+alike.
 
     python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
         [--compile-models vmamba-t swin-t] [--batch 128] [--latency]
-        [--breakdown] [--json out.json]
+        [--breakdown] [--graph-train] [--json out.json]
 
 Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
 ``vmamba-t``).
@@ -29,8 +33,9 @@ import torch
 import torch.nn as nn
 
 from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
-                                     cuda_timed, model_choice, step_breakdown,
-                                     wall_clock, write_json)
+                                     cuda_timed, graphed_train_step,
+                                     model_choice, step_breakdown, wall_clock,
+                                     write_json)
 
 
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
@@ -67,7 +72,8 @@ def run_model(name: str,
               iters: int,
               compile_model: bool,
               with_latency: bool = False,
-              breakdown: bool = False) -> dict:
+              breakdown: bool = False,
+              graph_train: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_classifier(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -104,6 +110,15 @@ def run_model(name: str,
     res['train_peak_gib'] = torch.cuda.max_memory_allocated() / 2**30
     if breakdown:
         _breakdown(res, 'train_amp', step, iters)
+    del step  # its optimizer state
+    if graph_train:
+        try:
+            step = graphed_train_step(model, x, target)
+            res['train_graph'] = batch / cuda_timed(step, warmup, iters)
+        except Exception as exc:  # report, keep the other rows
+            print(f'{name}: graphed training failed: '
+                  f'{type(exc).__name__}: {exc}')
+            res['train_graph'] = float('nan')
     return res
 
 
@@ -136,6 +151,10 @@ def main():
         '--breakdown',
         action='store_true',
         help='also wall / host / GPU ms per AMP training and inference step')
+    parser.add_argument(
+        '--graph-train',
+        action='store_true',
+        help='also a bf16 training step replayed from a CUDA graph')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     dev = torch.cuda.get_device_name()
@@ -153,7 +172,7 @@ def main():
         t0 = time.time()
         try:
             r = run_model(name, args.batch, args.warmup, args.iters, comp,
-                          args.latency, args.breakdown)
+                          args.latency, args.breakdown, args.graph_train)
         except Exception as exc:  # report and go on with the other models
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
@@ -178,6 +197,9 @@ def main():
                 f'{r[f"{kind}_amp_device_ms"]:.1f}'
                 for kind in ('train', 'infer')),
                   flush=True)
+        if args.graph_train:
+            print(f'{"":12s} training step from a CUDA graph (bf16): '
+                  f'{r["train_graph"]:.0f} img/s', flush=True)
         torch.cuda.empty_cache()
     by = {r['model']: r for r in results}
     pairs = []
@@ -197,6 +219,9 @@ def main():
                 f'  infer amp {a["infer_amp"] / b["infer_amp"]:.2f}  '
                 f'train amp {a["train_amp"] / b["train_amp"]:.2f}  '
                 f'peak mem {a["train_peak_gib"] / b["train_peak_gib"]:.2f}')
+            if args.graph_train:
+                print(f'    train from a CUDA graph '
+                      f'{a["train_graph"] / b["train_graph"]:.2f}')
             if args.latency:
                 print('    batch-1 latency ratio (<1: VMamba faster): ' +
                       '  '.join(f'{k[4:]} {a[k] / b[k]:.2f}' for k in a

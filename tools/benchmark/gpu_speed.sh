@@ -13,7 +13,7 @@
 #   host    the host's cost per op call and per small training step
 #           (host_cost.py): where an eager step waits for Python
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency,
-#           wall / host / GPU ms per step
+#           wall / host / GPU ms per step, a training step from a CUDA graph
 #   profile where a VMamba-T AMP training step spends its GPU time
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
@@ -86,7 +86,7 @@ stage_host() {
 }
 stage_models() {
   echo "== models"
-  timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency --breakdown \
+  timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency --breakdown --graph-train \
     --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
