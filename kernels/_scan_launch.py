@@ -9,10 +9,10 @@ import os
 from typing import List, NamedTuple, Optional, Tuple
 
 import torch
-import triton
 from torch import Tensor
 
 from ._scan_kernels import scan_bwd_kernel, scan_fwd_kernel
+from ._util import cdiv, next_power_of_2
 from .reference import linear_scan_ref
 
 __all__ = ['ScanLayout', 'block_config', 'scan_forward', 'scan_backward']
@@ -95,8 +95,8 @@ def block_config(N: int, R: int, L: int = 0) -> Tuple[int, int, int, int]:
     the ops' fake implementations must agree on it); a few length classes,
     so new image sizes do not recompile.
     """
-    NP = triton.next_power_of_2(N)
-    RP = max(16, triton.next_power_of_2(max(R, 1)))
+    NP = next_power_of_2(N)
+    RP = max(16, next_power_of_2(max(R, 1)))
     if N in TUNE:
         return TUNE[N][0], TUNE[N][2], NP, RP
     if os.environ.get('TRITON_INTERPRET') == '1':
@@ -125,10 +125,10 @@ def programs_for(sms: int) -> int:
 
 
 def _splits(programs: int, nch: int, device: torch.device) -> Tuple[int, int]:
-    want = triton.cdiv(_target_programs(device), programs)
+    want = cdiv(_target_programs(device), programs)
     S = max(1, min(nch, want))
-    cps = triton.cdiv(nch, S)
-    return triton.cdiv(nch, cps), cps
+    cps = cdiv(nch, S)
+    return cdiv(nch, cps), cps
 
 
 def _rows_A(A: Tensor, batch: int, NP: int) -> Tensor:
@@ -173,8 +173,8 @@ def _dot_prec(t: Tensor) -> str:
 def _plan(lay: ScanLayout, batch: int, BD: int, T: int, u: Tensor):
     """Grid, chunk count, time splits and chunks per split of one launch."""
     L = lay.H * lay.W
-    nch = triton.cdiv(L, T)
-    nd = triton.cdiv(lay.DC, BD)
+    nch = cdiv(L, T)
+    nd = cdiv(lay.DC, BD)
     S, cps = _splits(nd * batch * lay.G, nch, u.device)
     return (nd, batch * lay.G, S), L, nch, S, cps
 

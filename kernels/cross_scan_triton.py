@@ -10,6 +10,8 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._util import cdiv
+
 __all__ = ['cross_scan_triton', 'cross_merge_triton']
 
 _BC, _BH, _BW = 4, 16, 32
@@ -63,8 +65,8 @@ def _cross_kernel(x_ptr, y_ptr, C, H, W, NW, s_b, s_c, s_h, s_w,
 
 def _launch(x: Tensor, y: Tensor, merge: bool) -> None:
     B, C, H, W = x.shape
-    NW = triton.cdiv(W, _BW)
-    grid = (triton.cdiv(H, _BH) * NW, triton.cdiv(C, _BC), B)
+    NW = cdiv(W, _BW)
+    grid = (cdiv(H, _BH) * NW, cdiv(C, _BC), B)
     _cross_kernel[grid](
         x, y, C, H, W, NW, *x.stride(), MERGE=merge, BC=_BC, BH=_BH, BW=_BW)
 

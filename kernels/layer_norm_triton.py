@@ -31,6 +31,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._util import cdiv, next_power_of_2
 from .eager import eager_call, eager_function
 
 __all__ = ['layer_norm_triton']
@@ -64,7 +65,7 @@ def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
 
 def _blocks(C: int) -> Tuple[int, int, int]:
     """(BLOCK_M rows, BLOCK_C, warps): about 4k elements per program."""
-    BC = triton.next_power_of_2(C)
+    BC = next_power_of_2(C)
     BM = max(1, min(64, 4096 // BC))
     return BM, BC, 4 if BC * BM <= 4096 else 8
 
@@ -81,7 +82,7 @@ def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
         x.shape if store_xhat else (0, ), dtype=out_dtype, device=x.device)
     if M:
         BM, BC, warps = _blocks(C)
-        _ln_fwd_kernel[(triton.cdiv(M, BM), )](
+        _ln_fwd_kernel[(cdiv(M, BM), )](
             x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
             eps, BM, BC, store_xhat, num_warps=warps)
     return y, mean, rstd, xhat

@@ -8,10 +8,10 @@ their launchers live in :mod:`._scan_kernels` and :mod:`._scan_launch`.
 from typing import Optional, Tuple
 
 import torch
-import triton
 from torch import Tensor
 
 from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
+from ._util import cdiv
 
 __all__ = ['selective_scan_triton']
 
@@ -103,7 +103,7 @@ def _(u, delta, A, B, C, D, delta_bias, delta_softplus, out_dtype):
     _, T, NP, _ = block_config(N, 0, u.shape[2])
     rows = u.shape[0] * u.shape[1]
     y = u.new_empty(u.shape, dtype=out_dtype)
-    hs = u.new_empty((rows, triton.cdiv(u.shape[2], T), NP),
+    hs = u.new_empty((rows, cdiv(u.shape[2], T), NP),
                      dtype=torch.float32)
     return y, hs
 

@@ -38,11 +38,11 @@ from typing import Tuple
 
 import torch
 import torch.nn.functional as F
-import triton
 from torch import Tensor
 
 from . import ss2d_kernels as kern
 from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
+from ._util import cdiv, next_power_of_2
 from .eager import eager_call, eager_function, impl_or_op
 
 __all__ = ['ss2d_core_triton', 'tile_config']
@@ -163,7 +163,7 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
     R = x_dbl.shape[-1] // K - 2
     return [
         Di, H, W, L, R,
-        triton.cdiv(L, cfg['T']), *x.stride(), *x_dbl.stride(),
+        cdiv(L, cfg['T']), *x.stride(), *x_dbl.stride(),
         z.stride(0), L * Di, Di, 1
     ]
 
@@ -177,27 +177,26 @@ def _consts(cfg: dict, bwd: bool = False) -> dict:
 def _chain(P: Tensor, S: Tensor) -> Tensor:
     Bsz, _, NCH, Di = P.shape
     carry = torch.empty_like(P)
-    BDc = min(64, triton.next_power_of_2(Di))
-    kern.chain_kernel[(Bsz * K, triton.cdiv(Di, BDc))](
+    BDc = min(64, next_power_of_2(Di))
+    kern.chain_kernel[(Bsz * K, cdiv(Di, BDc))](
         P, S, carry, Di, NCH, BD=BDc, SB=32, num_warps=4)
     return carry
 
 
 def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
     Bsz, Di, H, W = x.shape
-    return (triton.cdiv(H * W, cfg['T']), Bsz * pairs,
-            triton.cdiv(Di, cfg['BD']))
+    return (cdiv(H * W, cfg['T']), Bsz * pairs,
+            cdiv(Di, cfg['BD']))
 
 
 def _bwd_blocks(x: Tensor, cfg: dict) -> Tuple[int, int]:
     """(chunks per image, channel blocks) of the backward kernel."""
-    return triton.cdiv(x.shape[2] * x.shape[3],
-                       cfg['T']), triton.cdiv(x.shape[1], cfg['BDB'])
+    return cdiv(x.shape[2] * x.shape[3], cfg['T']), cdiv(x.shape[1], cfg['BDB'])
 
 
 def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
     Bsz, Di, H, W = x.shape
-    return x.new_empty((Bsz, K, triton.cdiv(H * W, cfg['T']), Di),
+    return x.new_empty((Bsz, K, cdiv(H * W, cfg['T']), Di),
                        dtype=torch.float32)
 
 
@@ -245,7 +244,7 @@ def _programs(tiles: int, blocks: int, per_sm: int,
 def _bwd1_impl(
         x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
         Ds: Tensor, gy: Tensor,
-        carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+        carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
     L = H * W
     R = dt_w.shape[2]
@@ -279,8 +278,8 @@ def _bwd1_impl(
     dW = _outer_sum(dz, _dirs(x_dbl))[:, :, P:P + R].contiguous()
     dxdbl = torch.bmm(dz, w_dt).transpose(0, 1).contiguous()
     dxdbl[:, :, -2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
-    dA, dD, dbias = (dvec[:, i].sum(0) for i in range(3))
-    return (dx, dxdbl.view(x_dbl.shape), dW, dbias, dA[:, None], dD)
+    # dA, dD and dbias of every program in a fixed order: (3, 4·Di)
+    return dx, dxdbl.view(x_dbl.shape), dW, dvec.sum(0)
 
 
 _bwd1 = torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())(
@@ -292,8 +291,7 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds, gy, carry):
     f32 = dict(dtype=torch.float32)
     return (torch.empty_like(x), torch.empty_like(x_dbl),
             dt_w.new_empty(dt_w.shape, **f32),
-            dt_b.new_empty(dt_b.shape, **f32),
-            A.new_empty((A.shape[0], 1), **f32), Ds.new_empty(Ds.shape, **f32))
+            A.new_empty((3, A.shape[0]), **f32))
 
 
 def _fwd1_setup(ctx, inputs, output):
@@ -303,10 +301,11 @@ def _fwd1_setup(ctx, inputs, output):
 
 def _fwd1_backward(ctx, gy, _gcarry):
     x, x_dbl, dt_w, dt_b, A, Ds, carry = ctx.saved_tensors
-    dx, dxdbl, dW, dbias, dA, dD = impl_or_op(_bwd1_impl, _bwd1, x, x_dbl,
-                                              dt_w, dt_b, A, Ds, gy, carry)
+    dx, dxdbl, dW, dvec = impl_or_op(_bwd1_impl, _bwd1, x, x_dbl, dt_w, dt_b,
+                                     A, Ds, gy, carry)
+    dA, dD, dbias = dvec
     return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype),
-            dA[:, 0].to(A.dtype), dD.to(Ds.dtype))
+            dA.to(A.dtype), dD.to(Ds.dtype))
 
 
 _fwd1.register_autograd(_fwd1_backward, setup_context=_fwd1_setup)
@@ -380,7 +379,7 @@ def _(x, x_dbl, dt_w, dt_b, A, Ds, store_hs):
     Bsz, Di, H, W = x.shape
     _, T, NP, _ = block_config(N, dt_w.shape[2], H * W)
     y = torch.empty_like(x, dtype=torch.float32)
-    shape = ((Bsz * K * Di, triton.cdiv(H * W, T), NP) if store_hs else (1, ))
+    shape = ((Bsz * K * Di, cdiv(H * W, T), NP) if store_hs else (1, ))
     return y, x.new_empty(shape, dtype=torch.float32)
 
 
