@@ -50,20 +50,25 @@ __all__ = ['ss2d_core_triton', 'tile_config']
 K = 4
 
 #: d_state 1 runs the channel-per-thread pair kernels up to this batch, at
-#: every batch from ``PAIR_MIN_PIXELS`` pixels per image, and whenever
-#: deterministic algorithms are asked for; the chunked kernels otherwise.
-#: H200, bench_kernels.py, forward + backward ms, pair / chunked, same run
-#: (2026-12-04): batch 128 stages 1-4 (56², 28², 14², 7²) 5.08 / 7.14,
-#: 2.88 / 3.56, 3.15 / 2.09, 2.75 / 1.92; batch 1 stage 1 2.97 / 3.14;
-#: Mask R-CNN (batch 2) stages 1-4 2.98 / 4.15, 3.11 / 3.03, 2.69 / 2.65,
-#: 2.75 / 3.03.
+#: every batch from ``PAIR_MIN_PIXELS`` pixels per image, whenever
+#: deterministic algorithms are asked for and inside a CUDA-graph capture;
+#: the chunked kernels otherwise. H200, bench_kernels.py, forward + backward
+#: ms, pair / chunked, same run (2026-12-04): batch 128 stages 1-4 (56²,
+#: 28², 14², 7²) 5.08 / 7.14, 2.88 / 3.56, 3.15 / 2.09, 2.75 / 1.92; batch 1
+#: stage 1 2.97 / 3.14; Mask R-CNN (batch 2) stages 1-4 2.98 / 4.15, 3.11 /
+#: 3.03, 2.69 / 2.65, 2.75 / 3.03. Those small rows are the host's time: on
+#: the GPU alone (tools/benchmark/host_cost.py, same run, 2026-12-04) the
+#: pair kernels take 1.33 / 2.07 ms at stage 3 and 0.76 / 1.90 at stage 4,
+#: and a captured graph replays without the host.
 PAIR_MAX_BATCH = 2
 PAIR_MIN_PIXELS = 784
 
 
-def use_pairs(N: int, batch: int, pixels: int) -> bool:
-    """Whether the SS2D core runs the pair kernels (d_state 1 only)."""
-    return N == 1 and (torch.are_deterministic_algorithms_enabled()
+def use_pairs(N: int, batch: int, pixels: int, capturing: bool = False) -> bool:
+    """Whether the SS2D core runs the pair kernels (d_state 1 only);
+    ``capturing``: the call is being captured into a CUDA graph."""
+    return N == 1 and (capturing
+                       or torch.are_deterministic_algorithms_enabled()
                        or batch <= PAIR_MAX_BATCH
                        or pixels >= PAIR_MIN_PIXELS)
 
@@ -500,7 +505,8 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     L = H * W
     N = A_logs.shape[1]
     R = dt_projs_weight.shape[2]
-    d1 = use_pairs(N, Bsz, L)
+    d1 = use_pairs(N, Bsz, L, x.is_cuda
+                   and torch.cuda.is_current_stream_capturing())
     if d1:  # rows padded for aligned dt-projection GEMMs
         x_proj_weight = pad_x_proj(x_proj_weight, R)
     wcat = x_proj_weight.reshape(-1, Di)

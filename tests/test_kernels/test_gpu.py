@@ -184,3 +184,35 @@ def test_vmamba_tiny_cuda_matches_torch_path(norm_layer):
         refs = model(x)
     for a, b in zip(outs, refs):
         assert rel_err(a, b) < 1e-3
+
+
+def test_ss2d_core_captured_in_a_cuda_graph_takes_the_pair_kernels(
+        monkeypatch):
+    """Batch 4 at 7x7 runs the chunked kernels eagerly and the pair kernels
+    inside a CUDA-graph capture; the replay agrees with the eager run."""
+    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
+    seen = []
+    use_pairs = ss2d.use_pairs
+
+    def spy(*args, **kwargs):
+        seen.append(use_pairs(*args, **kwargs))
+        return seen[-1]
+
+    monkeypatch.setattr(ss2d, 'use_pairs', spy)
+    torch.manual_seed(0)
+    params = _params(32)
+    x = torch.randn(4, 32, 7, 7, device='cuda')
+    with torch.no_grad():
+        ref = ss2d_core(x, *params)
+        torch.use_deterministic_algorithms(True)  # compiles the pair kernels
+        try:
+            ss2d_core(x, *params)
+        finally:
+            torch.use_deterministic_algorithms(False)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            out = ss2d_core(x, *params)
+        graph.replay()
+        torch.cuda.synchronize()
+    assert seen == [False, True, True]
+    assert rel_err(out, ref) < 1e-4

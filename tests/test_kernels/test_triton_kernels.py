@@ -247,6 +247,17 @@ def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic,
     assert rel_err(y, ss2d_core_ref(*ins)) < TOL[torch.float32][0]
 
 
+def test_pairs_inside_a_cuda_graph_capture():
+    """Inside a CUDA-graph capture the host's cost of a call does not
+    recur: d_state 1 takes the pair kernels (less GPU time) at any size;
+    d_state > 1 has no pair kernels."""
+    import importlib
+    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
+    assert not ss2d.use_pairs(1, 128, 49)
+    assert ss2d.use_pairs(1, 128, 49, capturing=True)
+    assert not ss2d.use_pairs(16, 1, 3136, capturing=True)
+
+
 def test_ss2d_core_d_state_16_is_not_deterministic():
     ins = _ss2d_inputs(1, 16, 2, 3, 16, 1, torch.float32, True)
     torch.use_deterministic_algorithms(True)
