@@ -116,7 +116,8 @@ def pad_x_proj(x_proj_weight: Tensor, R: int) -> Tensor:
     """(4, R + 2, Di) → (4, :func:`_padded_rows`, Di): zero rows before
     the dt-rank rows, so B and C stay the last two (differentiable: one pad,
     whose backward is a view)."""
-    return F.pad(x_proj_weight, (0, 0, _padded_rows(R) - R - 2, 0))
+    zeros = _padded_rows(R) - R - 2
+    return F.pad(x_proj_weight, (0, 0, zeros, 0)) if zeros else x_proj_weight
 
 
 def _dirs(x_dbl: Tensor) -> Tensor:
