@@ -109,7 +109,7 @@ def _padded_rows(R: int) -> int:
     GEMMs then run on 16-byte aligned operands: with R + 2 = 14 the batched
     GEMMs fall back to cuBLAS's 2-element-aligned kernels (H200, VMamba-T
     stage 1 at R + 2 = 8 but K = R = 6: the z GEMM 455 us)."""
-    return -(-(R + 2) // 8) * 8
+    return cdiv(R + 2, 8) * 8
 
 
 def pad_x_proj(x_proj_weight: Tensor, R: int) -> Tensor:

@@ -124,23 +124,35 @@ def bench(fn):
     return do_bench(fn, warmup=10, rep=60, return_mode='median')
 
 
-def time_core(core: Callable, B: int, C: int, H: int,
-              W: int) -> Tuple[float, float]:
-    """(forward ms without autograd, forward + backward ms) of an SS2D core
-    on a bf16 channels-last (B, C, H, W) input, :func:`bench` medians."""
+def core_calls(core: Callable, B: int, C: int, H: int,
+               W: int) -> Tuple[Callable[[], None], Callable[[], None]]:
+    """(forward without autograd, forward + backward) closures of an SS2D
+    core on a bf16 channels-last (B, C, H, W) input, fp32 parameters."""
     x = torch.randn(
         B, C, H, W, device='cuda',
         dtype=torch.bfloat16).to(memory_format=torch.channels_last)
     ps = ss2d_params(C)
-    with torch.no_grad():
-        fwd = bench(lambda: core(x, *ps))
     xg = x.detach().requires_grad_()
     pg = [p.clone().requires_grad_() for p in ps]
     gy = torch.randn(
         B, C, H, W, device='cuda').to(memory_format=torch.channels_last)
-    fwd_bwd = bench(
-        lambda: torch.autograd.grad(core(xg, *pg), [xg] + pg, gy))
+
+    def fwd() -> None:
+        with torch.no_grad():
+            core(x, *ps)
+
+    def fwd_bwd() -> None:
+        torch.autograd.grad(core(xg, *pg), [xg] + pg, gy)
+
     return fwd, fwd_bwd
+
+
+def time_core(core: Callable, B: int, C: int, H: int,
+              W: int) -> Tuple[float, float]:
+    """(forward ms without autograd, forward + backward ms) of an SS2D core
+    (:func:`core_calls`), :func:`bench` medians."""
+    fwd, fwd_bwd = core_calls(core, B, C, H, W)
+    return bench(fwd), bench(fwd_bwd)
 
 
 def cuda_timed(fn: Callable, warmup: int, iters: int) -> float:

@@ -35,7 +35,7 @@ import triton.language as tl
 from torch.profiler import ProfilerActivity, profile
 
 from mmvmamba.analysis.bench import (amp_train_step, build_classifier,
-                                     ss2d_params, step_breakdown, write_json)
+                                     core_calls, step_breakdown, write_json)
 from mmvmamba.kernels import layer_norm, ss2d_core
 
 _INTS = [f'n{i}' for i in range(22)]
@@ -79,38 +79,15 @@ class _Rows(dict):
               f'{r["device"]:9.1f}', flush=True)
 
 
-def _ss2d(B: int, C: int, H: int, W: int, deterministic: bool = False):
-    """(forward, forward + backward) closures of the SS2D core on a bf16
-    channels-last (B, C, H, W) input with fp32 parameters."""
-    x = torch.randn(B, C, H, W, device='cuda', dtype=torch.bfloat16)
-    x = x.contiguous(memory_format=torch.channels_last).requires_grad_()
-    params = [p.requires_grad_() for p in ss2d_params(C)]
-    gy = torch.randn(B, C, H, W, device='cuda').contiguous(
-        memory_format=torch.channels_last)
-
-    def fwd():
-        with torch.no_grad():
-            ss2d_core(x, *params)
-
-    def fb():
-        ss2d_core(x, *params).backward(gy)
-
-    if not deterministic:
-        return fwd, fb
-
-    def det(fn):
-
-        def run():
-            prev = torch.are_deterministic_algorithms_enabled()
-            torch.use_deterministic_algorithms(True)
-            try:
-                fn()
-            finally:
-                torch.use_deterministic_algorithms(prev)
-
-        return run
-
-    return det(fwd), det(fb)
+def _deterministic_core(*args):
+    """The SS2D core with deterministic algorithms on: the pair kernels at
+    any size (the backward follows the forward's choice)."""
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        return ss2d_core(*args)
+    finally:
+        torch.use_deterministic_algorithms(prev)
 
 
 def _top_ops(fn, rows: int, title: str) -> str:
@@ -171,13 +148,13 @@ def main() -> None:
     rows['layer_norm fwd+bwd'] = _calls(
         lambda: layer_norm(xn, wn, bn, 1e-5).backward(gn), args.iters)
 
-    pair = _ss2d(2, 64, 8, 8)
-    chunked = _ss2d(4, 64, 8, 8)
+    pair = core_calls(ss2d_core, 2, 64, 8, 8)
+    chunked = core_calls(ss2d_core, 4, 64, 8, 8)
     cases = [('pair 2x64x8x8', pair), ('chunked 4x64x8x8', chunked)]
     for stage, shape in (('T-stage3', (128, 384, 14, 14)),
                          ('T-stage4', (128, 768, 7, 7))):
-        cases += [(f'pair {stage}', _ss2d(*shape, deterministic=True)),
-                  (f'chunked {stage}', _ss2d(*shape))]
+        cases += [(f'pair {stage}', core_calls(_deterministic_core, *shape)),
+                  (f'chunked {stage}', core_calls(ss2d_core, *shape))]
     for name, (fwd, fb) in cases:
         rows[f'ss2d {name} fwd'] = _calls(fwd, args.iters)
         rows[f'ss2d {name} fwd+bwd'] = _calls(fb, args.iters)
