@@ -4,11 +4,29 @@ written directly in the dtype its consumer wants.
 Under autocast ``F.layer_norm`` returns float32, and the next linear layer
 casts that to 16 bits in a separate kernel. Here the normalisation is
 computed in float32 and stored once in ``out_dtype``. The statistics are
-float32 and defined as PyTorch's (``rstd = 1/sqrt(var + eps)``), so the
-backward is PyTorch's own LayerNorm backward kernel fed with them.
+float32 and defined as PyTorch's (``rstd = 1/sqrt(var + eps)``).
+
+C is specialised (not ``do_not_specialize``): knowing that C is a multiple
+of 16 lets the compiler prove the rows aligned and load 16 bytes per thread
+instead of one element (PTX of both kernels, sm_90: 97 scalar global loads
+against 8 ``v4`` loads in the backward); a model has a few widths, so a few
+compilations. H200, VMamba-T stage 1 (128, 56², 96), forward 0.220 → 0.056
+ms (do_bench, two calls), at its memory floor.
+
+The backward is one Triton kernel too (``mmvmamba::layer_norm_bwd``): it
+reads the kept tensor and the gradient in their own dtypes, writes dx and
+one row of weight/bias partial sums per program, summed by one fixed-order
+``sum``: deterministic, no atomics. It replaced PyTorch's LayerNorm backward
+fed with the saved statistics, which needed the gradient and the kept
+tensor cast to float32 first (two elementwise passes) and ran its own two
+kernels (grad-input, then gamma/beta). H200, one run, GPU time of forward +
+backward (``tools/benchmark/bench_layernorm.py``) at VMamba-T stages 1-4:
+0.244 / 0.152 / 0.072 / 0.045 ms against 0.870 / 0.385 / 0.263 / 0.099 for
+that former backward and 1.232 / 0.424 / 0.245 / 0.084 for ``F.layer_norm``
+and a cast.
 
 The forward is the custom op ``mmvmamba::layer_norm_fwd`` (an opaque call
-for ``torch.compile`` and fake tensors); its backward is plain aten. In eager
+for ``torch.compile`` and fake tensors), and so is its backward. In eager
 mode on plain tensors the same function runs under a plain
 ``autograd.Function`` instead: the custom op's dispatcher and its generated
 autograd wrapper cost several times the Python of the launch itself
@@ -32,12 +50,12 @@ import triton.language as tl
 from torch import Tensor
 
 from ._util import cdiv, next_power_of_2
-from .eager import eager_call, eager_function
+from .eager import eager_call, eager_function, impl_or_op
 
 __all__ = ['layer_norm_triton']
 
 
-@triton.jit(do_not_specialize=['M', 'C'])
+@triton.jit(do_not_specialize=['M'])
 def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
                    M, C, eps, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
                    STORE_XHAT: tl.constexpr):
@@ -105,31 +123,94 @@ def _(x, weight, bias, eps, out_dtype, store_xhat):
 def _setup(ctx, inputs, output):
     x, weight, bias, _, _, store_xhat = inputs
     ctx.x_dtype = x.dtype
-    # the 16-bit x̂ instead of the input: the backward rebuilds x − mean
+    # the 16-bit x̂ instead of the input (the backward reads either)
     kept = output[3] if store_xhat else x
     ctx.save_for_backward(kept, weight, bias, output[1], output[2])
     ctx.store_xhat = store_xhat
 
 
+@triton.jit(do_not_specialize=['M'])
+def _ln_bwd_kernel(k_ptr, dy_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, part_ptr,
+                   M, C, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
+                   SUB: tl.constexpr, XHAT: tl.constexpr):
+    """dx for SUB blocks of BLOCK_M rows, and this program's sums of
+    dy·x̂ and dy over its rows (row ``pid`` of part, (P, 2, C)). ``k`` is
+    x̂ (XHAT) or the input x."""
+    pid = tl.program_id(0)
+    cols = tl.arange(0, BLOCK_C)
+    mask_c = cols < C
+    w = tl.load(w_ptr + cols, mask=mask_c, other=0.).to(tl.float32)
+    dw = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    db = tl.zeros((BLOCK_M, BLOCK_C), dtype=tl.float32)
+    for s in tl.static_range(SUB):
+        rows = (pid.to(tl.int64) * SUB + s) * BLOCK_M + tl.arange(0, BLOCK_M)
+        mask_r = rows < M
+        mask = mask_r[:, None] & mask_c[None, :]
+        offs = rows[:, None] * C + cols[None, :]
+        k = tl.load(k_ptr + offs, mask=mask, other=0.).to(tl.float32)
+        dy = tl.load(dy_ptr + offs, mask=mask, other=0.).to(tl.float32)
+        rstd = tl.load(rstd_ptr + rows, mask=mask_r, other=0.)
+        if XHAT:
+            xhat = k
+        else:
+            mean = tl.load(mean_ptr + rows, mask=mask_r, other=0.)
+            xhat = tl.where(mask, (k - mean[:, None]) * rstd[:, None], 0.)
+        wdy = dy * w[None, :]
+        c1 = tl.sum(xhat * wdy, 1) / C
+        c2 = tl.sum(wdy, 1) / C
+        dx = (wdy - (xhat * c1[:, None] + c2[:, None])) * rstd[:, None]
+        tl.store(dx_ptr + offs, dx.to(dx_ptr.dtype.element_ty), mask=mask)
+        dw += dy * xhat
+        db += dy
+    base = part_ptr + pid.to(tl.int64) * 2 * C + cols
+    tl.store(base, tl.sum(dw, 0), mask=mask_c)
+    tl.store(base + C, tl.sum(db, 0), mask=mask_c)
+
+
+#: row blocks per backward program: its partial sums are one (2, C) row.
+#: H200, forward + backward GPU ms at VMamba-T stages 1-4, batch 128
+#: (bench_layernorm.py --sub 1 2 4): 1: 0.283 0.199 0.078 0.035;
+#: 2: 0.244 0.152 0.072 0.045; 4: 0.237 0.141 0.082 0.042. Weighted by the
+#: norms per stage in a VMamba-T step (6, 6, 24, 6), 2 is the least.
+_BWD_SUB = 2
+
+
+def _ln_bwd_impl(kept: Tensor, dy: Tensor, weight: Tensor, mean: Tensor,
+                 rstd: Tensor, xhat: bool,
+                 x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
+    """(dx in ``x_dtype``, float32 (2, C) = [dweight, dbias])."""
+    C = kept.shape[-1]
+    M = kept.numel() // C
+    dy = dy.contiguous()
+    dx = torch.empty(kept.shape, dtype=x_dtype, device=kept.device)
+    BM, BC, warps = _blocks(C)
+    progs = cdiv(M, BM * _BWD_SUB)
+    part = torch.empty((progs, 2, C), dtype=torch.float32,
+                       device=kept.device)
+    if M:
+        _ln_bwd_kernel[(progs, )](
+            kept, dy, weight, mean, rstd, dx, part, M, C, BM, BC, _BWD_SUB,
+            xhat, num_warps=warps)
+    return dx, part.sum(0)
+
+
+_ln_bwd = torch.library.custom_op(
+    'mmvmamba::layer_norm_bwd', mutates_args=())(
+        _ln_bwd_impl)
+
+
+@_ln_bwd.register_fake
+def _(kept, dy, weight, mean, rstd, xhat, x_dtype):
+    return (kept.new_empty(kept.shape, dtype=x_dtype),
+            kept.new_empty((2, kept.shape[-1]), dtype=torch.float32))
+
+
 def _backward(ctx, dy, _dmean, _drstd, _dxhat):
-    # PyTorch's own LayerNorm backward fed with the saved statistics, in
-    # float32 as the forward. (A single-kernel Triton backward was slower in
-    # the full training step: VMamba-T AMP training fell from 1285 to 1114
-    # img/s on an H200 with it.)
     kept, weight, bias, mean, rstd = ctx.saved_tensors
-    stats = kept.shape[:-1] + (1, )
-    mean, rstd = mean.view(stats), rstd.view(stats)
-    if ctx.store_xhat:
-        # x − mean = x̂ / rstd, normalised around a zero mean
-        x = kept.float() / rstd
-        mean = torch.zeros_like(mean)
-    else:
-        x = kept.float()
-    dx, dw, db = torch.ops.aten.native_layer_norm_backward(
-        dy.float(), x, [x.shape[-1]], mean, rstd, weight.float(),
-        bias.float(), [True, True, True])
-    return (dx.to(ctx.x_dtype), dw.to(weight.dtype), db.to(bias.dtype), None,
-            None, None)
+    dx, dwb = impl_or_op(_ln_bwd_impl, _ln_bwd, kept, dy, weight, mean, rstd,
+                         ctx.store_xhat, ctx.x_dtype)
+    return (dx, dwb[0].to(weight.dtype), dwb[1].to(bias.dtype), None, None,
+            None)
 
 
 _ln_fwd.register_autograd(_backward, setup_context=_setup)

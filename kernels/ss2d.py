@@ -506,9 +506,11 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     L = H * W
     N = A_logs.shape[1]
     R = dt_projs_weight.shape[2]
-    # only a plain CUDA tensor has a stream to ask (fake tensors of
-    # torch.compile's tracing or of a memory estimate have none)
+    # only a plain CUDA tensor outside compilation has a stream to ask (fake
+    # tensors of torch.compile's tracing or of a memory estimate have none,
+    # and Dynamo cannot trace the question)
     d1 = use_pairs(N, Bsz, L, type(x) is Tensor and x.is_cuda
+                   and not torch.compiler.is_compiling()
                    and torch.cuda.is_current_stream_capturing())
     if d1:  # rows padded for aligned dt-projection GEMMs
         x_proj_weight = pad_x_proj(x_proj_weight, R)

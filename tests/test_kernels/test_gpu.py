@@ -6,6 +6,7 @@ import torch
 
 from mmvmamba.kernels import (cross_scan, selective_scan, selective_scan_ref,
                               ss2d_core, ss2d_core_ref)
+from mmvmamba.kernels.layer_norm_triton import layer_norm_triton
 from ._helpers import grads, rel_err
 
 pytestmark = pytest.mark.skipif(
@@ -145,6 +146,27 @@ def test_torch_compile_through_the_ops(mode):
     xs = torch.randn(2, 8, 5, 6, device='cuda')
     assert torch.equal(
         torch.compile(cross_scan, fullgraph=True)(xs), cross_scan(xs))
+
+
+def test_layer_norm_op_under_torch_compile():
+    """The Triton LayerNorm op (16-bit output of a float32 input: the
+    backward reads the kept 16-bit x̂) traced whole by torch.compile,
+    forward and backward through the custom ops, equals the eager call.
+    (``kernels.layer_norm`` itself hands compilation F.layer_norm.)"""
+    torch.manual_seed(0)
+    x = torch.randn(4, 14, 14, 96, device='cuda').requires_grad_()
+    w = (torch.randn(96, device='cuda') * 0.5 + 1).requires_grad_()
+    b = torch.randn(96, device='cuda').requires_grad_()
+
+    def norm(x, w, b):
+        return layer_norm_triton(x, w, b, 1e-6, torch.bfloat16)
+
+    out = torch.compile(norm, fullgraph=True)(x, w, b)
+    ref = norm(x, w, b)
+    assert out.dtype == torch.bfloat16 and torch.equal(out, ref)
+    g = torch.randn_like(ref)
+    for a, r in zip(grads(out, [x, w, b], g), grads(ref, [x, w, b], g)):
+        assert torch.equal(a, r)
 
 
 def test_new_image_size_does_not_recompile():

@@ -10,11 +10,14 @@
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
+#   layernorm the LayerNorm op at VMamba-T's shapes against its floor and
+#           PyTorch (bench_layernorm.py; LN_ARGS adds arguments)
 #   host    the host's cost per op call and per small training step
 #           (host_cost.py): where an eager step waits for Python
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency,
 #           wall / host / GPU ms per step, a training step from a CUDA graph
 #   profile where a VMamba-T AMP training step spends its GPU time
+#           (PROFILE_ARGS adds arguments, e.g. --pairs)
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
 #   demo    the demo Mask R-CNN trained and tested on the GPU
@@ -78,6 +81,12 @@ stage_kernels() {
   done
   python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
 }
+stage_layernorm() {
+  echo "== layernorm"
+  timeout "${T_LN:-150}" python3 tools/benchmark/bench_layernorm.py --json "$RES/layernorm.json" \
+    ${LN_ARGS:-} > "$RES/layernorm.log" 2>&1
+  echo "rc=$?"; grep -v -i warn "$RES/layernorm.log"
+}
 stage_host() {
   echo "== host"
   timeout "${T_HOST:-150}" python3 tools/benchmark/host_cost.py --json "$RES/host.json" \
@@ -94,8 +103,8 @@ stage_models() {
 stage_profile() {
   echo "== profile"
   timeout "${T_PROFILE:-120}" python3 tools/benchmark/profile_model.py --model vmamba_t \
-    > "$RES/profile.log" 2>&1
-  echo "rc=$?"; grep -v -i warn "$RES/profile.log" | tail -30
+    ${PROFILE_ARGS:-} > "$RES/profile.log" 2>&1
+  echo "rc=$?"; grep -v -i warn "$RES/profile.log" | head -${PROFILE_ROWS:-14}
 }
 stage_maskrcnn() {
   echo "== maskrcnn"
@@ -128,7 +137,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep ncu kernels host models profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep ncu kernels layernorm host models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"

@@ -6,7 +6,10 @@ GPU time, grouped so the SS2D scan kernels, GEMMs, norms and elementwise
 glue can be told apart.
 
     python tools/benchmark/profile_model.py [--model vmamba-t] [--infer]
-        [--compile] [--batch 128] [--steps 3] [--rows 30]
+        [--compile] [--pairs] [--batch 128] [--steps 3] [--rows 30]
+
+``--pairs``: the SS2D core takes the pair kernels at every stage, as in a
+step captured in a CUDA graph (``bench_models.py --graph-train``).
 """
 import argparse
 from collections import defaultdict
@@ -16,11 +19,17 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
                                      model_choice)
+from mmvmamba.kernels import ss2d
 
 # kernel-name fragment → group (first match wins)
 GROUPS = [
     ('scan_bwd', 'ss2d scan bwd'),
     ('scan_fwd', 'ss2d scan fwd'),
+    ('_ln_', 'layernorm'),  # before the pair kernels' *_kernel names
+    ('summary_kernel', 'ss2d pair'),
+    ('chain_kernel', 'ss2d pair'),
+    ('fwd_kernel', 'ss2d pair'),
+    ('bwd_kernel', 'ss2d pair'),
     ('gemm', 'gemm'),
     ('cutlass', 'gemm'),
     ('nvjet', 'gemm'),
@@ -51,7 +60,10 @@ def main() -> None:
     parser.add_argument('--rows', type=int, default=30)
     parser.add_argument('--infer', action='store_true')
     parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--pairs', action='store_true')
     args = parser.parse_args()
+    if args.pairs:
+        ss2d.PAIR_MIN_PIXELS = 0
     torch.backends.cudnn.benchmark = True
     model = build_classifier(args.model).cuda()
     if args.compile:
