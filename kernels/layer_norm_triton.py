@@ -11,7 +11,7 @@ of 16 lets the compiler prove the rows aligned and load 16 bytes per thread
 instead of one element (PTX of both kernels, sm_90: 97 scalar global loads
 against 8 ``v4`` loads in the backward); a model has a few widths, so a few
 compilations. H200, VMamba-T stage 1 (128, 56², 96), forward 0.220 → 0.056
-ms (do_bench, two calls), at its memory floor.
+ms (do_bench, two calls), at its memory floor (1.0-1.2× at stages 1-4).
 
 The backward is one Triton kernel too (``mmvmamba::layer_norm_bwd``): it
 reads the kept tensor and the gradient in their own dtypes, writes dx and
