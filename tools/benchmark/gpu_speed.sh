@@ -25,7 +25,7 @@
 # outputs/gpu_speed); each stage has a time cap.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
-STAGES=${STAGES:-tests sweep kernels models profile maskrcnn scaling demo}
+STAGES=${STAGES:-tests sweep kernels layernorm models profile maskrcnn scaling demo}
 mkdir -p "$RES"
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
