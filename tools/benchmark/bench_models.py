@@ -5,7 +5,11 @@ autocast) inference, an AMP training step (forward, backward, AdamW with a
 GradScaler) and the training step's peak memory. Median of ``--iters``
 timed steps after ``--warmup`` steps, random weights and inputs, same card.
 Models named in ``--compile-models`` get an extra ``NAME+c`` row run under
-``torch.compile`` (default mode); ``--compile`` compiles every row instead.
+``torch.compile`` (``--compile-mode``, default ``default``; ``reduce-overhead``
+replays forward and backward from CUDA graphs); ``--compile`` compiles
+every row instead. ``--pairs`` makes the SS2D core take the pair kernels at
+every stage (as inside a CUDA-graph capture; eager, the chunked kernels serve
+small maps at batch > 2), to measure that choice under compilation.
 ``--latency`` adds batch-1 latency at 224² (fp32 and AMP; wall clock of one
 synchronised forward, median of 50): eager, and replayed from a CUDA graph
 (:class:`mmvmamba.models.cuda_graph.GraphCache`, the path behind
@@ -20,7 +24,8 @@ graphed_train_step`), the step without any host work, for every model
 alike.
 
     python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
-        [--compile-models vmamba-t swin-t] [--batch 128] [--latency]
+        [--compile-models vmamba-t swin-t] [--compile-mode reduce-overhead]
+        [--pairs] [--batch 128] [--latency]
         [--breakdown] [--graph-train] [--json out.json]
 
 Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
@@ -36,6 +41,7 @@ from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
                                      cuda_timed, graphed_train_step,
                                      model_choice, step_breakdown, wall_clock,
                                      write_json)
+from mmvmamba.kernels import ss2d
 
 
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:
@@ -71,6 +77,7 @@ def run_model(name: str,
               warmup: int,
               iters: int,
               compile_model: bool,
+              compile_mode: str = 'default',
               with_latency: bool = False,
               breakdown: bool = False,
               graph_train: bool = False) -> dict:
@@ -78,7 +85,7 @@ def run_model(name: str,
     model = build_classifier(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
     if compile_model:
-        model = torch.compile(model)
+        model = torch.compile(model, mode=compile_mode)
     x = torch.randn(batch, 3, 224, 224, device='cuda')
     target = torch.randint(0, 1000, (batch, ), device='cuda')
     res = dict(model=name, params_m=round(params, 1), batch=batch)
@@ -144,6 +151,15 @@ def main():
         type=model_choice,
         help='also run these models under torch.compile (rows NAME+c)')
     parser.add_argument(
+        '--compile-mode',
+        default='default',
+        choices=['default', 'reduce-overhead', 'max-autotune-no-cudagraphs'],
+        help='torch.compile mode of the compiled rows')
+    parser.add_argument(
+        '--pairs',
+        action='store_true',
+        help='the SS2D core takes the pair kernels at every stage')
+    parser.add_argument(
         '--latency',
         action='store_true',
         help='also batch-1 latency (eager and CUDA graph, fp32 and AMP)')
@@ -156,12 +172,15 @@ def main():
         action='store_true',
         help='also a bf16 training step replayed from a CUDA graph')
     args = parser.parse_args()
+    if args.pairs:
+        ss2d.PAIR_MIN_PIXELS = 0
     torch.backends.cudnn.benchmark = True
     dev = torch.cuda.get_device_name()
     print(f'{dev}  torch {torch.__version__}  batch {args.batch}  224²  '
           f'tf32 matmul={torch.backends.cuda.matmul.allow_tf32} '
           f'cudnn={torch.backends.cudnn.allow_tf32}  '
-          f'compile={args.compile}')
+          f'compile={args.compile} mode={args.compile_mode} '
+          f'pairs everywhere={args.pairs}')
     print(f'{"model":12s} {"params":>7s} {"inf fp32":>9s} {"inf amp":>9s} '
           f'{"train amp":>10s} {"peak GiB":>9s}   (img/s)')
     results = []
@@ -172,7 +191,8 @@ def main():
         t0 = time.time()
         try:
             r = run_model(name, args.batch, args.warmup, args.iters, comp,
-                          args.latency, args.breakdown, args.graph_train)
+                          args.compile_mode, args.latency, args.breakdown,
+                          args.graph_train)
         except Exception as exc:  # report and go on with the other models
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
