@@ -1,9 +1,10 @@
 """The ``mmvmamba`` child registries (models, hooks).
 
-``dict(type='mmvmamba.VMamba')`` (or ``'mmvmamba.LoggerHook'``) resolves from any
-OpenMMLab scope (mmdet, mmseg, mmpretrain): mmengine sees the ``mmvmamba.`` prefix,
-imports this module and then the ``locations`` below, so no ``custom_imports`` is
-needed and no downstream package is imported by us.
+``dict(type='mmvmamba.VMamba')`` (or ``'mmvmamba.LoggerHook'``,
+``'mmvmamba.CUDAGraphTrainHook'``) resolves from any OpenMMLab scope (mmdet,
+mmseg, mmpretrain): mmengine sees the ``mmvmamba.`` prefix, imports this
+module and then the ``locations`` below, so no ``custom_imports`` is needed
+and no downstream package is imported by us.
 """
 from mmengine.registry import HOOKS as MMENGINE_HOOKS
 from mmengine.registry import MODELS as MMENGINE_MODELS
@@ -15,4 +16,4 @@ MODELS = Registry(
 
 HOOKS = Registry(
     'hook', parent=MMENGINE_HOOKS, scope='mmvmamba',
-    locations=['mmvmamba.engine.hooks'])
+    locations=['mmvmamba.engine.hooks', 'mmvmamba.engine.graphed_train'])

@@ -34,7 +34,7 @@ status=0
 
 stage_tests() {
   echo "== tests"
-  timeout "${T_TESTS:-300}" python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models} -q -rf -p no:cacheprovider \
+  timeout "${T_TESTS:-300}" python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models tests/test_engine/test_graphed_train.py} -q -rf -p no:cacheprovider \
     > "$RES/tests.log" 2>&1
   rc=$?
   tail -1 "$RES/tests.log"

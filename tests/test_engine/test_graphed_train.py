@@ -1,0 +1,215 @@
+"""mmvmamba.CUDAGraphTrainHook: the graphed mmengine training step.
+
+On a CPU the graph is a stand-in with CUDAGraph's contract (a capture runs
+nothing that lasts, a replay refills the captured outputs and overwrites the
+captured gradients), so what the step must get right around the graph is
+checked here: new images and labels through the static buffers (Mixup's
+soft labels too), the learning rate of the schedule on every replay,
+clipping, the eager fallback for a batch of other shapes, and the refusals.
+The capture itself runs in the GPU suite (tests/test_kernels/test_gpu.py).
+"""
+import copy
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from mmengine.optim import AmpOptimWrapper, OptimWrapper
+from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+from mmpretrain.registry import HOOKS as PRETRAIN_HOOKS
+
+from mmvmamba.engine import graphed_train
+from mmvmamba.engine.graphed_train import (CUDAGraphTrainHook,
+                                           GraphedTrainStep,
+                                           check_optim_wrapper)
+
+
+def _tensors(out):
+    """The tensors of a step body's (loss, log_vars, grad norm)."""
+    loss, log_vars, norm = out
+    return [loss, *log_vars.values()] + ([] if norm is None else [norm])
+
+
+class EagerGraph:
+    """CUDAGraph's contract without a GPU: ``capture`` returns the body's
+    outputs and leaves model and optimizer as they were (a capture executes
+    nothing); ``replay`` runs the body with fresh gradients (a captured
+    backward writes, it does not accumulate) and copies its outputs into the
+    captured ones."""
+
+    def __init__(self, model, optimizer):
+        self.model, self.optimizer = model, optimizer
+        self.fn = self.outputs = None
+
+    def warm(self, fn):
+        return fn()
+
+    def capture(self, fn):
+        state = copy.deepcopy(self.model.state_dict())
+        opt_state = copy.deepcopy(self.optimizer.state_dict())
+        self.fn = fn
+        self.outputs = fn()
+        self.model.load_state_dict(state)
+        self.optimizer.load_state_dict(opt_state)
+        return self.outputs
+
+    def replay(self):
+        self.optimizer.zero_grad(set_to_none=True)
+        new = self.fn()
+        for old, t in zip(_tensors(self.outputs), _tensors(new)):
+            old.data.copy_(t.detach())
+
+
+def _classifier(mixup: bool):
+    torch.manual_seed(0)
+    pre = dict(type='ClsDataPreprocessor', num_classes=5, mean=[0.] * 3,
+               std=[1.] * 3)
+    if mixup:
+        pre['batch_augments'] = dict(augments=[dict(type='Mixup', alpha=.8)])
+    return PRETRAIN_MODELS.build(
+        dict(
+            type='ImageClassifier',
+            backbone=dict(
+                type='mmvmamba.VMamba', dims=8, depths=(1, 1, 1, 1),
+                ssm_d_state=1, ssm_ratio=1.0, mlp_ratio=2.0,
+                drop_path_rate=0.0, out_indices=(3, )),
+            neck=dict(type='GlobalAveragePooling'),
+            head=dict(
+                type='LinearClsHead', num_classes=5, in_channels=64,
+                loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+            data_preprocessor=pre))
+
+
+def _batch(i: int, n: int = 4, size: int = 32):
+    from mmpretrain.structures import DataSample
+    g = torch.Generator().manual_seed(100 + i)
+    return dict(
+        inputs=[torch.rand(3, size, size, generator=g) for _ in range(n)],
+        data_samples=[
+            DataSample().set_gt_label(int(torch.randint(5, (1, ),
+                                                        generator=g)))
+            for _ in range(n)
+        ])
+
+
+def _wrapper(model, clip=True):
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2, weight_decay=.05,
+                            foreach=False)
+    return OptimWrapper(opt, clip_grad=dict(max_norm=0.5) if clip else None)
+
+
+@pytest.mark.parametrize('mixup', [False, True])
+def test_graphed_step_trains_as_the_eager_step(mixup):
+    """Eight steps with a learning rate changed every step (as a scheduler
+    does), new images and labels each time, a 3-image batch among the
+    4-image ones: the graphed step leaves the same weights and logs the
+    same losses as mmengine's own train_step."""
+    ref, model = _classifier(mixup), _classifier(mixup)
+    w_ref, w = _wrapper(ref), _wrapper(model)
+    step = GraphedTrainStep(model, w, model.train_step, warmup=2,
+                            graph_factory=lambda: EagerGraph(model,
+                                                             w.optimizer))
+    for i in range(8):
+        lr = 1e-2 * (0.7**i)
+        for opt in (w_ref.optimizer, w.optimizer):
+            for g in opt.param_groups:
+                g['lr'] = lr
+        n = 3 if i == 5 else 4
+        outs = []
+        for fn, wrapper in ((ref.train_step, w_ref), (step, w)):
+            torch.manual_seed(i)  # Mixup's permutation
+            np.random.seed(i)  # Mixup's mixing factor
+            outs.append(fn(_batch(i, n), wrapper))
+        assert outs[0].keys() == outs[1].keys()
+        for k in outs[0]:
+            assert torch.allclose(outs[0][k], outs[1][k], atol=1e-6), (i, k)
+        for (name, a), b in zip(ref.named_parameters(), model.parameters()):
+            assert torch.allclose(a, b, atol=1e-6), (i, name)
+    assert step.replays == 5  # steps 3-8 but the 3-image batch
+    assert w._inner_count == w_ref._inner_count == 8
+
+
+def test_refusals():
+    model = _classifier(False)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    with pytest.raises(ValueError, match='accumulative_counts=1'):
+        check_optim_wrapper(OptimWrapper(opt, accumulative_counts=2))
+    fp16 = AmpOptimWrapper.__new__(AmpOptimWrapper)  # no GPU needed
+    OptimWrapper.__init__(fp16, opt)
+    fp16.cast_dtype = torch.float16
+    with pytest.raises(ValueError, match="dtype='bfloat16'"):
+        check_optim_wrapper(fp16)
+    with pytest.raises(ValueError, match='at least 1'):
+        CUDAGraphTrainHook(warmup=0)
+
+
+def _runner(model, wrapper, schedulers=()):
+    return SimpleNamespace(model=model, optim_wrapper=wrapper,
+                           param_schedulers=list(schedulers),
+                           logger=SimpleNamespace(info=lambda msg: None))
+
+
+def test_hook_refuses_what_it_cannot_capture(monkeypatch):
+    model = _classifier(False)
+    hook = PRETRAIN_HOOKS.build(dict(type='mmvmamba.CUDAGraphTrainHook'))
+    assert type(hook) is CUDAGraphTrainHook
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match='CUDA device'):
+            hook.before_train(_runner(model, _wrapper(model)))
+    # the remaining checks, as for a model on a GPU
+    monkeypatch.setattr(graphed_train, '_on_cuda', lambda model: True)
+    with pytest.raises(ValueError, match='capturable=True'):
+        hook.before_train(_runner(model, _wrapper(model)))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    for g in opt.param_groups:
+        g['capturable'] = True
+    wd = SimpleNamespace(param_name='weight_decay')
+    with pytest.raises(ValueError, match=r"schedules \['weight_decay'\]"):
+        hook.before_train(_runner(model, OptimWrapper(opt), [wd]))
+    with monkeypatch.context() as m:  # a DistributedDataParallel model
+        m.setattr(graphed_train, 'is_model_wrapper', lambda model: True)
+        with pytest.raises(ValueError, match='one process'):
+            hook.before_train(_runner(model, OptimWrapper(opt)))
+    # accepted: the runner's model now steps through the graph
+    runner = _runner(model, OptimWrapper(opt),
+                     [SimpleNamespace(param_name='lr')])
+    hook.before_train(runner)
+    assert isinstance(model.train_step, GraphedTrainStep)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a GPU')
+@pytest.mark.parametrize('amp', [False, True])
+def test_cuda_graph_step_trains_as_the_eager_step(amp):
+    """On a GPU, the real capture: six steps (two eager, one capture and
+    replay, three replays) against mmengine's eager step. float32: the same
+    weights to the rounding of the scan kernels (a capture takes the pair
+    kernels, eager a batch of 4 the chunked ones); bf16 AMP (the eager
+    step with its GradScaler, the graph without): the same losses to bf16
+    rounding."""
+    ref, model = _classifier(True).cuda(), _classifier(True).cuda()
+    wrappers = []
+    for m in (ref, model):
+        opt = torch.optim.AdamW(m.parameters(), lr=1e-2, weight_decay=.05,
+                                capturable=True)
+        kind = dict(dtype='bfloat16') if amp else {}
+        wrap = AmpOptimWrapper if amp else OptimWrapper
+        wrappers.append(wrap(optimizer=opt, clip_grad=dict(max_norm=0.5),
+                             **kind))
+    step = GraphedTrainStep(model, wrappers[1], model.train_step, warmup=2)
+    tol = dict(rtol=5e-2, atol=1e-3) if amp else dict(rtol=1e-3, atol=1e-5)
+    for i in range(6):
+        for w in wrappers:
+            for g in w.optimizer.param_groups:
+                g['lr'] = 1e-2 * (0.7**i)
+        outs = []
+        for fn, w in ((ref.train_step, wrappers[0]), (step, wrappers[1])):
+            torch.manual_seed(i)
+            np.random.seed(i)
+            outs.append(fn(_batch(i), w))
+        for k in outs[0]:
+            assert torch.allclose(outs[0][k].float(), outs[1][k].float(),
+                                  **tol), (i, k)
+    if not amp:
+        for (name, a), b in zip(ref.named_parameters(), model.parameters()):
+            assert torch.allclose(a, b, **tol), name
+    assert step.replays == 4
