@@ -104,7 +104,7 @@ stage_profile() {
   echo "== profile"
   timeout "${T_PROFILE:-120}" python3 tools/benchmark/profile_model.py --model vmamba_t \
     ${PROFILE_ARGS:-} > "$RES/profile.log" 2>&1
-  echo "rc=$?"; grep -v -i warn "$RES/profile.log" | head -${PROFILE_ROWS:-14}
+  echo "rc=$?"; grep -v -i warn "$RES/profile.log" | head -${PROFILE_ROWS:-45}
 }
 stage_maskrcnn() {
   echo "== maskrcnn"

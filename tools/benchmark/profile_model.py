@@ -58,6 +58,8 @@ def main() -> None:
     parser.add_argument('--batch', type=int, default=128)
     parser.add_argument('--steps', type=int, default=3)
     parser.add_argument('--rows', type=int, default=30)
+    parser.add_argument(
+        '--width', type=int, default=160, help='characters of a kernel name')
     parser.add_argument('--infer', action='store_true')
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--pairs', action='store_true')
@@ -85,29 +87,30 @@ def main() -> None:
         for _ in range(args.steps):
             step()
         torch.cuda.synchronize()
-    groups = defaultdict(float)
-    total = 0.
+    rows = []  # (device µs, calls, kernel name), the whole profile
     for ev in prof.key_averages():
         us = ev.device_time_total if hasattr(
             ev, 'device_time_total') else ev.cuda_time_total
-        if us <= 0 or ev.key.startswith('ProfilerStep'):
-            continue
-        total += us
-        name = next((g for frag, g in GROUPS if frag in ev.key), 'other')
-        groups[name] += us
+        if us > 0 and not ev.key.startswith('ProfilerStep'):
+            rows.append((us, ev.count, ev.key))
+    total = sum(us for us, _, _ in rows)
+    groups = defaultdict(float)
+    for us, _, key in rows:
+        groups[next((g for frag, g in GROUPS if frag in key), 'other')] += us
     per = args.steps * 1e3
     print(f'{args.model} {"infer" if args.infer else "train"} amp '
           f'compile={args.compile} batch {args.batch}: '
           f'{total / per:.1f} ms GPU per step')
     for g, us in sorted(groups.items(), key=lambda kv: -kv[1]):
         print(f'  {g:16s} {us / per:7.2f} ms  {100 * us / total:5.1f}%')
-    try:
-        table = prof.key_averages().table(
-            sort_by='device_time_total', row_limit=args.rows)
-    except Exception:  # older torch spells it cuda_time_total
-        table = prof.key_averages().table(
-            sort_by='cuda_time_total', row_limit=args.rows)
-    print(table)
+    # kernel names long enough to tell the elementwise functors apart (the
+    # profiler's own table cuts them at 55 characters)
+    print(f'{"ms/step":>8s} {"calls/step":>10s}  kernel')
+    for us, count, key in sorted(rows, reverse=True)[:args.rows]:
+        name = key.replace('at::native::', '').replace(
+            '(anonymous namespace)::', '')
+        print(f'{us / per:8.3f} {count / args.steps:10.1f}  '
+              f'{name[:args.width]}')
 
 
 if __name__ == '__main__':
