@@ -269,6 +269,10 @@ class GraphedTrainStep:
         return log_vars
 
 
+def _capturable(optimizer: torch.optim.Optimizer) -> bool:
+    return all(g.get('capturable', False) for g in optimizer.param_groups)
+
+
 def _on_cuda(model: torch.nn.Module) -> bool:
     return torch.cuda.is_available() and any(p.is_cuda
                                              for p in model.parameters())
@@ -307,7 +311,7 @@ class CUDAGraphTrainHook(Hook):
                              f'{type(optim_wrapper).__name__}')
         check_optim_wrapper(optim_wrapper)
         opt = optim_wrapper.optimizer
-        if not all(g.get('capturable', False) for g in opt.param_groups):
+        if not _capturable(opt):
             raise ValueError(
                 'CUDAGraphTrainHook needs an optimizer built with '
                 f'capturable=True ({type(opt).__name__}): set '

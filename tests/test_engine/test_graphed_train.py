@@ -213,3 +213,69 @@ def test_cuda_graph_step_trains_as_the_eager_step(amp):
         for (name, a), b in zip(ref.named_parameters(), model.parameters()):
             assert torch.allclose(a, b, **tol), name
     assert step.replays == 4
+
+
+def _train_with_runner(tmp_path, hook: bool):
+    """Six iterations of an mmengine Runner (AdamW, clipping, a linear
+    learning-rate warm-up by iteration) on fixed batches; the model."""
+    from mmengine.dataset import pseudo_collate
+    from mmengine.runner import Runner
+    from torch.utils.data import DataLoader
+    samples = []
+    for i in range(6):
+        b = _batch(i)
+        samples += [dict(inputs=x, data_samples=d)
+                    for x, d in zip(b['inputs'], b['data_samples'])]
+    loader = DataLoader(samples, batch_size=4, shuffle=False,
+                        collate_fn=pseudo_collate)
+    model = _classifier(False)
+    runner = Runner(
+        model=model,
+        work_dir=str(tmp_path / ('graph' if hook else 'eager')),
+        train_dataloader=loader,
+        train_cfg=dict(by_epoch=False, max_iters=6),
+        optim_wrapper=dict(
+            optimizer=dict(type='AdamW', lr=1e-2, weight_decay=.05,
+                           foreach=False),
+            clip_grad=dict(max_norm=0.5)),
+        param_scheduler=[
+            dict(type='LinearLR', start_factor=.1, by_epoch=False, begin=0,
+                 end=6)
+        ],
+        custom_hooks=[dict(type='mmvmamba.CUDAGraphTrainHook', warmup=2)]
+        if hook else None,
+        default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
+                           checkpoint=None),
+        randomness=dict(seed=0),
+        default_scope='mmpretrain')
+    runner.train()
+    return model, runner
+
+
+def test_runner_trains_through_the_hook(tmp_path, monkeypatch):
+    """The hook in a real mmengine Runner (on a CPU: the device checks
+    answered as on a GPU, the stand-in graph): the loop's steps go through
+    the graph after the warm-up, the learning-rate schedule reaches the
+    replays, and the weights end as without the hook."""
+    monkeypatch.setattr(graphed_train, '_on_cuda', lambda model: True)
+    monkeypatch.setattr(graphed_train, '_capturable', lambda opt: True)
+
+    class StandIn(GraphedTrainStep):
+
+        def __init__(self, model, optim_wrapper, eager, warmup):
+            super().__init__(
+                model, optim_wrapper, eager, warmup,
+                graph_factory=lambda: EagerGraph(model,
+                                                 optim_wrapper.optimizer))
+
+    monkeypatch.setattr(graphed_train, 'GraphedTrainStep', StandIn)
+    ref, _ = _train_with_runner(tmp_path, hook=False)
+    model, runner = _train_with_runner(tmp_path, hook=True)
+    assert isinstance(model.train_step, StandIn)
+    assert model.train_step.replays == 4
+    lr = runner.optim_wrapper.optimizer.param_groups[0]['lr']
+    assert isinstance(lr, float) and lr == pytest.approx(1e-2)
+    for (name, a), b in zip(ref.named_parameters(), model.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    logged = runner.message_hub.get_scalar('train/loss').data[0]
+    assert len(logged) == 6 and all(np.isfinite(logged))
