@@ -247,7 +247,10 @@ def _train_with_runner(tmp_path, hook: bool):
         default_hooks=dict(logger=dict(type='LoggerHook', interval=1),
                            checkpoint=None),
         randomness=dict(seed=0),
-        default_scope='mmpretrain')
+        default_scope='mmpretrain',
+        # its own MessageHub: two runners started within one second would
+        # share the timestamped default name
+        experiment_name=f'{tmp_path.name}-{"graph" if hook else "eager"}')
     runner.train()
     return model, runner
 
@@ -269,7 +272,7 @@ def test_runner_trains_through_the_hook(tmp_path, monkeypatch):
                                                  optim_wrapper.optimizer))
 
     monkeypatch.setattr(graphed_train, 'GraphedTrainStep', StandIn)
-    ref, _ = _train_with_runner(tmp_path, hook=False)
+    ref, ref_runner = _train_with_runner(tmp_path, hook=False)
     model, runner = _train_with_runner(tmp_path, hook=True)
     assert isinstance(model.train_step, StandIn)
     assert model.train_step.replays == 4
@@ -277,5 +280,7 @@ def test_runner_trains_through_the_hook(tmp_path, monkeypatch):
     assert isinstance(lr, float) and lr == pytest.approx(1e-2)
     for (name, a), b in zip(ref.named_parameters(), model.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
-    logged = runner.message_hub.get_scalar('train/loss').data[0]
-    assert len(logged) == 6 and all(np.isfinite(logged))
+    logged, ref_logged = (r.message_hub.get_scalar('train/loss').data[0]
+                          for r in (runner, ref_runner))
+    assert len(logged) == len(ref_logged) == 6
+    assert np.allclose(logged, ref_logged, rtol=1e-5)
