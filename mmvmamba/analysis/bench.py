@@ -124,6 +124,15 @@ def bench(fn):
     return do_bench(fn, warmup=10, rep=60, return_mode='median')
 
 
+def copy_rate() -> float:
+    """Device-to-device copy rate in GB/s (read + write bytes): the card's
+    pace for the memory floors of the kernel benchmarks."""
+    src = torch.empty(1 << 29, dtype=torch.uint8, device='cuda')
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src))
+    return 2 * src.numel() / ms / 1e6
+
+
 def core_calls(core: Callable, B: int, C: int, H: int,
                W: int) -> Tuple[Callable[[], None], Callable[[], None]]:
     """(forward without autograd, forward + backward) closures of an SS2D

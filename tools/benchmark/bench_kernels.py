@@ -34,16 +34,8 @@ from math import nan
 
 import torch
 
-from mmvmamba.analysis.bench import (SHAPES, bench, rel, ss2d_params,
-                                     time_core, write_json)
-
-
-def copy_rate() -> float:
-    """Device-to-device copy rate in GB/s (read + write bytes)."""
-    src = torch.empty(1 << 29, dtype=torch.uint8, device='cuda')
-    dst = torch.empty_like(src)
-    ms = bench(lambda: dst.copy_(src))
-    return 2 * src.numel() / ms / 1e6
+from mmvmamba.analysis.bench import (SHAPES, bench, copy_rate, rel,
+                                     ss2d_params, time_core, write_json)
 
 
 def floor_bytes(B, C, H, W, esz=2):

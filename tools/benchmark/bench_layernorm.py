@@ -6,7 +6,8 @@ float32 residual stream or scan output, each writing a 16-bit result for a
 linear layer. Rows, per shape (batch 128, channels-last (B, H, W, C), float32
 input, bf16 output, bf16 upstream gradient), the GPU time of one call: the
 kernels' device time summed by the profiler over ``--iters`` calls (host time
-excluded; a CUDA-graph replay of autograd.grad failed to capture here):
+excluded: ``analysis.bench.step_breakdown``'s device time; a CUDA-graph
+replay of autograd.grad failed to capture here):
 
 - ``ours``: ``mmvmamba.kernels.layer_norm`` (Triton forward keeping the
   16-bit x̂, Triton backward), for each ``--sub`` (row blocks per backward
@@ -27,10 +28,8 @@ import argparse
 
 import torch
 import torch.nn.functional as F
-from torch.profiler import ProfilerActivity, profile
-from triton.testing import do_bench
 
-from mmvmamba.analysis.bench import write_json
+from mmvmamba.analysis.bench import copy_rate, step_breakdown, write_json
 from mmvmamba.kernels import layer_norm
 from mmvmamba.kernels import layer_norm_triton as LN
 
@@ -63,28 +62,6 @@ class _AtenBackward(torch.autograd.Function):
             dy.float(), x, [x.shape[-1]], torch.zeros_like(rstd), rstd,
             w.float(), b.float(), [True, True, True])
         return dx, dw, db
-
-
-def copy_rate() -> float:
-    src = torch.empty(1 << 29, dtype=torch.uint8, device='cuda')
-    dst = torch.empty_like(src)
-    return 2 * src.numel() / do_bench(lambda: dst.copy_(src)) / 1e6
-
-
-def device_ms(fn, iters: int) -> float:
-    """Kernel time per call of ``fn`` (profiler, summed over the calls)."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(iters):
-            fn()
-        torch.cuda.synchronize()
-    us = sum(
-        ev.device_time_total
-        if hasattr(ev, 'device_time_total') else ev.cuda_time_total
-        for ev in prof.key_averages())
-    return us / iters / 1e3
 
 
 def main() -> None:
@@ -135,8 +112,10 @@ def main() -> None:
             def fwd_bwd():
                 torch.autograd.grad(fn(), [x, w, b], dy)
 
-            f = device_ms(fwd, args.iters)
-            fb = device_ms(fwd_bwd, args.iters)
+            for _ in range(3):  # compile, settle the allocator
+                fwd(), fwd_bwd()
+            f = step_breakdown(fwd, args.iters)['device']
+            fb = step_breakdown(fwd_bwd, args.iters)['device']
             rows.append(
                 dict(shape=name, variant=label, fwd_ms=f, fwd_bwd_ms=fb,
                      floor_fwd_ms=floor_f, floor_fwd_bwd_ms=floor_fb,
