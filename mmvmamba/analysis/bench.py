@@ -249,7 +249,10 @@ def graphed_train_step(model: nn.Module, x: torch.Tensor,
     is left in the step, so its time is the GPU's. bf16, not fp16: a
     GradScaler's overflow check waits for the device and cannot be
     captured. ``x`` and ``target`` are copied into the graph's static
-    inputs once (a data loop would copy each batch there)."""
+    inputs once (a data loop would copy each batch there). The capture is
+    :class:`mmvmamba.engine.graphed_train.CUDAGraph`, the one behind
+    ``CUDAGraphTrainHook``."""
+    from mmvmamba.engine.graphed_train import CUDAGraph
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, capturable=True)
     loss_fn = nn.CrossEntropyLoss()
     static_x, static_t = x.clone(), target.clone()
@@ -263,17 +266,12 @@ def graphed_train_step(model: nn.Module, x: torch.Tensor,
         loss.backward()
         opt.step()
 
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        for _ in range(warmup):  # compiles kernels, creates the state
-            opt.zero_grad(set_to_none=True)
-            body()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
+    graph = CUDAGraph()
+    for _ in range(warmup):  # compiles kernels, creates the state
+        opt.zero_grad(set_to_none=True)
+        graph.warm(body)
     opt.zero_grad(set_to_none=True)  # .grad allocated inside the graph
-    with torch.cuda.graph(graph):
-        body()
+    graph.capture(body)
     return graph.replay
 
 

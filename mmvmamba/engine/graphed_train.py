@@ -309,7 +309,6 @@ class CUDAGraphTrainHook(Hook):
             raise ValueError('CUDAGraphTrainHook supports one optimizer '
                              f'(OptimWrapper), got '
                              f'{type(optim_wrapper).__name__}')
-        check_optim_wrapper(optim_wrapper)
         opt = optim_wrapper.optimizer
         if not _capturable(opt):
             raise ValueError(
@@ -328,6 +327,7 @@ class CUDAGraphTrainHook(Hook):
                 'CUDAGraphTrainHook follows schedules of the learning rate '
                 f'only; the config also schedules {other}')
         eager = model.train_step
+        # checks the optim wrapper (check_optim_wrapper)
         model.train_step = GraphedTrainStep(model, optim_wrapper, eager,
                                             self.warmup)
         runner.logger.info(
