@@ -62,7 +62,13 @@ def load_extension():
                     _ext = load(
                         name=f'mmvmamba_ss2d_cpu_{_cpu_tag()}',
                         sources=[src],
-                        extra_cflags=['-O3', '-march=native', '-fopenmp'],
+                        # -fno-trapping-math: GCC may then if-convert the
+                        # selects of softplus (a guarded division) and
+                        # vectorise its loop; without it that loop is scalar
+                        extra_cflags=[
+                            '-O3', '-march=native', '-fopenmp',
+                            '-fno-trapping-math'
+                        ],
                         extra_ldflags=['-fopenmp'],
                         verbose=False)
                 except Exception as e:  # compiler, ninja or headers missing
