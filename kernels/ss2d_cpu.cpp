@@ -10,48 +10,160 @@
 //   h[n]  = exp(delta * A[k, n, d]) * h[n] + delta * u[t, d] * Bs[t, k, n]
 //   y[t, d] += sum_n Cs[t, k, n] * h[n] + D[k, d] * u[t, d]
 // Time runs sequentially; channels are the vector lanes (contiguous in the
-// channel-last layout), so no direction is ever copied or flipped.
+// channel-last layout), so no direction is ever copied or flipped. One task
+// scans one group of G vectors of channels (one 64-byte line) through all
+// four directions; its states, and for d_state 1 its A, stay in registers.
 #include <torch/extension.h>
 #include <ATen/Parallel.h>
 
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <type_traits>
 #include <vector>
 
 namespace {
 
-constexpr int64_t kBlock = 64;  // channels per task (vector lanes x unroll)
+// GCC/Clang vector extensions: 32-byte vectors (one AVX register, two SSE or
+// NEON registers), element-wise arithmetic, comparisons and selects.
+template <typename T>
+struct Vec;
+template <>
+struct Vec<float> {
+  typedef float V __attribute__((vector_size(32)));
+  typedef int32_t I __attribute__((vector_size(32)));
+  static constexpr int lanes = 8;
+};
+template <>
+struct Vec<double> {
+  typedef double V __attribute__((vector_size(32)));
+  static constexpr int lanes = 4;
+};
 
-// exp and log1p that GCC vectorises (no libm calls in the channel loops):
-// Cephes-style range reduction and polynomials, about 2 ulp in float32.
-// double (gradcheck and the float64 tests) uses libm.
-inline float vexp(float x) {
-  x = std::min(std::max(x, -87.0f), 88.0f);
-  float n = std::nearbyint(x * 1.44269504088896341f);
-  float r = x - n * 0.693359375f;
+template <typename V, typename T>
+inline V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof(V));
+  return v;
+}
+template <typename V, typename T>
+inline void store(T* p, V v) {
+  std::memcpy(p, &v, sizeof(V));
+}
+template <typename V, typename T>
+inline V splat(T s) {
+  return V{} + s;
+}
+
+using F8 = Vec<float>::V;
+using I8 = Vec<float>::I;
+using D4 = Vec<double>::V;
+
+// (always inlined: a call would pass these packs through memory)
+#define INL inline __attribute__((always_inline))
+
+// M independent vectors (channel groups and time steps) that every
+// operation below runs on in turn, so the long dependency chains of exp and
+// log interleave instead of waiting on one another.
+template <typename V, int M>
+struct Pk {
+  V v[M];
+  V& operator[](int m) { return v[m]; }
+  const V& operator[](int m) const { return v[m]; }
+};
+
+template <typename V>
+using Elem = std::remove_reference_t<decltype(V{}[0])>;
+template <typename V>
+using Mask = decltype(V{} < V{});
+
+#define PK_OP(op)                                                          \
+  template <typename V, int M>                                             \
+  INL Pk<V, M> operator op(const Pk<V, M>& a, const Pk<V, M>& b) {      \
+    Pk<V, M> r;                                                            \
+    for (int m = 0; m < M; ++m) r[m] = a[m] op b[m];                       \
+    return r;                                                              \
+  }                                                                        \
+  template <typename V, int M>                                             \
+  INL Pk<V, M> operator op(const Pk<V, M>& a, Elem<V> b) {              \
+    Pk<V, M> r;                                                            \
+    for (int m = 0; m < M; ++m) r[m] = a[m] op b;                          \
+    return r;                                                              \
+  }                                                                        \
+  template <typename V, int M>                                             \
+  INL Pk<V, M> operator op(Elem<V> a, const Pk<V, M>& b) {              \
+    Pk<V, M> r;                                                            \
+    for (int m = 0; m < M; ++m) r[m] = a op b[m];                          \
+    return r;                                                              \
+  }
+PK_OP(+)
+PK_OP(-)
+PK_OP(*)
+PK_OP(/)
+#undef PK_OP
+
+#define PK_CMP(name, op)                                                   \
+  template <typename V, int M>                                             \
+  INL Pk<Mask<V>, M> name(const Pk<V, M>& a, Elem<V> b) {               \
+    Pk<Mask<V>, M> r;                                                      \
+    for (int m = 0; m < M; ++m) r[m] = a[m] op b;                          \
+    return r;                                                              \
+  }
+PK_CMP(lt, <)
+PK_CMP(gt, >)
+PK_CMP(ge, >=)
+PK_CMP(eq, ==)
+#undef PK_CMP
+
+// c ? a : b, lane by lane
+template <typename I, typename V, int M>
+INL Pk<V, M> sel(const Pk<I, M>& c, const Pk<V, M>& a, const Pk<V, M>& b) {
+  Pk<V, M> r;
+  for (int m = 0; m < M; ++m) r[m] = c[m] ? a[m] : b[m];
+  return r;
+}
+template <typename V, int M>
+INL Pk<V, M> bcast(Elem<V> s) {
+  Pk<V, M> r;
+  for (int m = 0; m < M; ++m) r[m] = V{} + s;
+  return r;
+}
+
+// exp and log1p in float32 with Cephes-style range reduction and
+// polynomials (about 2 ulp); float64 (gradcheck and the float64 tests)
+// maps libm over the lanes.
+template <int M>
+INL Pk<F8, M> vexp(Pk<F8, M> x) {
+  using P = Pk<F8, M>;
+  x = sel(lt(x, -87.0f), bcast<F8, M>(-87.0f), x);
+  x = sel(gt(x, 88.0f), bcast<F8, M>(88.0f), x);
+  // round to nearest: 1.5 * 2^23 pushes the fraction out of the mantissa
+  P n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
+  P r = x - n * 0.693359375f;
   r = r + n * 2.12194440e-4f;
-  float p = 1.9875691500e-4f;
+  P p = bcast<F8, M>(1.9875691500e-4f);
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
   p = p * r + 4.1665795894e-2f;
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
+  for (int m = 0; m < M; ++m) {
+    I8 bits = (__builtin_convertvector(n[m], I8) + 127) << 23;
+    p[m] = p[m] * (F8)bits;
+  }
+  return p;
 }
 
 // log(m) for m in [1, 2] (the argument of log1p below), Cephes logf.
-inline float vlog_1_2(float m) {
-  // m in [1, 2]: fold into [sqrt(1/2), sqrt(2)) with exponent e in {0, 1}
-  float big = m > 1.41421356237f ? 1.0f : 0.0f;
-  float x = m * (big > 0.f ? 0.5f : 1.0f) - 1.0f;
-  float z = x * x;
-  float y = 7.0376836292e-2f;
+template <int M>
+INL Pk<F8, M> vlog_1_2(const Pk<F8, M>& w) {
+  using P = Pk<F8, M>;
+  const auto big = gt(w, 1.41421356237f);
+  const P bigf = sel(big, bcast<F8, M>(1.0f), bcast<F8, M>(0.0f));
+  P x = w * sel(big, bcast<F8, M>(0.5f), bcast<F8, M>(1.0f)) - 1.0f;
+  P z = x * x;
+  P y = bcast<F8, M>(7.0376836292e-2f);
   y = y * x - 1.1514610310e-1f;
   y = y * x + 1.1676998740e-1f;
   y = y * x - 1.2420140846e-1f;
@@ -61,32 +173,61 @@ inline float vlog_1_2(float m) {
   y = y * x - 2.4999993993e-1f;
   y = y * x + 3.3333331174e-1f;
   y = y * x * z;
-  y += big * -2.12194440e-4f;
-  y += -0.5f * z;
-  return x + y + big * 0.693359375f;
+  y = y + bigf * -2.12194440e-4f;
+  y = y + z * -0.5f;
+  return x + y + bigf * 0.693359375f;
 }
 
 // log1p(v) for v in [0, 1]: log(1 + v) * v / ((1 + v) - 1) cancels the
-// rounding of 1 + v (exact where 1 + v rounds to 1).
-inline float vlog1p_01(float v) {
-  float w = 1.0f + v;
-  float d = w - 1.0f;
-  float l = vlog_1_2(w);
-  return d == 0.f ? v : l * (v / d);
+// rounding of 1 + v (v itself where 1 + v rounds to 1).
+template <int M>
+INL Pk<F8, M> vlog1p_01(const Pk<F8, M>& v) {
+  using P = Pk<F8, M>;
+  P w = v + 1.0f;
+  P d = w - 1.0f;
+  const auto tiny = eq(d, 0.0f);
+  P l = vlog_1_2(w);
+  return sel(tiny, v, l * (v / sel(tiny, bcast<F8, M>(1.0f), d)));
 }
 
-inline double vexp(double x) { return std::exp(x); }
-inline double vlog1p_01(double v) { return std::log1p(v); }
+template <int M>
+INL Pk<D4, M> vexp(Pk<D4, M> x) {
+  for (int m = 0; m < M; ++m)
+    for (int i = 0; i < Vec<double>::lanes; ++i) x[m][i] = std::exp(x[m][i]);
+  return x;
+}
+template <int M>
+INL Pk<D4, M> vlog1p_01(Pk<D4, M> x) {
+  for (int m = 0; m < M; ++m)
+    for (int i = 0; i < Vec<double>::lanes; ++i)
+      x[m][i] = std::log1p(x[m][i]);
+  return x;
+}
 
 // softplus(z) = max(z, 0) + log1p(exp(-|z|)) (torch's threshold 20: z
-// itself above it) and its derivative sigmoid(z).
-template <typename T>
-inline void softplus(T z, T& delta, T& sig) {
-  T e = vexp(-std::abs(z));
-  T l = vlog1p_01(e);
-  T inv = T(1) / (T(1) + e);
-  delta = z > T(20) ? z : std::max(z, T(0)) + l;
-  sig = z > T(20) ? T(1) : (z >= T(0) ? inv : e * inv);
+// itself above it), and in `sig` its derivative sigmoid(z).
+template <typename V, int M>
+INL Pk<V, M> softplus(const Pk<V, M>& z) {
+  const Pk<V, M> zero = bcast<V, M>(0);
+  const Pk<V, M> e = vexp(sel(lt(z, 0), z, zero - z));
+  const Pk<V, M> sp = sel(gt(z, 0), z, zero) + vlog1p_01(e);
+  return sel(gt(z, 20), z, sp);
+}
+template <typename V, int M>
+INL Pk<V, M> softplus(const Pk<V, M>& z, Pk<V, M>& sig) {
+  const Pk<V, M> zero = bcast<V, M>(0), one = bcast<V, M>(1);
+  const Pk<V, M> e = vexp(sel(lt(z, 0), z, zero - z));
+  const Pk<V, M> sp = sel(gt(z, 0), z, zero) + vlog1p_01(e);
+  const Pk<V, M> inv = one / (one + e);
+  sig = sel(gt(z, 20), one, sel(ge(z, 0), inv, e * inv));
+  return sel(gt(z, 20), z, sp);
+}
+
+template <typename V>
+INL Elem<V> hsum(V v) {
+  Elem<V> s = v[0];
+  for (int i = 1; i < int(sizeof(V) / sizeof(s)); ++i) s += v[i];
+  return s;
 }
 
 // Position (row-major index into H*W) of step t of direction k.
@@ -109,6 +250,26 @@ struct Order {
       for (int64_t i = 0; i < ni; ++i, ++t, p += si) f(t, p);
     }
   }
+  // f(t0, ps, cnt): the positions of steps t0 .. t0 + cnt - 1 (cnt <= TS;
+  // ps[cnt..TS) repeat a valid position)
+  template <int TS, typename F>
+  inline void chunks(F f) const {
+    int64_t ps[TS];
+    int cnt = 0;
+    int64_t t0 = 0;
+    each([&](int64_t t, int64_t p) {
+      ps[cnt++] = p;
+      if (cnt == TS) {
+        f(t0, ps, cnt);
+        t0 = t + 1;
+        cnt = 0;
+      }
+    });
+    if (cnt) {
+      for (int j = cnt; j < TS; ++j) ps[j] = ps[0];
+      f(t0, ps, cnt);
+    }
+  }
   template <typename F>
   inline void each_reversed(F f) const {
     int64_t t = no * ni - 1;
@@ -119,53 +280,14 @@ struct Order {
   }
 };
 
-// Per position, the channel-wise part before the states: delta, delta * u
-// and sigmoid(dt + bias) (the derivative of softplus).
-template <typename T>
-inline void step_in(int64_t nd, const T* __restrict dt,
-                    const T* __restrict bias, const T* __restrict u,
-                    T* __restrict delta, T* __restrict du,
-                    T* __restrict sig) {
-#pragma omp simd
-  for (int64_t d = 0; d < nd; ++d) {
-    T dl, sg;
-    softplus(dt[d] + bias[d], dl, sg);
-    delta[d] = dl;
-    du[d] = dl * u[d];
-    sig[d] = sg;
-  }
-}
-
-// The forward's version: dt is the dt projection of xr (R values) through
-// w (R, Di), computed here (at batch 8 this beat a matmul that writes dt:
-// VMamba-T's 14 cores 216 vs 301 ms on one thread; the backward, which
-// needs dt's gradient as a tensor anyway, reads dt from memory).
-template <typename T>
-inline void step_in_proj(int64_t nd, int64_t R, int64_t Di,
-                         const T* __restrict xr, const T* __restrict w,
-                         const T* __restrict bias, const T* __restrict u,
-                         T* __restrict delta, T* __restrict du) {
-  T z[kBlock];
-#pragma omp simd
-  for (int64_t d = 0; d < nd; ++d) z[d] = bias[d];
-  for (int64_t r = 0; r < R; ++r) {
-    const T xv = xr[r];
-    const T* __restrict wr = w + r * Di;
-#pragma omp simd
-    for (int64_t d = 0; d < nd; ++d) z[d] += xv * wr[d];
-  }
-#pragma omp simd
-  for (int64_t d = 0; d < nd; ++d) {
-    T dl, sg;
-    softplus(z[d], dl, sg);
-    delta[d] = dl;
-    du[d] = dl * u[d];
-  }
-}
+// A task scans G vectors of channels (64 bytes: one cache line per
+// position); the exp and log of TS steps and G vectors (M vectors) run
+// interleaved before their (cheap) sequential recurrence. TS = 2 measured
+// best (1 and 4: slower, 4 spills registers).
+constexpr int G = 2, TS = 2, M = G * TS;
 
 struct Shapes {
   int64_t Bsz, H, W, L, Di, N, R, RN2;
-  int64_t nblk, bw;  // channel blocks (one task each) and their width
 };
 
 Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
@@ -175,70 +297,95 @@ Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
   s.H = u.size(1);
   s.W = u.size(2);
   s.L = s.H * s.W;
-  s.Di = u.size(3);
+  s.Di = u.size(3);  // a multiple of the group width (padded)
   s.N = A.size(1);
   s.RN2 = xdbl.size(3) / 4;
   s.R = s.RN2 - 2 * s.N;
-  // Blocks of 16 to kBlock channels (whole 64-byte lines: no two tasks
-  // write one line); for a small batch as many as make the task count a
-  // multiple of the threads (no thread idles at the end).
-  const int64_t threads = at::get_num_threads();
-  int64_t nblk = (s.Di + kBlock - 1) / kBlock;
-  while (s.Bsz * nblk < 8 * threads && (s.Bsz * nblk) % threads &&
-         (nblk + 1) * 16 <= s.Di)
-    ++nblk;
-  s.bw = std::min(kBlock, ((s.Di + nblk - 1) / nblk + 15) / 16 * 16);
-  s.nblk = (s.Di + s.bw - 1) / s.bw;
   return s;
 }
 
 // u (B, H, W, Di); xdbl (B, H, W, 4 * (R + 2N)): per direction the R dt
 // inputs, then Bs and Cs; wdt (4, R, Di): the dt projection, transposed;
-// A (4, N, Di) = -exp(A_logs); D, bias (4, Di). Returns y (B, H, W, Di).
-template <typename T>
+// A (4, N, Di) = -exp(A_logs); D, bias (4, Di). Writes y (B, H, W, Di).
+// NS: d_state known at compile time (its states and A in registers), or 0.
+template <typename T, int NS>
 void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
                   const T* A, const T* D, const T* bias, T* y) {
-  const int64_t Di = s.Di, N = s.N, L = s.L, RN2 = s.RN2, R = s.R;
-  at::parallel_for(0, s.Bsz * s.nblk, 1, [&](int64_t begin, int64_t end) {
-    std::vector<T> hbuf(N * kBlock);
+  using V = typename Vec<T>::V;
+  using P = Pk<V, M>;
+  constexpr int NL = Vec<T>::lanes, CW = G * NL;
+  const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
+  const int64_t ngrp = Di / CW;
+  at::parallel_for(0, s.Bsz * ngrp, 1, [&](int64_t begin, int64_t end) {
+    std::vector<V> hdyn(N * G);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / s.nblk, d0 = (task % s.nblk) * s.bw;
-      const int64_t nd = std::min(s.bw, Di - d0);
+      const int64_t b = task / ngrp, d0 = (task % ngrp) * CW;
       const T* ub = u + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
       T* yb = y + b * L * Di + d0;
       for (int k = 0; k < 4; ++k) {
         const T* wk = wdt + k * R * Di + d0;
         const T* Ak = A + k * N * Di + d0;
-        const T* Dk = D + k * Di + d0;
-        const T* biask = bias + k * Di + d0;
-        T* h = hbuf.data();
-        std::fill(hbuf.begin(), hbuf.end(), T(0));
+        V bk[G], Dk[G], h1[G];
+        P A1;  // d_state 1: A for every (step, group)
+        for (int g = 0; g < G; ++g) {
+          bk[g] = load<V>(bias + k * Di + d0 + g * NL);
+          Dk[g] = load<V>(D + k * Di + d0 + g * NL);
+          h1[g] = V{};
+          for (int j = 0; j < TS; ++j) A1[j * G + g] = load<V>(Ak + g * NL);
+        }
+        V* h = NS == 1 ? h1 : hdyn.data();
+        std::fill(hdyn.begin(), hdyn.end(), V{});
         const bool first = k == 0;
-        Order(k, s.H, s.W).each([&](int64_t, int64_t p) {
-          const T* up = ub + p * Di;
-          const T* xr = xb + p * 4 * RN2 + k * RN2;
-          const T* BC = xr + R;
-          T* yp = yb + p * Di;
-          T dl[kBlock], duv[kBlock], acc[kBlock];
-          step_in_proj(nd, R, Di, xr, wk, biask, up, dl, duv);
-#pragma omp simd
-          for (int64_t d = 0; d < nd; ++d) acc[d] = Dk[d] * up[d];
-          for (int64_t n = 0; n < N; ++n) {
-            const T Bn = BC[n], Cn = BC[N + n];
-            const T* An = Ak + n * Di;
-            T* hn = h + n * kBlock;
-#pragma omp simd
-            for (int64_t d = 0; d < nd; ++d) {
-              const T v = vexp(dl[d] * An[d]) * hn[d] + duv[d] * Bn;
-              hn[d] = v;
-              acc[d] += Cn * v;
+        Order(k, s.H, s.W).chunks<TS>([&](int64_t, const int64_t* ps,
+                                          int cnt) {
+          const T* xr[TS];
+          P z, uu;
+          for (int j = 0; j < TS; ++j) {
+            xr[j] = xb + ps[j] * 4 * RN2 + k * RN2;
+            for (int g = 0; g < G; ++g) {
+              z[j * G + g] = bk[g];
+              uu[j * G + g] = load<V>(ub + ps[j] * Di + g * NL);
             }
           }
-          if (first) {
-            for (int64_t d = 0; d < nd; ++d) yp[d] = acc[d];
-          } else {
-            for (int64_t d = 0; d < nd; ++d) yp[d] += acc[d];
+          for (int64_t r = 0; r < R; ++r) {
+            V w[G];
+            for (int g = 0; g < G; ++g) w[g] = load<V>(wk + r * Di + g * NL);
+            for (int j = 0; j < TS; ++j) {
+              const T xv = xr[j][r];
+              for (int g = 0; g < G; ++g) z[j * G + g] += xv * w[g];
+            }
+          }
+          const P dl = softplus(z);
+          const P du = dl * uu;
+          P acc;
+          for (int j = 0; j < TS; ++j)
+            for (int g = 0; g < G; ++g) acc[j * G + g] = Dk[g] * uu[j * G + g];
+          for (int64_t n = 0; n < N; ++n) {
+            P An;
+            if (NS == 1) {
+              An = A1;
+            } else {
+              for (int g = 0; g < G; ++g) {
+                const V a = load<V>(Ak + n * Di + g * NL);
+                for (int j = 0; j < TS; ++j) An[j * G + g] = a;
+              }
+            }
+            const P a = vexp(dl * An);
+            for (int j = 0; j < cnt; ++j) {
+              const T Bn = xr[j][R + n], Cn = xr[j][R + N + n];
+              for (int g = 0; g < G; ++g) {
+                const V v = a[j * G + g] * h[n * G + g] + du[j * G + g] * Bn;
+                h[n * G + g] = v;
+                acc[j * G + g] += Cn * v;
+              }
+            }
+          }
+          for (int j = 0; j < cnt; ++j) {
+            for (int g = 0; g < G; ++g) {
+              T* yg = yb + ps[j] * Di + g * NL;
+              store(yg, first ? acc[j * G + g] : load<V>(yg) + acc[j * G + g]);
+            }
           }
         });
       }
@@ -248,135 +395,130 @@ void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
 
 // Gradients. dy (B, H, W, Di). Outputs: du (B, H, W, Di) (the scan's part:
 // through delta*u and D*u); ddt (4, B, H, W, Di) (w.r.t. dt + bias);
-// dBC (nblk, B, H, W, 4, 2N) per-channel-block partial sums of dBs, dCs;
+// dBC (ngrp, B, H, W, 4, 2N) per-channel-group partial sums of dBs, dCs;
 // dA, dD, dbias per batch (B, 4, N, Di), (B, 4, Di), (B, 4, Di).
-template <typename T>
+template <typename T, int NS>
 void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
                    const T* A, const T* D, const T* bias, const T* dy, T* du,
                    T* ddt, T* dBC, T* dA, T* dD, T* dbias) {
-  const int64_t Di = s.Di, N = s.N, L = s.L, RN2 = s.RN2, R = s.R;
-  at::parallel_for(0, s.Bsz * s.nblk, 1, [&](int64_t begin, int64_t end) {
-    // per position: delta, sigmoid, and per state a and h (recomputed here
+  using V = typename Vec<T>::V;
+  using P = Pk<V, M>;
+  constexpr int NL = Vec<T>::lanes, CW = G * NL;
+  const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
+  const int64_t ngrp = Di / CW;
+  at::parallel_for(0, s.Bsz * ngrp, 1, [&](int64_t begin, int64_t end) {
+    // per step t: delta, sigmoid, and per state a and h (recomputed here
     // instead of saved by the forward)
-    std::vector<T> buf_delta(L * kBlock), buf_sig(L * kBlock);
-    std::vector<T> buf_a(L * N * kBlock), buf_h(L * N * kBlock);
-    std::vector<T> hbuf(N * kBlock), gbuf(N * kBlock), zeros(N * kBlock);
+    std::vector<V> bdl(L * G), bsg(L * G), ba(L * N * G), bh(L * N * G);
+    std::vector<V> hdyn(N * G), carry(N * G), accA(N * G);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / s.nblk, blk = task % s.nblk;
-      const int64_t d0 = blk * s.bw;
-      const int64_t nd = std::min(s.bw, Di - d0);
+      const int64_t b = task / ngrp, grp = task % ngrp, d0 = grp * CW;
       const T* ub = u + b * L * Di + d0;
       const T* dyb = dy + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
       T* dub = du + b * L * Di + d0;
-      T* dBCb = dBC + (blk * s.Bsz + b) * L * 4 * 2 * N;
+      T* dBCb = dBC + (grp * s.Bsz + b) * L * 4 * 2 * N;
       for (int k = 0; k < 4; ++k) {
         const T* dtb = dt + (k * s.Bsz + b) * L * Di + d0;
         T* ddtb = ddt + (k * s.Bsz + b) * L * Di + d0;
         const T* Ak = A + k * N * Di + d0;
-        const T* Dk = D + k * Di + d0;
-        const T* biask = bias + k * Di + d0;
-        T* dAk = dA + (b * 4 + k) * N * Di + d0;
-        T* dDk = dD + (b * 4 + k) * Di + d0;
-        T* dbk = dbias + (b * 4 + k) * Di + d0;
+        V bk[G], Dk[G];
+        for (int g = 0; g < G; ++g) {
+          bk[g] = load<V>(bias + k * Di + d0 + g * NL);
+          Dk[g] = load<V>(D + k * Di + d0 + g * NL);
+        }
         const Order order(k, s.H, s.W);
-        T* h = hbuf.data();
-        std::fill(hbuf.begin(), hbuf.end(), T(0));
-        order.each([&](int64_t t, int64_t p) {
-          const T* up = ub + p * Di;
-          const T* dtp = dtb + p * Di;
-          const T* BC = xb + p * 4 * RN2 + k * RN2 + R;
-          T* dl = buf_delta.data() + t * kBlock;
-          T* sg = buf_sig.data() + t * kBlock;
-          T* at = buf_a.data() + t * N * kBlock;
-          T* ht = buf_h.data() + t * N * kBlock;
-          T duv[kBlock];
-          step_in(nd, dtp, biask, up, dl, duv, sg);
+        V* h = hdyn.data();
+        std::fill(hdyn.begin(), hdyn.end(), V{});
+        order.chunks<TS>([&](int64_t t0, const int64_t* ps, int cnt) {
+          P z, uu;
+          for (int j = 0; j < TS; ++j)
+            for (int g = 0; g < G; ++g) {
+              z[j * G + g] = load<V>(dtb + ps[j] * Di + g * NL) + bk[g];
+              uu[j * G + g] = load<V>(ub + ps[j] * Di + g * NL);
+            }
+          P sg;
+          const P dl = softplus(z, sg);
+          const P du_ = dl * uu;
+          for (int j = 0; j < cnt; ++j)
+            for (int g = 0; g < G; ++g) {
+              bdl[(t0 + j) * G + g] = dl[j * G + g];
+              bsg[(t0 + j) * G + g] = sg[j * G + g];
+            }
           for (int64_t n = 0; n < N; ++n) {
-            const T Bn = BC[n];
-            const T* An = Ak + n * Di;
-            T* hn = h + n * kBlock;
-            T* an = at + n * kBlock;
-            T* htn = ht + n * kBlock;
-#pragma omp simd
-            for (int64_t d = 0; d < nd; ++d) {
-              const T a = vexp(dl[d] * An[d]);
-              const T v = a * hn[d] + duv[d] * Bn;
-              hn[d] = v;
-              an[d] = a;
-              htn[d] = v;
+            P An;
+            for (int g = 0; g < G; ++g) {
+              const V a = load<V>(Ak + n * Di + g * NL);
+              for (int j = 0; j < TS; ++j) An[j * G + g] = a;
+            }
+            const P a = vexp(dl * An);
+            for (int j = 0; j < cnt; ++j) {
+              const T Bn = xb[ps[j] * 4 * RN2 + k * RN2 + R + n];
+              const int64_t t = t0 + j;
+              for (int g = 0; g < G; ++g) {
+                const V v = a[j * G + g] * h[n * G + g] + du_[j * G + g] * Bn;
+                h[n * G + g] = v;
+                ba[(t * N + n) * G + g] = a[j * G + g];
+                bh[(t * N + n) * G + g] = v;
+              }
             }
           }
         });
-        // reverse pass: g_t = dy_t C_t + a_{t+1} g_{t+1}; carry = a_t g_t
-        T* carry = gbuf.data();
-        std::fill(gbuf.begin(), gbuf.end(), T(0));
-        std::vector<T> accAn(N * kBlock, T(0));
-        T accD[kBlock], accb[kBlock];
-        std::fill(accD, accD + kBlock, T(0));
-        std::fill(accb, accb + kBlock, T(0));
+        // reverse: g_t = dy_t C_t + a_{t+1} g_{t+1}; carry = a_t g_t
+        std::fill(carry.begin(), carry.end(), V{});
+        std::fill(accA.begin(), accA.end(), V{});
+        V accD[G], accb[G];
+        for (int g = 0; g < G; ++g) accD[g] = accb[g] = V{};
         const bool first = k == 0;
         order.each_reversed([&](int64_t t, int64_t p) {
           const T* up = ub + p * Di;
           const T* dyp = dyb + p * Di;
           const T* BC = xb + p * 4 * RN2 + k * RN2 + R;
-          const T* dl = buf_delta.data() + t * kBlock;
-          const T* sg = buf_sig.data() + t * kBlock;
-          const T* at = buf_a.data() + t * N * kBlock;
-          const T* ht = buf_h.data() + t * N * kBlock;
-          const T* hprev = t > 0 ? ht - N * kBlock : zeros.data();
           T* dBCp = dBCb + p * 4 * 2 * N + k * 2 * N;
-          T* dup = dub + p * Di;
-          T* ddtp = ddtb + p * Di;
-          T ddl[kBlock], dua[kBlock];  // d(delta), du over the states
-#pragma omp simd
-          for (int64_t d = 0; d < nd; ++d) {
-            ddl[d] = 0;
-            dua[d] = Dk[d] * dyp[d];
+          V uu[G], dyv[G], dl[G], ddl[G], dua[G];
+          for (int g = 0; g < G; ++g) {
+            uu[g] = load<V>(up + g * NL);
+            dyv[g] = load<V>(dyp + g * NL);
+            dl[g] = bdl[t * G + g];
+            ddl[g] = V{};
+            dua[g] = Dk[g] * dyv[g];
           }
           for (int64_t n = 0; n < N; ++n) {
             const T Bn = BC[n], Cn = BC[N + n];
-            const T* an = at + n * kBlock;
-            const T* hn = ht + n * kBlock;
-            const T* hpn = hprev + n * kBlock;
-            const T* Akn = Ak + n * Di;
-            T* cn = carry + n * kBlock;
-            T* dAn = accAn.data() + n * kBlock;
-            T sB = 0, sC = 0;
-#pragma omp simd reduction(+ : sB, sC)
-            for (int64_t d = 0; d < nd; ++d) {
-              const T g = dyp[d] * Cn + cn[d];
-              const T gha = g * hpn[d] * an[d];
-              const T gdl = g * dl[d];
-              sC += dyp[d] * hn[d];
-              sB += gdl * up[d];
-              ddl[d] += g * up[d] * Bn + gha * Akn[d];
-              dAn[d] += gha * dl[d];
-              dua[d] += gdl * Bn;
-              cn[d] = an[d] * g;
+            V sB = V{}, sC = V{};
+            for (int g = 0; g < G; ++g) {
+              const int64_t i = (t * N + n) * G + g;
+              const V a = ba[i], hv = bh[i];
+              const V hp = t > 0 ? bh[i - N * G] : V{};
+              const V gr = dyv[g] * Cn + carry[n * G + g];
+              const V gha = gr * hp * a;
+              const V gdl = gr * dl[g];
+              sC += dyv[g] * hv;
+              sB += gdl * uu[g];
+              ddl[g] += gr * uu[g] * Bn +
+                        gha * load<V>(Ak + n * Di + g * NL);
+              accA[n * G + g] += gha * dl[g];
+              dua[g] += gdl * Bn;
+              carry[n * G + g] = a * gr;
             }
-            dBCp[n] = sB;
-            dBCp[N + n] = sC;
+            dBCp[n] = hsum(sB);
+            dBCp[N + n] = hsum(sC);
           }
-#pragma omp simd
-          for (int64_t d = 0; d < nd; ++d) {
-            const T dz = ddl[d] * sg[d];
-            ddtp[d] = dz;
-            accb[d] += dz;
-            accD[d] += dyp[d] * up[d];
-          }
-          if (first) {
-#pragma omp simd
-            for (int64_t d = 0; d < nd; ++d) dup[d] = dua[d];
-          } else {
-#pragma omp simd
-            for (int64_t d = 0; d < nd; ++d) dup[d] += dua[d];
+          for (int g = 0; g < G; ++g) {
+            const V dz = ddl[g] * bsg[t * G + g];
+            store(ddtb + p * Di + g * NL, dz);
+            accb[g] += dz;
+            accD[g] += dyv[g] * uu[g];
+            T* dug = dub + p * Di + g * NL;
+            store(dug, first ? dua[g] : load<V>(dug) + dua[g]);
           }
         });
-        for (int64_t d = 0; d < nd; ++d) {
-          dDk[d] = accD[d];
-          dbk[d] = accb[d];
-          for (int64_t n = 0; n < N; ++n) dAk[n * Di + d] = accAn[n * kBlock + d];
+        for (int g = 0; g < G; ++g) {
+          store(dD + (b * 4 + k) * Di + d0 + g * NL, accD[g]);
+          store(dbias + (b * 4 + k) * Di + d0 + g * NL, accb[g]);
+          for (int64_t n = 0; n < N; ++n)
+            store(dA + ((b * 4 + k) * N + n) * Di + d0 + g * NL,
+                  accA[n * G + g]);
         }
       }
     }
@@ -388,18 +530,44 @@ void check(const torch::Tensor& t, const char* name) {
               " must be a contiguous CPU tensor");
 }
 
+// Channels padded with zeros to whole groups (zero channels stay zero
+// through the scan and add nothing to the sums over channels).
+int64_t group_width(const torch::Tensor& t) {
+  return G * (t.scalar_type() == torch::kFloat ? Vec<float>::lanes
+                                               : Vec<double>::lanes);
+}
+torch::Tensor pad_channels(const torch::Tensor& t, int64_t cw) {
+  const int64_t extra = (cw - t.size(-1) % cw) % cw;
+  return extra ? torch::constant_pad_nd(t, {0, extra}) : t;
+}
+
+template <typename F>
+void dispatch(const torch::Tensor& u, int64_t N, F f) {
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu", [&] {
+    if (N == 1)
+      f.template operator()<scalar_t, 1>();
+    else
+      f.template operator()<scalar_t, 0>();
+  });
+}
+
 torch::Tensor forward(torch::Tensor u, torch::Tensor wdt, torch::Tensor xdbl,
                       torch::Tensor A, torch::Tensor D, torch::Tensor bias) {
   for (auto* t : {&u, &wdt, &xdbl, &A, &D, &bias}) check(*t, "every input");
+  const int64_t Di = u.size(3), cw = group_width(u);
+  u = pad_channels(u, cw);
+  wdt = pad_channels(wdt, cw);
+  A = pad_channels(A, cw);
+  D = pad_channels(D, cw);
+  bias = pad_channels(bias, cw);
   const Shapes s = shapes_of(u, xdbl, A);
   auto y = torch::empty_like(u);
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu_forward", [&] {
-    forward_impl<scalar_t>(s, u.data_ptr<scalar_t>(), wdt.data_ptr<scalar_t>(),
-                           xdbl.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
-                           D.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
-                           y.data_ptr<scalar_t>());
+  dispatch(u, s.N, [&]<typename T, int NS>() {
+    forward_impl<T, NS>(s, u.data_ptr<T>(), wdt.data_ptr<T>(),
+                        xdbl.data_ptr<T>(), A.data_ptr<T>(), D.data_ptr<T>(),
+                        bias.data_ptr<T>(), y.data_ptr<T>());
   });
-  return y;
+  return y.size(3) == Di ? y : y.narrow(3, 0, Di).contiguous();
 }
 
 std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt,
@@ -407,24 +575,34 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt,
                                     torch::Tensor D, torch::Tensor bias,
                                     torch::Tensor dy) {
   for (auto* t : {&u, &dt, &xdbl, &A, &D, &bias, &dy}) check(*t, "every input");
+  const int64_t Di = u.size(3), cw = group_width(u);
+  u = pad_channels(u, cw);
+  dt = pad_channels(dt, cw);
+  A = pad_channels(A, cw);
+  D = pad_channels(D, cw);
+  bias = pad_channels(bias, cw);
+  dy = pad_channels(dy, cw);
   const Shapes s = shapes_of(u, xdbl, A);
+  const int64_t ngrp = s.Di / cw;
   auto du = torch::empty_like(u);
   auto ddt = torch::empty_like(dt);
-  auto dBC = torch::empty({s.nblk, s.Bsz, s.H, s.W, 4, 2 * s.N}, u.options());
+  auto dBC = torch::empty({ngrp, s.Bsz, s.H, s.W, 4, 2 * s.N}, u.options());
   auto dA = torch::empty({s.Bsz, 4, s.N, s.Di}, u.options());
   auto dD = torch::empty({s.Bsz, 4, s.Di}, u.options());
   auto dbias = torch::empty({s.Bsz, 4, s.Di}, u.options());
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu_backward", [&] {
-    backward_impl<scalar_t>(
-        s, u.data_ptr<scalar_t>(), dt.data_ptr<scalar_t>(),
-        xdbl.data_ptr<scalar_t>(), A.data_ptr<scalar_t>(),
-        D.data_ptr<scalar_t>(), bias.data_ptr<scalar_t>(),
-        dy.data_ptr<scalar_t>(), du.data_ptr<scalar_t>(),
-        ddt.data_ptr<scalar_t>(), dBC.data_ptr<scalar_t>(),
-        dA.data_ptr<scalar_t>(), dD.data_ptr<scalar_t>(),
-        dbias.data_ptr<scalar_t>());
+  dispatch(u, s.N, [&]<typename T, int NS>() {
+    backward_impl<T, NS>(s, u.data_ptr<T>(), dt.data_ptr<T>(),
+                         xdbl.data_ptr<T>(), A.data_ptr<T>(), D.data_ptr<T>(),
+                         bias.data_ptr<T>(), dy.data_ptr<T>(),
+                         du.data_ptr<T>(), ddt.data_ptr<T>(),
+                         dBC.data_ptr<T>(), dA.data_ptr<T>(), dD.data_ptr<T>(),
+                         dbias.data_ptr<T>());
   });
-  return {du, ddt, dBC.sum(0), dA.sum(0), dD.sum(0), dbias.sum(0)};
+  auto unpad = [&](torch::Tensor t) {
+    return t.size(-1) == Di ? t : t.narrow(-1, 0, Di).contiguous();
+  };
+  return {unpad(du),          unpad(ddt),          dBC.sum(0),
+          unpad(dA.sum(0)),   unpad(dD.sum(0)),    unpad(dbias.sum(0))};
 }
 
 }  // namespace
