@@ -541,16 +541,6 @@ torch::Tensor pad_channels(const torch::Tensor& t, int64_t cw) {
   return extra ? torch::constant_pad_nd(t, {0, extra}) : t;
 }
 
-template <typename F>
-void dispatch(const torch::Tensor& u, int64_t N, F f) {
-  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu", [&] {
-    if (N == 1)
-      f.template operator()<scalar_t, 1>();
-    else
-      f.template operator()<scalar_t, 0>();
-  });
-}
-
 torch::Tensor forward(torch::Tensor u, torch::Tensor wdt, torch::Tensor xdbl,
                       torch::Tensor A, torch::Tensor D, torch::Tensor bias) {
   for (auto* t : {&u, &wdt, &xdbl, &A, &D, &bias}) check(*t, "every input");
@@ -562,10 +552,11 @@ torch::Tensor forward(torch::Tensor u, torch::Tensor wdt, torch::Tensor xdbl,
   bias = pad_channels(bias, cw);
   const Shapes s = shapes_of(u, xdbl, A);
   auto y = torch::empty_like(u);
-  dispatch(u, s.N, [&]<typename T, int NS>() {
-    forward_impl<T, NS>(s, u.data_ptr<T>(), wdt.data_ptr<T>(),
-                        xdbl.data_ptr<T>(), A.data_ptr<T>(), D.data_ptr<T>(),
-                        bias.data_ptr<T>(), y.data_ptr<T>());
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu_forward", [&] {
+    using T = scalar_t;
+    auto run = s.N == 1 ? forward_impl<T, 1> : forward_impl<T, 0>;
+    run(s, u.data_ptr<T>(), wdt.data_ptr<T>(), xdbl.data_ptr<T>(),
+        A.data_ptr<T>(), D.data_ptr<T>(), bias.data_ptr<T>(), y.data_ptr<T>());
   });
   return y.size(3) == Di ? y : y.narrow(3, 0, Di).contiguous();
 }
@@ -590,13 +581,14 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt,
   auto dA = torch::empty({s.Bsz, 4, s.N, s.Di}, u.options());
   auto dD = torch::empty({s.Bsz, 4, s.Di}, u.options());
   auto dbias = torch::empty({s.Bsz, 4, s.Di}, u.options());
-  dispatch(u, s.N, [&]<typename T, int NS>() {
-    backward_impl<T, NS>(s, u.data_ptr<T>(), dt.data_ptr<T>(),
-                         xdbl.data_ptr<T>(), A.data_ptr<T>(), D.data_ptr<T>(),
-                         bias.data_ptr<T>(), dy.data_ptr<T>(),
-                         du.data_ptr<T>(), ddt.data_ptr<T>(),
-                         dBC.data_ptr<T>(), dA.data_ptr<T>(), dD.data_ptr<T>(),
-                         dbias.data_ptr<T>());
+  AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu_backward", [&] {
+    using T = scalar_t;
+    auto run = s.N == 1 ? backward_impl<T, 1> : backward_impl<T, 0>;
+    run(s, u.data_ptr<T>(), dt.data_ptr<T>(), xdbl.data_ptr<T>(),
+        A.data_ptr<T>(), D.data_ptr<T>(), bias.data_ptr<T>(),
+        dy.data_ptr<T>(), du.data_ptr<T>(), ddt.data_ptr<T>(),
+        dBC.data_ptr<T>(), dA.data_ptr<T>(), dD.data_ptr<T>(),
+        dbias.data_ptr<T>());
   });
   auto unpad = [&](torch::Tensor t) {
     return t.size(-1) == Di ? t : t.narrow(-1, 0, Di).contiguous();
