@@ -340,3 +340,50 @@ def test_linear2d_cpu_onednn_route(shape, onednn):
     torch.testing.assert_close(y, ref, rtol=1e-5, atol=1e-5)
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('approximate', ['none', 'tanh'])
+@pytest.mark.parametrize('shape,fused', [((1, 8, 14, 14), True),
+                                         ((1, 8, 7, 7), False)])
+def test_mlp_gelu_inside_onednn_conv_without_autograd(shape, fused,
+                                                      approximate):
+    """The channel-first Mlp on the oneDNN route runs GELU as a post-op of
+    fc1's convolution when no gradient is recorded, with the values of
+    fc1 -> GELU; with autograd (or below MKLDNN_MIN_PIXELS) it runs them
+    apart, and gradients flow."""
+    import torch.nn as nn
+    import torch.nn.functional as F
+    from torch.profiler import profile
+
+    from mmvmamba.models import vmamba as vm
+    torch.manual_seed(0)
+    mlp = vm.Mlp(8, 32, channel_first=True,
+                 act_layer=lambda: nn.GELU(approximate=approximate)).eval()
+    x = torch.randn(shape).to(memory_format=torch.channels_last)
+
+    def ref(x):
+        h = F.gelu(
+            F.linear(x.permute(0, 2, 3, 1), mlp.fc1.weight, mlp.fc1.bias),
+            approximate=approximate)
+        return F.linear(h, mlp.fc2.weight, mlp.fc2.bias).permute(0, 3, 1, 2)
+
+    def ran_fused(fn):
+        with profile() as prof:
+            out = fn()
+        return out, any(e.name == 'mkldnn::_convolution_pointwise'
+                        for e in prof.events())
+
+    with torch.no_grad():
+        y, ran = ran_fused(lambda: mlp(x))
+    if torch.backends.mkldnn.is_available():
+        assert ran == fused
+    torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-5)
+    xg = x.clone().requires_grad_()
+    y, ran = ran_fused(lambda: mlp(xg))
+    assert not ran
+    torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-5)
+    g = torch.randn_like(y)
+    got = torch.autograd.grad(y, [xg, mlp.fc1.weight], g)
+    want = torch.autograd.grad(ref(xg), [xg, mlp.fc1.weight], g)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)

@@ -13,17 +13,26 @@ median over ``--repeats`` with the min-max spread of the per-repeat ratios:
   160², random boxes and masks) with the compiled core (``after``) and the
   reference core (``before``).
 
+``--baseline-rev REV`` (with ``--maskrcnn``): the same demo step of this
+checkout against the source tree of git revision ``REV`` (extracted with
+``git archive``), each in its own worker process
+(``demo_step_worker.py``), timed in turn: how much faster the step is than
+at an earlier commit, whatever changed since.
+
 Rows ``core`` and ``core_ref`` replay the SS2D core calls of that model
 alone (recorded from one run: 14 calls for VMamba-T; forward and backward
 for the training step), compiled and reference, to show the core's share.
 
     python tools/benchmark/cpu_speed.py [--threads 1 2] [--batch 1 8]
-        [--repeats 7] [--maskrcnn] [--json out.json]
+        [--repeats 7] [--maskrcnn [--baseline-rev REV]] [--json out.json]
 """
 import argparse
 import contextlib
 import os.path as osp
 import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from typing import Callable, Dict, List
 
@@ -208,6 +217,66 @@ def maskrcnn(args) -> dict:
     return results
 
 
+class StepWorker:
+    """A ``demo_step_worker.py`` process for one source tree."""
+
+    def __init__(self, tree: str):
+        self.proc = subprocess.Popen(
+            [sys.executable,
+             osp.join(osp.dirname(__file__), 'demo_step_worker.py'), tree],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True)
+        self._expect('ready')
+
+    def _expect(self, what: str) -> str:
+        line = self.proc.stdout.readline().strip()
+        if not line or (what and line != what):
+            raise RuntimeError(f'demo_step_worker answered {line!r}, '
+                               f'expected {what or "a time"}')
+        return line
+
+    def ask(self, cmd: str) -> str:
+        self.proc.stdin.write(cmd + '\n')
+        self.proc.stdin.flush()
+        return self._expect('ok' if cmd.startswith('threads') else '')
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait()
+
+
+def against_revision(args) -> dict:
+    """The demo step of this checkout and of ``args.baseline_rev``."""
+    rev = args.baseline_rev
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(['git', '-C', ROOT, 'archive', rev],
+                                 check=True,
+                                 capture_output=True).stdout
+        subprocess.run(['tar', '-x', '-C', tmp], input=archive, check=True)
+        workers = {'this tree': StepWorker(ROOT), rev: StepWorker(tmp)}
+        try:
+            for threads in args.threads:
+                for w in workers.values():
+                    w.ask(f'threads {threads}')
+                rows = {
+                    name: (lambda w=w: w.ask('step'))
+                    for name, w in workers.items()
+                }
+                res = summary(interleaved(rows, args.repeats), 'this tree')
+                results[f'threads{threads}'] = res
+                print_table(
+                    f'demo Mask R-CNN train step, this tree against {rev}, '
+                    f'{threads} thread(s), median of {args.repeats} '
+                    '(wall time of the call, each tree in its own process)',
+                    res, 'this tree')
+        finally:
+            for w in workers.values():
+                w.close()
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
@@ -217,6 +286,9 @@ def main() -> None:
         '--maskrcnn', action='store_true', help='also the demo train step')
     parser.add_argument(
         '--no-inference', action='store_true', help='only --maskrcnn')
+    parser.add_argument(
+        '--baseline-rev',
+        help='with --maskrcnn: also time the step of this git revision')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
     from mmvmamba.kernels.ss2d_cpu import load_extension
@@ -229,6 +301,9 @@ def main() -> None:
         results['inference'] = inference(args)
     if args.maskrcnn:
         results['maskrcnn'] = maskrcnn(args)
+        if args.baseline_rev:
+            results['maskrcnn_against'] = dict(
+                rev=args.baseline_rev, **against_revision(args))
     write_json(args.json, results)
 
 
