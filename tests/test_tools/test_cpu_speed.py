@@ -12,11 +12,14 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 def test_maskrcnn_step_rows(tmp_path):
     out = tmp_path / 'cpu.json'
+    # against a revision: HEAD's tree, extracted, in a second worker
+    against = ['--baseline-rev', 'HEAD'] if osp.isdir(
+        osp.join(ROOT, '.git')) else []
     proc = run_script([
         sys.executable, 'tools/benchmark/cpu_speed.py', '--maskrcnn',
         '--no-inference', '--threads', '1', '--repeats', '1', '--json',
         str(out)
-    ], ROOT, dict(os.environ))
+    ] + against, ROOT, dict(os.environ))
     assert proc.returncode == 0, proc.stdout[-3000:]
     res = json.loads(out.read_text())['maskrcnn']['threads1']
     # the step with either core, and the core calls alone
@@ -24,3 +27,9 @@ def test_maskrcnn_step_rows(tmp_path):
     for row in res.values():
         assert row['ms'] > 0
     assert 'demo Mask R-CNN train step' in proc.stdout
+    if against:
+        res = json.loads(out.read_text())['maskrcnn_against']
+        assert res['rev'] == 'HEAD'
+        assert set(res['threads1']) == {'this tree', 'HEAD'}
+        assert all(row['ms'] > 0 for row in res['threads1'].values())
+        assert 'this tree against HEAD' in proc.stdout
