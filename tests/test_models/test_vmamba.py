@@ -378,6 +378,14 @@ def test_mlp_gelu_inside_onednn_conv_without_autograd(shape, fused,
     if torch.backends.mkldnn.is_available():
         assert ran == fused
     torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-5)
+    # a forward hook on fc1 sees its call: the two run apart
+    seen = []
+    handle = mlp.fc1.register_forward_hook(lambda *a: seen.append(1))
+    with torch.no_grad():
+        y, ran = ran_fused(lambda: mlp(x))
+    handle.remove()
+    assert seen == [1] and not ran
+    torch.testing.assert_close(y, ref(x), rtol=1e-5, atol=1e-5)
     xg = x.clone().requires_grad_()
     y, ran = ran_fused(lambda: mlp(xg))
     assert not ran
