@@ -44,6 +44,25 @@ def _cpu_tag() -> str:
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 
+def build(tag: str = '', extra_cflags=()):
+    """Compile (or load from the cache) ``ss2d_cpu.cpp`` for this machine;
+    ``extra_cflags`` (with a ``tag`` naming them) build another instruction
+    set, e.g. the AVX2 code on an AVX-512 machine in the tests."""
+    from torch.utils.cpp_extension import load
+    src = osp.join(osp.dirname(osp.abspath(__file__)), 'ss2d_cpu.cpp')
+    return load(
+        name=f'mmvmamba_ss2d_cpu_{_cpu_tag()}{tag}',
+        sources=[src],
+        # -fno-trapping-math: GCC may then if-convert the selects of
+        # softplus and vectorise its loop; without it that loop is scalar
+        extra_cflags=[
+            '-O3', '-march=native', '-fopenmp', '-fno-trapping-math',
+            *extra_cflags
+        ],
+        extra_ldflags=['-fopenmp'],
+        verbose=False)
+
+
 def load_extension():
     """The compiled module, built at the first call on this machine.
 
@@ -55,22 +74,8 @@ def load_extension():
             if _ext is None:
                 if _error is not None:
                     raise RuntimeError(_error)
-                from torch.utils.cpp_extension import load
-                src = osp.join(osp.dirname(osp.abspath(__file__)),
-                               'ss2d_cpu.cpp')
                 try:
-                    _ext = load(
-                        name=f'mmvmamba_ss2d_cpu_{_cpu_tag()}',
-                        sources=[src],
-                        # -fno-trapping-math: GCC may then if-convert the
-                        # selects of softplus (a guarded division) and
-                        # vectorise its loop; without it that loop is scalar
-                        extra_cflags=[
-                            '-O3', '-march=native', '-fopenmp',
-                            '-fno-trapping-math'
-                        ],
-                        extra_ldflags=['-fopenmp'],
-                        verbose=False)
+                    _ext = build()
                 except Exception as e:  # compiler, ninja or headers missing
                     _error = (
                         'building the SS2D CPU kernel (kernels/ss2d_cpu.cpp) '

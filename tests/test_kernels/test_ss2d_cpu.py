@@ -62,6 +62,26 @@ def test_softplus_range_and_long_sequence():
     check((1, 9, 32, 40, 1, 2), torch.float32, 3e-6, bias_scale=12.)
 
 
+def _has_avx512() -> bool:
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ' avx512f ' in f.read()
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _has_avx512(),
+                    reason='the default build already is the 32-byte code')
+def test_32_byte_vector_build_on_avx512_machine(monkeypatch):
+    # the kernel takes 64-byte vectors where the compiler targets AVX-512;
+    # the 32-byte code (AVX2 machines) is checked here with AVX-512 off
+    import mmvmamba.kernels.ss2d_cpu as mod
+    monkeypatch.setattr(mod, '_ext', mod.build('_no512', ['-mno-avx512f']))
+    for shape in (SHAPES[1], SHAPES[5]):
+        check(shape, torch.float32, 3e-6)
+    check((1, 9, 32, 40, 1, 2), torch.float32, 3e-6, bias_scale=12.)
+
+
 def test_dispatch_runs_cpu_kernel_for_cpu_tensors(monkeypatch):
     ins = [t.float() for t in make(1, 4, 3, 5, 1, 1)]
     calls = []
