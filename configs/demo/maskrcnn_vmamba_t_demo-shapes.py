@@ -87,8 +87,11 @@ max_epochs = 8
 train_cfg = dict(
     max_epochs=max_epochs, val_interval=1, dynamic_intervals=[(4, 2)])
 # AdamW (base recipe: weight decay 0.05, none on norms) at a higher lr than
-# COCO's 1e-4: a from-scratch model, and few steps to learn in
-optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=10.))
+# COCO's 1e-4: a from-scratch model, and few steps to learn in. fused: one
+# pass over each parameter instead of a dozen tensor ops (CPU and CUDA; Xeon
+# with AVX-512, one thread: the optimizer step 188 -> 88-97 ms of a ~1 s step)
+optim_wrapper = dict(
+    optimizer=dict(lr=5e-4, fused=True), clip_grad=dict(max_norm=10.))
 param_scheduler = [
     dict(type='LinearLR', start_factor=0.01, by_epoch=False, begin=0, end=50),
     dict(

@@ -40,9 +40,11 @@ __all__ = [
 
 
 #: pixels (batch x H x W) from which a CPU fp32 channels_last Linear2d runs
-#: oneDNN's convolution (below it, PyTorch's own choice: faster on a 7x7 map
-#: at batch 1)
-MKLDNN_MIN_PIXELS = 196
+#: oneDNN's 1x1 convolution; below, one GEMM on the NHWC view (no weight
+#: reorder per call). VMamba-T, Xeon with AVX-512, interleaved A/B against
+#: the convolution everywhere: batch 1 0.95 (1 thread) / 0.89 (2 threads),
+#: batch 8 0.96 / 0.98; the GEMM everywhere: batch 8 1.14 / 1.10.
+MKLDNN_MIN_PIXELS = 4000
 
 
 class Linear2d(nn.Linear):
@@ -76,22 +78,23 @@ class Linear2d(nn.Linear):
 
     def forward(self, x: Tensor) -> Tensor:
         x_hwc = x.permute(0, 2, 3, 1)
-        if x_hwc.is_contiguous() and (x.dtype != torch.float32
-                                      or torch.is_autocast_enabled(
-                                          x.device.type)):
-            # channels_last 16-bit: one GEMM over pixels on the free NHWC
-            # view; the result is channels_last again (no layout change).
-            # Plain fp32 keeps the 1x1 conv, which cuDNN may run in TF32
-            # (an H100 fp32 GEMM without TF32 made VMamba-T 30% slower).
-            return F.linear(x_hwc, self.weight, self.bias).permute(0, 3, 1, 2)
-        w = self.weight[:, :, None, None]
-        if self._onednn(x):
-            # PyTorch sends a one-thread 1x1 conv below batch 16 to its
-            # im2col path; oneDNN is faster there from 196 pixels (VMamba-T,
-            # 2-core dev CPU, one thread, batch 8: 1546 -> 1296 ms)
-            return torch.ops.aten.mkldnn_convolution(x, w, self.bias, (0, 0),
-                                                     (1, 1), (1, 1), 1)
-        return F.conv2d(x, w, self.bias)
+        if x_hwc.is_contiguous():
+            if self._onednn(x):
+                # a large CPU map: oneDNN's convolution (PyTorch itself
+                # sends a one-thread 1x1 conv below batch 16 to its slower
+                # im2col path)
+                return torch.ops.aten.mkldnn_convolution(
+                    x, self.weight[:, :, None, None], self.bias, (0, 0),
+                    (1, 1), (1, 1), 1)
+            if (x.device.type == 'cpu' or x.dtype != torch.float32
+                    or torch.is_autocast_enabled(x.device.type)):
+                # one GEMM over pixels on the free NHWC view; the result is
+                # channels_last again (no layout change). CUDA fp32 keeps
+                # the 1x1 conv, which cuDNN may run in TF32 (an H100 fp32
+                # GEMM without TF32 made VMamba-T 30% slower).
+                return F.linear(x_hwc, self.weight,
+                                self.bias).permute(0, 3, 1, 2)
+        return F.conv2d(x, self.weight[:, :, None, None], self.bias)
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
         # Accept 1x1-conv shaped weights; only touch the key when present so a

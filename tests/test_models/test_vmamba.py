@@ -311,27 +311,30 @@ def test_official_arguments_and_registry():
     assert m.layers[0].blocks[0].op.d_inner == 192
 
 
-@pytest.mark.parametrize('shape,onednn', [((1, 8, 14, 14), True),
-                                          ((2, 8, 7, 14), True),
-                                          ((1, 8, 7, 7), False)])
+@pytest.mark.parametrize('shape,onednn', [((1, 8, 64, 64), True),
+                                          ((2, 8, 40, 50), True),
+                                          ((1, 8, 14, 14), False),
+                                          ((2, 8, 7, 7), False)])
 def test_linear2d_cpu_onednn_route(shape, onednn):
     """A channels_last fp32 Linear2d on the CPU runs oneDNN's convolution
-    from MKLDNN_MIN_PIXELS pixels, PyTorch's own conv below; both equal the
-    linear map over channels, forward and backward."""
+    from MKLDNN_MIN_PIXELS pixels, a GEMM on the NHWC view below; both equal
+    the linear map over channels, forward and backward."""
     import torch.nn.functional as F
     from torch.profiler import profile
 
     from mmvmamba.models import vmamba as vm
-    assert vm.MKLDNN_MIN_PIXELS == 196
+    assert vm.MKLDNN_MIN_PIXELS == 4000
     torch.manual_seed(0)
     lin = vm.Linear2d(8, 4)
     x = torch.randn(shape).to(
         memory_format=torch.channels_last).requires_grad_()
     with profile() as prof:
         y = lin(x)
-    ran = any(e.name == 'aten::mkldnn_convolution' for e in prof.events())
+    names = {e.name for e in prof.events()}
+    ran = 'aten::mkldnn_convolution' in names
     if torch.backends.mkldnn.is_available():
         assert ran == onednn
+    assert ('aten::linear' in names) == (not ran)
     ref = F.linear(x.permute(0, 2, 3, 1), lin.weight,
                    lin.bias).permute(0, 3, 1, 2)
     g = torch.randn_like(ref)
@@ -343,8 +346,8 @@ def test_linear2d_cpu_onednn_route(shape, onednn):
 
 
 @pytest.mark.parametrize('approximate', ['none', 'tanh'])
-@pytest.mark.parametrize('shape,fused', [((1, 8, 14, 14), True),
-                                         ((1, 8, 7, 7), False)])
+@pytest.mark.parametrize('shape,fused', [((1, 8, 64, 64), True),
+                                         ((1, 8, 14, 14), False)])
 def test_mlp_gelu_inside_onednn_conv_without_autograd(shape, fused,
                                                       approximate):
     """The channel-first Mlp on the oneDNN route runs GELU as a post-op of
@@ -393,5 +396,5 @@ def test_mlp_gelu_inside_onednn_conv_without_autograd(shape, fused,
     g = torch.randn_like(y)
     got = torch.autograd.grad(y, [xg, mlp.fc1.weight], g)
     want = torch.autograd.grad(ref(xg), [xg, mlp.fc1.weight], g)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    for a, b in zip(got, want):  # fc1's weight: sums over 4096 pixels
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
