@@ -1,6 +1,6 @@
 # The main-job demo: Mask R-CNN with a VMamba-T backbone trained from scratch
 # on the built-in "demo shapes" set (generated on first use, no download).
-# About 5-10 minutes on a 2-core CPU (`make demo`), a minute or two on one
+# About 3-10 minutes on a 2-core CPU (`make demo`), a minute or two on one
 # GPU; it evaluates COCO box/mask mAP on 20 validation images (low after the
 # first epoch, clearly higher at the end) and draws predictions on them
 # (<work_dir>/<timestamp>/vis_data/vis_image during training).
