@@ -54,26 +54,36 @@ class Linear2d(nn.Linear):
     checkpoint loads into the channel-first and the channel-last model.
     """
 
-    def _onednn(self, x: Tensor) -> bool:
-        """Whether ``x`` takes oneDNN's convolution (see :meth:`forward`)."""
+    @staticmethod
+    def _mkldnn_fp32(x: Tensor) -> bool:
+        """A channels_last fp32 CPU tensor that oneDNN may take."""
         return (x.device.type == 'cpu' and x.dtype == torch.float32
                 and x.permute(0, 2, 3, 1).is_contiguous()
                 and torch.backends.mkldnn.enabled
                 and torch.backends.mkldnn.is_available()
-                and x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS
                 and not torch.jit.is_tracing()  # FLOP counters, ONNX
                 and not torch.compiler.is_compiling())  # compile, export
 
+    def _onednn(self, x: Tensor) -> bool:
+        """Whether ``x`` takes oneDNN's convolution (see :meth:`forward`)."""
+        return (self._mkldnn_fp32(x) and
+                x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS)
+
     def forward_gelu(self, x: Tensor, approximate: str) -> Tensor:
-        """``F.gelu(self(x), approximate=approximate)``; on the oneDNN path
-        without autograd, GELU runs inside the convolution (a post-op: no
-        second pass over the hidden map)."""
+        """``F.gelu(self(x), approximate=approximate)``; on a CPU in fp32
+        without autograd, GELU runs inside oneDNN's convolution or, below
+        MKLDNN_MIN_PIXELS, its linear (a post-op: no second pass over the
+        hidden map)."""
         if (not (torch.is_grad_enabled() and
                  (x.requires_grad or self.weight.requires_grad))
-                and self._onednn(x)):
-            return torch.ops.mkldnn._convolution_pointwise(
-                x, self.weight[:, :, None, None], self.bias, [0, 0], [1, 1],
-                [1, 1], 1, 'gelu', [], approximate)
+                and self._mkldnn_fp32(x)):
+            if self._onednn(x):
+                return torch.ops.mkldnn._convolution_pointwise(
+                    x, self.weight[:, :, None, None], self.bias, [0, 0],
+                    [1, 1], [1, 1], 1, 'gelu', [], approximate)
+            return torch.ops.mkldnn._linear_pointwise(
+                x.permute(0, 2, 3, 1), self.weight, self.bias, 'gelu', [],
+                approximate).permute(0, 3, 1, 2)
         return F.gelu(self(x), approximate=approximate)
 
     def forward(self, x: Tensor) -> Tensor:
