@@ -33,3 +33,33 @@ def test_maskrcnn_step_rows(tmp_path):
         assert set(res['threads1']) == {'this tree', 'HEAD'}
         assert all(row['ms'] > 0 for row in res['threads1'].values())
         assert 'this tree against HEAD' in proc.stdout
+
+
+def _has_avx512() -> bool:
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ' avx512f ' in f.read()
+    except OSError:
+        return False
+
+
+def test_avx2_caps(tmp_path):
+    # refused with a worker it cannot cap
+    proc = run_script([
+        sys.executable, 'tools/benchmark/cpu_speed.py', '--avx2', '--maskrcnn',
+        '--baseline-rev', 'HEAD'
+    ], ROOT, dict(os.environ))
+    assert proc.returncode == 2 and 'run them apart' in proc.stdout
+    if not _has_avx512():
+        return
+    out = tmp_path / 'cpu.json'
+    proc = run_script([
+        sys.executable, 'tools/benchmark/cpu_speed.py', '--avx2', '--threads',
+        '1', '--batch', '1', '--repeats', '1', '--json',
+        str(out)
+    ], ROOT, dict(os.environ))
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    res = json.loads(out.read_text())
+    assert res['avx2_caps'] is True
+    rows = res['inference']['threads1_batch1']
+    assert {'vmamba_t', 'swin_t', 'core'} <= set(rows)

@@ -19,15 +19,24 @@ checkout against the source tree of git revision ``REV`` (extracted with
 (``demo_step_worker.py``), timed in turn: how much faster the step is than
 at an earlier commit, whatever changed since.
 
+``--avx2``: on an AVX-512 machine, the run as an AVX2-only machine would
+see it: the script runs again with PyTorch's kernels, oneDNN and MKL capped
+at AVX2 (``ATEN_CPU_CAPABILITY``, ``ONEDNN_MAX_CPU_ISA``,
+``MKL_ENABLE_INSTRUCTIONS``) and the SS2D core built with
+``-mno-avx512f``; an emulation of the instruction set, not of another
+CPU's caches and clocks.
+
 Rows ``core`` and ``core_ref`` replay the SS2D core calls of that model
 alone (recorded from one run: 14 calls for VMamba-T; forward and backward
 for the training step), compiled and reference, to show the core's share.
 
     python tools/benchmark/cpu_speed.py [--threads 1 2] [--batch 1 8]
-        [--repeats 7] [--maskrcnn [--baseline-rev REV]] [--json out.json]
+        [--repeats 7] [--maskrcnn [--baseline-rev REV]] [--avx2]
+        [--json out.json]
 """
 import argparse
 import contextlib
+import os
 import os.path as osp
 import statistics
 import subprocess
@@ -277,6 +286,21 @@ def against_revision(args) -> dict:
     return results
 
 
+AVX2_ENV = 'MMVMAMBA_AVX2_CAPPED'
+AVX2_CAPS = dict(
+    ATEN_CPU_CAPABILITY='avx2',
+    ONEDNN_MAX_CPU_ISA='AVX2',
+    MKL_ENABLE_INSTRUCTIONS='AVX2')
+
+
+def _has_avx512() -> bool:
+    try:
+        with open('/proc/cpuinfo') as f:
+            return ' avx512f ' in f.read()
+    except OSError:
+        return False
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
@@ -289,14 +313,30 @@ def main() -> None:
     parser.add_argument(
         '--baseline-rev',
         help='with --maskrcnn: also time the step of this git revision')
+    parser.add_argument(
+        '--avx2',
+        action='store_true',
+        help='cap PyTorch, oneDNN, MKL and the core at AVX2 (see above)')
     parser.add_argument('--json', help='write the results here')
     args = parser.parse_args()
-    from mmvmamba.kernels.ss2d_cpu import load_extension
+    if args.avx2 and args.baseline_rev:
+        parser.error('--avx2 cannot cap the --baseline-rev worker\'s core; '
+                     'run them apart')
+    if args.avx2 and os.environ.get(AVX2_ENV) != '1':
+        # the caps are read when the libraries load: set them, start again
+        env = dict(os.environ, **AVX2_CAPS, **{AVX2_ENV: '1'})
+        sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
+    import mmvmamba.kernels.ss2d_cpu as cpu
     t0 = time.perf_counter()
-    load_extension()
+    if args.avx2:
+        if not _has_avx512():
+            parser.error('--avx2: this CPU has no AVX-512; run without it')
+        cpu._ext = cpu.build('_no512', ['-mno-avx512f'])
+    else:
+        cpu.load_extension()
     print(f'CPU kernel ready in {time.perf_counter() - t0:.1f} s (built '
           'at first use on a machine, then cached)')
-    results = dict(torch=torch.__version__)
+    results = dict(torch=torch.__version__, avx2_caps=args.avx2)
     if not args.no_inference:
         results['inference'] = inference(args)
     if args.maskrcnn:
