@@ -22,7 +22,7 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-__all__ = ['ss2d_core_cpu', 'load_extension', 'available']
+__all__ = ['ss2d_core_cpu', 'load_extension', 'available', 'build', 'has_avx512']
 
 _lock = threading.Lock()
 _ext = None
@@ -30,17 +30,27 @@ _error = None  # why the build failed, once it has
 _warned = False
 
 
+def _cpu_flags() -> str:
+    """The ``flags`` line of /proc/cpuinfo ('' where there is none)."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next((line for line in f if line.startswith('flags')),
+                        '')
+    except OSError:
+        return ''
+
+
+def has_avx512() -> bool:
+    """Whether this CPU has AVX-512F: the default build then uses 64-byte
+    vectors, and ``build(..., ['-mno-avx512f'])`` the 32-byte code."""
+    return ' avx512f ' in _cpu_flags() + ' '
+
+
 def _cpu_tag() -> str:
     """A short digest of this CPU's instruction sets: the build uses
     ``-march=native``, so a cache shared between machines (a network home
     directory) keeps one build per kind of CPU."""
-    flags = platform.machine()
-    try:
-        with open('/proc/cpuinfo') as f:
-            flags += next((line for line in f if line.startswith('flags')),
-                          '')
-    except OSError:
-        pass
+    flags = platform.machine() + _cpu_flags()
     return hashlib.sha1(flags.encode()).hexdigest()[:8]
 
 

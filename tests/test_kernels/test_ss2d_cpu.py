@@ -4,7 +4,7 @@ import torch
 
 import mmvmamba.kernels as K
 from mmvmamba.kernels import ss2d_core_ref
-from mmvmamba.kernels.ss2d_cpu import ss2d_core_cpu
+from mmvmamba.kernels.ss2d_cpu import has_avx512, ss2d_core_cpu
 from ._helpers import rel_err
 
 NAMES = ('x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs',
@@ -62,15 +62,7 @@ def test_softplus_range_and_long_sequence():
     check((1, 9, 32, 40, 1, 2), torch.float32, 3e-6, bias_scale=12.)
 
 
-def _has_avx512() -> bool:
-    try:
-        with open('/proc/cpuinfo') as f:
-            return ' avx512f ' in f.read()
-    except OSError:
-        return False
-
-
-@pytest.mark.skipif(not _has_avx512(),
+@pytest.mark.skipif(not has_avx512(),
                     reason='the default build already is the 32-byte code')
 def test_32_byte_vector_build_on_avx512_machine(monkeypatch):
     # the kernel takes 64-byte vectors where the compiler targets AVX-512;

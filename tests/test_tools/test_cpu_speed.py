@@ -5,6 +5,8 @@ import os
 import os.path as osp
 import sys
 
+from mmvmamba.kernels.ss2d_cpu import has_avx512
+
 from .._tools import run_script
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -35,14 +37,6 @@ def test_maskrcnn_step_rows(tmp_path):
         assert 'this tree against HEAD' in proc.stdout
 
 
-def _has_avx512() -> bool:
-    try:
-        with open('/proc/cpuinfo') as f:
-            return ' avx512f ' in f.read()
-    except OSError:
-        return False
-
-
 def test_avx2_caps(tmp_path):
     # refused with a worker it cannot cap
     proc = run_script([
@@ -50,7 +44,7 @@ def test_avx2_caps(tmp_path):
         '--baseline-rev', 'HEAD'
     ], ROOT, dict(os.environ))
     assert proc.returncode == 2 and 'run them apart' in proc.stdout
-    if not _has_avx512():
+    if not has_avx512():
         return
     out = tmp_path / 'cpu.json'
     proc = run_script([

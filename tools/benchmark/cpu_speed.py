@@ -293,14 +293,6 @@ AVX2_CAPS = dict(
     MKL_ENABLE_INSTRUCTIONS='AVX2')
 
 
-def _has_avx512() -> bool:
-    try:
-        with open('/proc/cpuinfo') as f:
-            return ' avx512f ' in f.read()
-    except OSError:
-        return False
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--threads', type=int, nargs='+', default=[1, 2])
@@ -329,7 +321,7 @@ def main() -> None:
     import mmvmamba.kernels.ss2d_cpu as cpu
     t0 = time.perf_counter()
     if args.avx2:
-        if not _has_avx512():
+        if not cpu.has_avx512():
             parser.error('--avx2: this CPU has no AVX-512; run without it')
         cpu._ext = cpu.build('_no512', ['-mno-avx512f'])
     else:
