@@ -291,8 +291,15 @@ constexpr int G = 2, TS = 2, M = G * TS;
 
 struct Shapes {
   int64_t Bsz, H, W, L, Di, N, R, RN2;
+  int parts;  // the four directions split over this many tasks (1, 2, 4)
 };
 
+// Channels padded with zeros to whole groups (zero channels stay zero
+// through the scan and add nothing to the sums over channels).
+int64_t group_width(const torch::Tensor& t) {
+  return G * (t.scalar_type() == torch::kFloat ? Vec<float>::lanes
+                                               : Vec<double>::lanes);
+}
 Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
                  const torch::Tensor& A) {
   Shapes s;
@@ -304,6 +311,14 @@ Shapes shapes_of(const torch::Tensor& u, const torch::Tensor& xdbl,
   s.N = A.size(1);
   s.RN2 = xdbl.size(3) / 4;
   s.R = s.RN2 - 2 * s.N;
+  // one task per (batch, channel group) unless that leaves threads idle:
+  // then the directions split too, each part summing into its own output
+  // (batch 1, stage 1 of VMamba-T: 3 or 6 groups)
+  const int64_t tasks = s.Bsz * (s.Di / group_width(u));
+  const int64_t threads = at::get_num_threads();
+  s.parts = 1;
+  while (threads > 1 && s.parts < 4 && tasks * s.parts < 2 * threads)
+    s.parts *= 2;
   return s;
 }
 
@@ -319,14 +334,18 @@ void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
   constexpr int NL = Vec<T>::lanes, CW = G * NL;
   const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
   const int64_t ngrp = Di / CW;
-  at::parallel_for(0, s.Bsz * ngrp, 1, [&](int64_t begin, int64_t end) {
+  const int nk = 4 / s.parts;
+  at::parallel_for(0, s.Bsz * ngrp * s.parts, 1, [&](int64_t begin,
+                                                     int64_t end) {
     std::vector<V> hdyn(N * G);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / ngrp, d0 = (task % ngrp) * CW;
+      const int part = task % s.parts;
+      const int64_t b = task / s.parts / ngrp,
+                    d0 = (task / s.parts % ngrp) * CW;
       const T* ub = u + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
-      T* yb = y + b * L * Di + d0;
-      for (int k = 0; k < 4; ++k) {
+      T* yb = y + (part * s.Bsz + b) * L * Di + d0;
+      for (int k = part * nk; k < (part + 1) * nk; ++k) {
         const T* wk = wdt + k * R * Di + d0;
         const T* Ak = A + k * N * Di + d0;
         V bk[G], Dk[G], h1[G];
@@ -339,7 +358,7 @@ void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
         }
         V* h = NS == 1 ? h1 : hdyn.data();
         std::fill(hdyn.begin(), hdyn.end(), V{});
-        const bool first = k == 0;
+        const bool first = k == part * nk;
         Order(k, s.H, s.W).chunks<TS>([&](int64_t, const int64_t* ps,
                                           int cnt) {
           const T* xr[TS];
@@ -409,19 +428,23 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
   constexpr int NL = Vec<T>::lanes, CW = G * NL;
   const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
   const int64_t ngrp = Di / CW;
-  at::parallel_for(0, s.Bsz * ngrp, 1, [&](int64_t begin, int64_t end) {
+  const int nk = 4 / s.parts;
+  at::parallel_for(0, s.Bsz * ngrp * s.parts, 1, [&](int64_t begin,
+                                                     int64_t end) {
     // per step t: delta, sigmoid, and per state a and h (recomputed here
     // instead of saved by the forward)
     std::vector<V> bdl(L * G), bsg(L * G), ba(L * N * G), bh(L * N * G);
     std::vector<V> hdyn(N * G), carry(N * G), accA(N * G);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t b = task / ngrp, grp = task % ngrp, d0 = grp * CW;
+      const int part = task % s.parts;
+      const int64_t b = task / s.parts / ngrp, grp = task / s.parts % ngrp,
+                    d0 = grp * CW;
       const T* ub = u + b * L * Di + d0;
       const T* dyb = dy + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
-      T* dub = du + b * L * Di + d0;
+      T* dub = du + (part * s.Bsz + b) * L * Di + d0;
       T* dBCb = dBC + (grp * s.Bsz + b) * L * 4 * 2 * N;
-      for (int k = 0; k < 4; ++k) {
+      for (int k = part * nk; k < (part + 1) * nk; ++k) {
         const T* dtb = dt + (k * s.Bsz + b) * L * Di + d0;
         T* ddtb = ddt + (k * s.Bsz + b) * L * Di + d0;
         const T* Ak = A + k * N * Di + d0;
@@ -472,7 +495,7 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
         std::fill(accA.begin(), accA.end(), V{});
         V accD[G], accb[G];
         for (int g = 0; g < G; ++g) accD[g] = accb[g] = V{};
-        const bool first = k == 0;
+        const bool first = k == part * nk;
         order.each_reversed([&](int64_t t, int64_t p) {
           const T* up = ub + p * Di;
           const T* dyp = dyb + p * Di;
@@ -533,12 +556,6 @@ void check(const torch::Tensor& t, const char* name) {
               " must be a contiguous CPU tensor");
 }
 
-// Channels padded with zeros to whole groups (zero channels stay zero
-// through the scan and add nothing to the sums over channels).
-int64_t group_width(const torch::Tensor& t) {
-  return G * (t.scalar_type() == torch::kFloat ? Vec<float>::lanes
-                                               : Vec<double>::lanes);
-}
 torch::Tensor pad_channels(const torch::Tensor& t, int64_t cw) {
   const int64_t extra = (cw - t.size(-1) % cw) % cw;
   return extra ? torch::constant_pad_nd(t, {0, extra}) : t;
@@ -554,13 +571,15 @@ torch::Tensor forward(torch::Tensor u, torch::Tensor wdt, torch::Tensor xdbl,
   D = pad_channels(D, cw);
   bias = pad_channels(bias, cw);
   const Shapes s = shapes_of(u, xdbl, A);
-  auto y = torch::empty_like(u);
+  // one output per part of the directions, summed below
+  auto y = torch::empty({s.parts, s.Bsz, s.H, s.W, s.Di}, u.options());
   AT_DISPATCH_FLOATING_TYPES(u.scalar_type(), "ss2d_cpu_forward", [&] {
     using T = scalar_t;
     auto run = s.N == 1 ? forward_impl<T, 1> : forward_impl<T, 0>;
     run(s, u.data_ptr<T>(), wdt.data_ptr<T>(), xdbl.data_ptr<T>(),
         A.data_ptr<T>(), D.data_ptr<T>(), bias.data_ptr<T>(), y.data_ptr<T>());
   });
+  y = s.parts == 1 ? y[0] : y.sum(0);
   return y.size(3) == Di ? y : y.narrow(3, 0, Di).contiguous();
 }
 
@@ -578,7 +597,7 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt,
   dy = pad_channels(dy, cw);
   const Shapes s = shapes_of(u, xdbl, A);
   const int64_t ngrp = s.Di / cw;
-  auto du = torch::empty_like(u);
+  auto du = torch::empty({s.parts, s.Bsz, s.H, s.W, s.Di}, u.options());
   auto ddt = torch::empty_like(dt);
   auto dBC = torch::empty({ngrp, s.Bsz, s.H, s.W, 4, 2 * s.N}, u.options());
   auto dA = torch::empty({s.Bsz, 4, s.N, s.Di}, u.options());
@@ -596,6 +615,7 @@ std::vector<torch::Tensor> backward(torch::Tensor u, torch::Tensor dt,
   auto unpad = [&](torch::Tensor t) {
     return t.size(-1) == Di ? t : t.narrow(-1, 0, Di).contiguous();
   };
+  du = s.parts == 1 ? du[0] : du.sum(0);
   return {unpad(du),          unpad(ddt),          dBC.sum(0),
           unpad(dA.sum(0)),   unpad(dD.sum(0)),    unpad(dbias.sum(0))};
 }

@@ -56,6 +56,20 @@ def test_float32_matches_float64_reference(shape):
     check(shape, torch.float32, 3e-6)
 
 
+@pytest.mark.parametrize('threads', [2, 4])
+def test_directions_split_over_threads(threads):
+    # fewer (batch, channel group) tasks than twice the threads: the four
+    # directions split into 2 or 4 parts, each summed into its own output
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for shape in (SHAPES[0], SHAPES[1], SHAPES[2]):
+            check(shape, torch.float64, 1e-12)
+        check(SHAPES[1], torch.float32, 3e-6)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_softplus_range_and_long_sequence():
     # dt + bias from about -30 to 30 (both softplus branches, threshold 20)
     # and a 32 x 40 map: 1280 sequential steps per direction
