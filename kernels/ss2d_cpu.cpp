@@ -294,6 +294,19 @@ struct Shapes {
   int parts;  // the four directions split over this many tasks (1, 2, 4)
 };
 
+// Task i of Bsz * ngrp * parts: batch b, channel group grp, and the part of
+// the directions (k0 <= k < k1) it scans into output `part`.
+struct Task {
+  int part, k0, k1;
+  int64_t b, grp;
+  Task(const Shapes& s, int64_t ngrp, int64_t i)
+      : part(int(i % s.parts)),
+        k0(part * 4 / s.parts),
+        k1((part + 1) * 4 / s.parts),
+        b(i / s.parts / ngrp),
+        grp(i / s.parts % ngrp) {}
+};
+
 // Channels padded with zeros to whole groups (zero channels stay zero
 // through the scan and add nothing to the sums over channels).
 int64_t group_width(const torch::Tensor& t) {
@@ -334,18 +347,16 @@ void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
   constexpr int NL = Vec<T>::lanes, CW = G * NL;
   const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
   const int64_t ngrp = Di / CW;
-  const int nk = 4 / s.parts;
   at::parallel_for(0, s.Bsz * ngrp * s.parts, 1, [&](int64_t begin,
                                                      int64_t end) {
     std::vector<V> hdyn(N * G);
-    for (int64_t task = begin; task < end; ++task) {
-      const int part = task % s.parts;
-      const int64_t b = task / s.parts / ngrp,
-                    d0 = (task / s.parts % ngrp) * CW;
+    for (int64_t i = begin; i < end; ++i) {
+      const Task task(s, ngrp, i);
+      const int64_t b = task.b, d0 = task.grp * CW;
       const T* ub = u + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
-      T* yb = y + (part * s.Bsz + b) * L * Di + d0;
-      for (int k = part * nk; k < (part + 1) * nk; ++k) {
+      T* yb = y + (task.part * s.Bsz + b) * L * Di + d0;
+      for (int k = task.k0; k < task.k1; ++k) {
         const T* wk = wdt + k * R * Di + d0;
         const T* Ak = A + k * N * Di + d0;
         V bk[G], Dk[G], h1[G];
@@ -358,7 +369,7 @@ void forward_impl(const Shapes& s, const T* u, const T* wdt, const T* xdbl,
         }
         V* h = NS == 1 ? h1 : hdyn.data();
         std::fill(hdyn.begin(), hdyn.end(), V{});
-        const bool first = k == part * nk;
+        const bool first = k == task.k0;
         Order(k, s.H, s.W).chunks<TS>([&](int64_t, const int64_t* ps,
                                           int cnt) {
           const T* xr[TS];
@@ -428,23 +439,21 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
   constexpr int NL = Vec<T>::lanes, CW = G * NL;
   const int64_t Di = s.Di, N = NS ? NS : s.N, L = s.L, RN2 = s.RN2, R = s.R;
   const int64_t ngrp = Di / CW;
-  const int nk = 4 / s.parts;
   at::parallel_for(0, s.Bsz * ngrp * s.parts, 1, [&](int64_t begin,
                                                      int64_t end) {
     // per step t: delta, sigmoid, and per state a and h (recomputed here
     // instead of saved by the forward)
     std::vector<V> bdl(L * G), bsg(L * G), ba(L * N * G), bh(L * N * G);
     std::vector<V> hdyn(N * G), carry(N * G), accA(N * G);
-    for (int64_t task = begin; task < end; ++task) {
-      const int part = task % s.parts;
-      const int64_t b = task / s.parts / ngrp, grp = task / s.parts % ngrp,
-                    d0 = grp * CW;
+    for (int64_t i = begin; i < end; ++i) {
+      const Task task(s, ngrp, i);
+      const int64_t b = task.b, grp = task.grp, d0 = grp * CW;
       const T* ub = u + b * L * Di + d0;
       const T* dyb = dy + b * L * Di + d0;
       const T* xb = xdbl + b * L * 4 * RN2;
-      T* dub = du + (part * s.Bsz + b) * L * Di + d0;
+      T* dub = du + (task.part * s.Bsz + b) * L * Di + d0;
       T* dBCb = dBC + (grp * s.Bsz + b) * L * 4 * 2 * N;
-      for (int k = part * nk; k < (part + 1) * nk; ++k) {
+      for (int k = task.k0; k < task.k1; ++k) {
         const T* dtb = dt + (k * s.Bsz + b) * L * Di + d0;
         T* ddtb = ddt + (k * s.Bsz + b) * L * Di + d0;
         const T* Ak = A + k * N * Di + d0;
@@ -495,7 +504,7 @@ void backward_impl(const Shapes& s, const T* u, const T* dt, const T* xdbl,
         std::fill(accA.begin(), accA.end(), V{});
         V accD[G], accb[G];
         for (int g = 0; g < G; ++g) accD[g] = accb[g] = V{};
-        const bool first = k == part * nk;
+        const bool first = k == task.k0;
         order.each_reversed([&](int64_t t, int64_t p) {
           const T* up = ub + p * Di;
           const T* dyp = dyb + p * Di;
