@@ -182,28 +182,9 @@ def inference(args) -> dict:
 
 
 def maskrcnn(args) -> dict:
-    from mmdet.registry import MODELS
-    from mmdet.testing import demo_mm_inputs
-    from mmengine.config import Config
-    from mmengine.logging import MMLogger
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
-    # no line per parameter from init_weights and the optimizer
-    MMLogger.get_current_instance().setLevel('WARNING')
-    cfg = Config.fromfile(DEMO_CFG)
-    init_default_scope('mmdet')
-    torch.manual_seed(0)
-    model = MODELS.build(cfg.model)
-    model.init_weights()
-    model.train()
-    optim = build_optim_wrapper(model, cfg.optim_wrapper)
-    torch.manual_seed(0)
+    from demo_step_worker import build_demo_step  # beside this script
+    model, optim, data, cfg = build_demo_step(DEMO_CFG)
     size = cfg.img_size
-    data = demo_mm_inputs(
-        2, [[3, size, size]] * 2,
-        num_items=[3, 3],
-        num_classes=len(cfg.classes),
-        with_mask=True)
     results = {}
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -19,28 +19,32 @@ import sys
 import time
 
 
+def _package(name: str, folder: str):
+    """The package ``name`` from ``folder`` (its ``__init__.py``),
+    registered in ``sys.modules`` but not yet executed."""
+    spec = importlib.util.spec_from_file_location(
+        name,
+        osp.join(folder, '__init__.py'),
+        submodule_search_locations=[folder])
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    return module, spec
+
+
 def import_tree(tree: str) -> None:
     """Import ``mmvmamba`` (and ``mmvmamba.kernels``) from ``tree``."""
-    spec = importlib.util.spec_from_file_location(
-        'mmvmamba',
-        osp.join(tree, 'mmvmamba', '__init__.py'),
-        submodule_search_locations=[osp.join(tree, 'mmvmamba')])
-    pkg = importlib.util.module_from_spec(spec)
-    sys.modules['mmvmamba'] = pkg
-    kspec = importlib.util.spec_from_file_location(
-        'mmvmamba.kernels',
-        osp.join(tree, 'kernels', '__init__.py'),
-        submodule_search_locations=[osp.join(tree, 'kernels')])
-    kernels = importlib.util.module_from_spec(kspec)
-    sys.modules['mmvmamba.kernels'] = kernels
+    pkg, spec = _package('mmvmamba', osp.join(tree, 'mmvmamba'))
+    kernels, kspec = _package('mmvmamba.kernels', osp.join(tree, 'kernels'))
     kspec.loader.exec_module(kernels)
     spec.loader.exec_module(pkg)
     pkg.kernels = kernels
 
 
-def main() -> None:
-    tree = osp.abspath(sys.argv[1])
-    import_tree(tree)
+def build_demo_step(cfg_file: str):
+    """The demo's Mask R-CNN (random init, train mode), its optimizer
+    wrapper and a fixed batch of 2 (random boxes and masks): what one
+    ``model.train_step(data, optim)`` needs. Only mmdet and mmengine, so a
+    worker for an older tree builds it the same way."""
     import torch
     from mmdet.registry import MODELS
     from mmdet.testing import demo_mm_inputs
@@ -48,9 +52,10 @@ def main() -> None:
     from mmengine.logging import MMLogger
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
+
+    # no line per parameter from init_weights and the optimizer
     MMLogger.get_current_instance().setLevel('WARNING')
-    cfg = Config.fromfile(
-        osp.join(tree, 'configs', 'demo', 'maskrcnn_vmamba_t_demo-shapes.py'))
+    cfg = Config.fromfile(cfg_file)
     init_default_scope('mmdet')
     torch.manual_seed(0)
     model = MODELS.build(cfg.model)
@@ -64,6 +69,15 @@ def main() -> None:
         num_items=[3, 3],
         num_classes=len(cfg.classes),
         with_mask=True)
+    return model, optim, data, cfg
+
+
+def main() -> None:
+    tree = osp.abspath(sys.argv[1])
+    import_tree(tree)
+    import torch
+    model, optim, data, _ = build_demo_step(
+        osp.join(tree, 'configs', 'demo', 'maskrcnn_vmamba_t_demo-shapes.py'))
     print('ready', flush=True)
     for line in sys.stdin:
         cmd, *arg = line.split()
