@@ -64,10 +64,11 @@ class Linear2d(nn.Linear):
                 and not torch.jit.is_tracing()  # FLOP counters, ONNX
                 and not torch.compiler.is_compiling())  # compile, export
 
-    def _onednn(self, x: Tensor) -> bool:
-        """Whether ``x`` takes oneDNN's convolution (see :meth:`forward`)."""
-        return (self._mkldnn_fp32(x) and
-                x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS)
+    @staticmethod
+    def _large(x: Tensor) -> bool:
+        """At least MKLDNN_MIN_PIXELS pixels: oneDNN's convolution, not the
+        GEMM (see :meth:`forward`)."""
+        return x.shape[0] * x.shape[2] * x.shape[3] >= MKLDNN_MIN_PIXELS
 
     def forward_gelu(self, x: Tensor, approximate: str) -> Tensor:
         """``F.gelu(self(x), approximate=approximate)``; on a CPU in fp32
@@ -77,7 +78,7 @@ class Linear2d(nn.Linear):
         if (not (torch.is_grad_enabled() and
                  (x.requires_grad or self.weight.requires_grad))
                 and self._mkldnn_fp32(x)):
-            if self._onednn(x):
+            if self._large(x):
                 return torch.ops.mkldnn._convolution_pointwise(
                     x, self.weight[:, :, None, None], self.bias, [0, 0],
                     [1, 1], [1, 1], 1, 'gelu', [], approximate)
@@ -89,7 +90,9 @@ class Linear2d(nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         x_hwc = x.permute(0, 2, 3, 1)
         if x_hwc.is_contiguous():
-            if self._onednn(x):
+            # (the pixel count after the export/compile check: under
+            # torch.export it would be a guard on the batch size)
+            if self._mkldnn_fp32(x) and self._large(x):
                 # a large CPU map: oneDNN's convolution (PyTorch itself
                 # sends a one-thread 1x1 conv below batch 16 to its slower
                 # im2col path)
