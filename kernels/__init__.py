@@ -159,22 +159,36 @@ def layer_norm(x: Tensor,
                bias: Tensor,
                eps: float,
                out_dtype: Optional[torch.dtype] = None,
-               backend: Optional[str] = None) -> Tensor:
-    """LayerNorm over the last dimension, returned in ``out_dtype``.
+               backend: Optional[str] = None,
+               dim: int = -1) -> Tensor:
+    """LayerNorm over dimension ``dim`` (the last, or 1 of a 4-D (B, C, H,
+    W) map), returned in ``out_dtype``.
 
     The Triton kernel computes in float32 and stores the result once in
     ``out_dtype`` (default: what ``F.layer_norm`` returns, i.e. float32
     under autocast, else x's dtype): LayerNorm and the cast of its consumer
-    in one pass. The reference is ``F.layer_norm(...).to(out_dtype)``; it
-    also serves non-contiguous inputs and ``torch.compile`` (whose Inductor
-    fuses the norm with its neighbours itself).
+    in one pass. It runs where the normalised dimension is innermost in
+    memory (a contiguous x over its last dimension, a channels_last map
+    over its channels: no permute) and keeps x's strides. The reference is
+    ``F.layer_norm(...).to(out_dtype)`` over ``dim`` moved last; it also
+    serves other layouts and ``torch.compile`` (whose Inductor fuses the
+    norm with its neighbours itself).
     """
+    if dim not in (-1, 1) or (dim == 1 and x.dim() != 4):
+        raise ValueError(f'layer_norm normalises dim -1, or dim 1 of a 4-D '
+                         f'(B, C, H, W) tensor; got dim={dim} for shape '
+                         f'{tuple(x.shape)}')
     if out_dtype is None:
         out_dtype = (
             torch.float32 if torch.is_autocast_enabled(x.device.type) else
             x.dtype)
-    if (resolve_backend(backend, x) == 'triton' and x.is_contiguous()
-            and not torch.compiler.is_compiling()):
+    if (resolve_backend(backend, x) == 'triton'
+            and not torch.compiler.is_compiling()
+            and (x.is_contiguous(memory_format=torch.channels_last)
+                 if dim == 1 else x.is_contiguous())):
         from .layer_norm_triton import layer_norm_triton
-        return layer_norm_triton(x, weight, bias, eps, out_dtype)
+        return layer_norm_triton(x, weight, bias, eps, out_dtype, dim)
+    if dim == 1:
+        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], weight, bias,
+                            eps).to(out_dtype).permute(0, 3, 1, 2)
     return F.layer_norm(x, x.shape[-1:], weight, bias, eps).to(out_dtype)

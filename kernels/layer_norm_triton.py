@@ -1,4 +1,5 @@
-"""LayerNorm over the last (contiguous) dimension in Triton, with the output
+"""LayerNorm over the innermost dimension in memory in Triton (the last of
+a contiguous tensor, the channels of a channels_last map), with the output
 written directly in the dtype its consumer wants.
 
 Under autocast ``F.layer_norm`` returns float32, and the next linear layer
@@ -91,13 +92,13 @@ def _blocks(C: int) -> Tuple[int, int, int]:
 def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
                  out_dtype: torch.dtype,
                  store_xhat: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    C = x.shape[-1]
+    C = weight.shape[0]  # x's innermost dimension in memory
     M = x.numel() // C
-    y = torch.empty(x.shape, dtype=out_dtype, device=x.device)
+    y = torch.empty_like(x, dtype=out_dtype)  # x's strides
     mean = torch.empty(M, dtype=torch.float32, device=x.device)
     rstd = torch.empty(M, dtype=torch.float32, device=x.device)
-    xhat = torch.empty(
-        x.shape if store_xhat else (0, ), dtype=out_dtype, device=x.device)
+    xhat = (torch.empty_like(x, dtype=out_dtype) if store_xhat else
+            x.new_empty((0, ), dtype=out_dtype))
     if M:
         BM, BC, warps = _blocks(C)
         _ln_fwd_kernel[(cdiv(M, BM), )](
@@ -113,11 +114,12 @@ _ln_fwd = torch.library.custom_op(
 
 @_ln_fwd.register_fake
 def _(x, weight, bias, eps, out_dtype, store_xhat):
-    M = x.numel() // x.shape[-1]
-    return (x.new_empty(x.shape, dtype=out_dtype),
+    M = x.numel() // weight.shape[0]
+    return (torch.empty_like(x, dtype=out_dtype),
             x.new_empty((M, ), dtype=torch.float32),
             x.new_empty((M, ), dtype=torch.float32),
-            x.new_empty(x.shape if store_xhat else (0, ), dtype=out_dtype))
+            torch.empty_like(x, dtype=out_dtype)
+            if store_xhat else x.new_empty((0, ), dtype=out_dtype))
 
 
 def _setup(ctx, inputs, output):
@@ -179,10 +181,11 @@ def _ln_bwd_impl(kept: Tensor, dy: Tensor, weight: Tensor, mean: Tensor,
                  rstd: Tensor, xhat: bool,
                  x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:
     """(dx in ``x_dtype``, float32 (2, C) = [dweight, dbias])."""
-    C = kept.shape[-1]
+    C = weight.shape[0]
     M = kept.numel() // C
-    dy = dy.contiguous()
-    dx = torch.empty(kept.shape, dtype=x_dtype, device=kept.device)
+    if dy.stride() != kept.stride():  # read in kept's memory order
+        dy = torch.empty_like(kept, dtype=dy.dtype).copy_(dy)
+    dx = torch.empty_like(kept, dtype=x_dtype)
     BM, BC, warps = _blocks(C)
     progs = cdiv(M, BM * _BWD_SUB)
     part = torch.empty((progs, 2, C), dtype=torch.float32,
@@ -201,8 +204,8 @@ _ln_bwd = torch.library.custom_op(
 
 @_ln_bwd.register_fake
 def _(kept, dy, weight, mean, rstd, xhat, x_dtype):
-    return (kept.new_empty(kept.shape, dtype=x_dtype),
-            kept.new_empty((2, kept.shape[-1]), dtype=torch.float32))
+    return (torch.empty_like(kept, dtype=x_dtype),
+            kept.new_empty((2, weight.shape[0]), dtype=torch.float32))
 
 
 def _backward(ctx, dy, _dmean, _drstd, _dxhat):
@@ -218,13 +221,22 @@ _LayerNorm = eager_function(_ln_fwd_impl, _setup, _backward, outputs=1)
 
 
 def layer_norm_triton(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
-                      out_dtype: torch.dtype) -> Tensor:
-    """LayerNorm over the last dimension of a contiguous ``x``, returned in
-    ``out_dtype`` (float32 arithmetic)."""
-    if not x.is_contiguous():
+                      out_dtype: torch.dtype, dim: int = -1) -> Tensor:
+    """LayerNorm over dimension ``dim`` of ``x``, returned in ``out_dtype``
+    (float32 arithmetic) with x's strides. ``dim`` is the last one of a
+    contiguous ``x``, or 1 of a 4-D channels_last ``x`` (a (B, C, H, W) map
+    normalised over C, no permute)."""
+    if dim == 1 and x.dim() == 4:
+        if not x.is_contiguous(memory_format=torch.channels_last):
+            raise ValueError('layer_norm_triton over dim 1 needs a 4-D '
+                             'channels_last input')
+    elif dim not in (-1, x.dim() - 1):
+        raise ValueError(f'layer_norm_triton normalises the last dimension '
+                         f'or dim 1 of a 4-D input, got dim={dim}')
+    elif not x.is_contiguous():
         raise ValueError('layer_norm_triton needs a contiguous input (the '
                          'normalised dimension last)')
-    C = x.shape[-1]
+    C = x.shape[dim]
     if weight.shape != (C, ) or bias.shape != (C, ):
         raise ValueError(f'weight and bias must be ({C},), got '
                          f'{tuple(weight.shape)} and {tuple(bias.shape)}')

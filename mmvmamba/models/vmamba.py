@@ -134,18 +134,16 @@ class LayerNorm2d(nn.LayerNorm):
     cast_out: bool = False
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.permute(0, 2, 3, 1)
         if self.weight is not None and self.bias is not None:
             dev = x.device.type
             out_dtype = (
                 torch.get_autocast_dtype(dev) if self.cast_out
                 and torch.is_autocast_enabled(dev) else None)
-            x = layer_norm(x, self.weight, self.bias, self.eps, out_dtype,
-                           self.backend)
-        else:
-            x = F.layer_norm(x, self.normalized_shape, self.weight,
-                             self.bias, self.eps)
-        return x.permute(0, 3, 1, 2)
+            return layer_norm(x, self.weight, self.bias, self.eps, out_dtype,
+                              self.backend, dim=1)
+        return F.layer_norm(x.permute(0, 2, 3, 1), self.normalized_shape,
+                            self.weight, self.bias,
+                            self.eps).permute(0, 3, 1, 2)
 
 
 class Permute(nn.Module):
@@ -312,7 +310,7 @@ class Mlp(nn.Module):
         self.fc1 = linear(in_features, hidden_features)
         self.act = act_layer()
         self.fc2 = linear(hidden_features, in_features)
-        self.drop = nn.Dropout(drop)
+        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         if (isinstance(self.fc1, Linear2d) and type(self.act) is nn.GELU
@@ -341,7 +339,7 @@ class GMlp(nn.Module):
         self.fc1 = linear(in_features, 2 * hidden_features)
         self.act = act_layer()
         self.fc2 = linear(hidden_features, in_features)
-        self.drop = nn.Dropout(drop)
+        self.drop = nn.Dropout(drop) if drop > 0 else nn.Identity()
 
     def forward(self, x: Tensor) -> Tensor:
         x, z = self.fc1(x).chunk(2, dim=self.channel_dim)
@@ -593,17 +591,33 @@ class VSSBlock(nn.Module):
                 if isinstance(getattr(self, name, None), LayerNorm2d):
                     getattr(self, name).cast_out = True
 
+    def _residual(self, x: Tensor, branch: Tensor) -> Tensor:
+        """``x + drop_path(branch)``. In training, the drop-path mask (the
+        same draw as timm's ``drop_path``) and the 1/keep scale enter the
+        residual add as one ``addcmul`` (timm's scales and multiplies the
+        branch first: three ops and their backward nodes instead of one)."""
+        dp = self.drop_path
+        if not self.training or dp.drop_prob == 0.:
+            return x + branch
+        if _hooked(dp):  # a hook sees drop_path's own call
+            return x + dp(branch)
+        keep = 1. - dp.drop_prob
+        mask = branch.new_empty((branch.shape[0], ) + (1, ) *
+                                (branch.dim() - 1)).bernoulli_(keep)
+        scale = 1. / keep if keep > 0. and dp.scale_by_keep else 1.
+        return torch.addcmul(x, branch, mask, value=scale)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.ssm_branch:
             if self.post_norm:
-                x = x + self.drop_path(self.norm(self.op(x)))
+                x = self._residual(x, self.norm(self.op(x)))
             else:
-                x = x + self.drop_path(self.op(self.norm(x)))
+                x = self._residual(x, self.op(self.norm(x)))
         if self.mlp_branch:
             if self.post_norm:
-                x = x + self.drop_path(self.norm2(self.mlp(x)))
+                x = self._residual(x, self.norm2(self.mlp(x)))
             else:
-                x = x + self.drop_path(self.mlp(self.norm2(x)))
+                x = self._residual(x, self.mlp(self.norm2(x)))
         return x
 
 

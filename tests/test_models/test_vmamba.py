@@ -218,6 +218,41 @@ def test_with_cp_gives_the_same_gradients():
             grads[0][name], grads[1][name], rtol=1e-5, atol=1e-6, msg=name)
 
 
+@pytest.mark.parametrize('post_norm', [False, True])
+def test_drop_path_residual_matches_timm_drop_path(post_norm):
+    """The block's fused residual (mask and 1/keep inside one addcmul) is
+    timm's ``x + DropPath(branch)``: the same draw, outputs and gradients."""
+    from mmvmamba.models.vmamba import VSSBlock
+    torch.manual_seed(0)
+    block = VSSBlock(16, drop_path=0.5, ssm_d_state=1, ssm_ratio=1.0,
+                     forward_type='v05_noz', post_norm=post_norm,
+                     backend='torch').train()
+    x = torch.randn(8, 8, 8, 16, requires_grad=True)
+
+    def timm_forward(x):
+        dp = block.drop_path
+        if post_norm:
+            x = x + dp(block.norm(block.op(x)))
+            return x + dp(block.norm2(block.mlp(x)))
+        x = x + dp(block.op(block.norm(x)))
+        return x + dp(block.mlp(block.norm2(x)))
+
+    outs, grads = [], []
+    for fn in (block, timm_forward):
+        torch.manual_seed(1)
+        out = fn(x)
+        out.square().sum().backward()
+        outs.append(out)
+        grads.append([x.grad] + [p.grad for p in block.parameters()])
+        x.grad = None
+        block.zero_grad(set_to_none=True)
+    dropped = (outs[0] == x).flatten(1).all(1)
+    assert 0 < dropped.sum() < 8  # some samples kept, some dropped
+    torch.testing.assert_close(outs[0], outs[1], rtol=1e-5, atol=1e-5)
+    for a, b in zip(grads[0], grads[1]):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
 def test_forward_type_aliases_compute_the_same_function():
     torch.manual_seed(0)
     x = torch.randn(1, 3, 32, 32)

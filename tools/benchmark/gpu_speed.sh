@@ -91,7 +91,7 @@ stage_host() {
   echo "== host"
   timeout "${T_HOST:-150}" python3 tools/benchmark/host_cost.py --json "$RES/host.json" \
     > "$RES/host.log" 2>&1
-  echo "rc=$?"; grep -v -i warn "$RES/host.log" | head -${HOST_ROWS:-24}
+  echo "rc=$?"; grep -v -i warn "$RES/host.log" | head -${HOST_ROWS:-16}
 }
 stage_models() {
   echo "== models"

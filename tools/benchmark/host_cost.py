@@ -1,30 +1,26 @@
 """The host's (CPU's) cost of the project's GPU ops and of a training step.
 
 At tiny shapes each kernel takes the GPU a few microseconds, so a loop of
-calls is bound by the host: its time per call is the enqueue cost, the
-Python, dispatch and launch work the training step pays for every op. Per
-row: wall / host / device µs per call (``analysis.bench.step_breakdown``:
-host = the host's time inside the calls, device = the profiler's sum of
-kernel time). Rows:
+calls is bound by the host: the clock's time per call (no profiler, whose
+per-launch callbacks cost more than a launch) is the enqueue cost, the
+Python, dispatch and launch work a training step pays for every op. Rows,
+µs per call:
 
-* a bare Triton launch of a kernel with 25 arguments;
-* the LayerNorm op and the SS2D core (pair kernels at batch 2, chunked
-  kernels at batch 4, both at 8×8), forward and forward + backward, and the
-  SS2D core on both at VMamba-T stages 3 and 4 (batch 128, 14² and 7²),
-  where the GPU has real work;
+* a bare Triton launch of a kernel with 25 arguments and one aten op;
+* LayerNorm with the cast to fp16 under autocast: PyTorch's
+  (``F.layer_norm(...).to(fp16)``) and the project's op, forward and
+  forward + backward;
+* the SS2D core on the pair kernels (batch 2) and the chunked kernels
+  (batch 4), 64 channels at 8×8, forward and forward + backward;
 * one AMP training step of VMamba-T and of Swin-T at batch 1, 224²: the
   host's floor of a step, which a batch-128 step can only hide when its
   GPU time is larger;
 
-then the ops with the most host time (self CPU time) of the pair core's
-forward + backward and of the VMamba-T step.
+then (unless ``--no-tables``) the profiler's ops by self CPU time of the
+pair core's forward + backward and of the VMamba-T step (what runs, how
+often), and cProfile's Python functions of both steps by own time.
 
-The profiler's callbacks cost more than a launch (H200 machine: a Triton
-launch reads 90 µs under it, 17.6 µs by the clock; docs/benchmarks.md): the
-rows compare calls with each other, and ``--launches`` times the launch of
-a Triton kernel and of one aten op by the clock alone.
-
-    python tools/benchmark/host_cost.py [--json FILE] [--rows 25] [--launches]
+    python tools/benchmark/host_cost.py [--json FILE] [--rows 25] [--no-tables]
 """
 import argparse
 import time
@@ -35,7 +31,7 @@ import triton.language as tl
 from torch.profiler import ProfilerActivity, profile
 
 from mmvmamba.analysis.bench import (amp_train_step, build_classifier,
-                                     core_calls, step_breakdown, write_json)
+                                     core_calls, write_json)
 from mmvmamba.kernels import layer_norm, ss2d_core
 
 _INTS = [f'n{i}' for i in range(22)]
@@ -49,7 +45,7 @@ def _store_kernel(a_ptr, b_ptr, c_ptr, n0, n1, n2, n3, n4, n5, n6, n7, n8,
     tl.store(a_ptr + offs, tl.load(b_ptr + offs) + n0 + n21)
 
 
-def _launch_us(fn, n: int = 3000) -> float:
+def _launch_us(fn, n: int) -> float:
     """µs per call of ``fn`` timed by the clock alone (no profiler, whose
     per-launch callbacks cost more than the launch itself)."""
     for _ in range(50):
@@ -62,32 +58,12 @@ def _launch_us(fn, n: int = 3000) -> float:
     return (time.perf_counter() - t0) / n * 1e6
 
 
-def _calls(fn, iters: int) -> dict:
-    """wall / host / device µs per call of ``fn`` after a warm-up."""
-    for _ in range(5):
-        fn()
-    res = step_breakdown(fn, iters)
-    return {k: v * 1e3 for k, v in res.items()}
-
-
 class _Rows(dict):
     """The table, each row printed as soon as it is measured."""
 
     def __setitem__(self, name, r):
         super().__setitem__(name, r)
-        print(f'{name:48s} {r["wall"]:9.1f} {r["host"]:9.1f} '
-              f'{r["device"]:9.1f}', flush=True)
-
-
-def _deterministic_core(*args):
-    """The SS2D core with deterministic algorithms on: the pair kernels at
-    any size (the backward follows the forward's choice)."""
-    prev = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(True)
-    try:
-        return ss2d_core(*args)
-    finally:
-        torch.use_deterministic_algorithms(prev)
+        print(f'{name:52s} {r:12.1f}', flush=True)
 
 
 def _top_ops(fn, rows: int, title: str) -> str:
@@ -104,60 +80,87 @@ def _top_ops(fn, rows: int, title: str) -> str:
     return f'== {title}: ops by self CPU time (10 calls)\n{table}'
 
 
+def _cprofile(fn, rows: int, title: str, calls: int = 20) -> str:
+    """The Python functions with the most own time over ``calls`` calls of
+    ``fn`` (cProfile: where the host's time goes inside the Python)."""
+    import cProfile
+    import io
+    import pstats
+    for _ in range(3):
+        fn()
+    torch.cuda.synchronize()
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        fn()
+    torch.cuda.synchronize()
+    prof.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(prof, stream=out)
+    stats.sort_stats('tottime').print_stats(rows)
+    stats.sort_stats('cumulative').print_stats(rows)
+    return f'== {title}: cProfile over {calls} calls\n{out.getvalue()}'
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write the rows here')
     parser.add_argument('--rows', type=int, default=25)
-    parser.add_argument('--iters', type=int, default=50)
+    parser.add_argument('--iters', type=int, default=300)
     parser.add_argument(
-        '--launches',
+        '--no-tables',
         action='store_true',
-        help='only the launch rows, timed by the clock without profiler')
+        help='only the rows, without the profiler and cProfile tables')
     args = parser.parse_args()
     torch.backends.cudnn.benchmark = True
     print(f'{torch.cuda.get_device_name()}  torch {torch.__version__}  '
           f'triton {triton.__version__}')
-    print(f'{"":48s} {"wall":>9s} {"host":>9s} {"device":>9s}  (µs per call)')
+    print(f'{"":52s} {"µs per call (clock, no profiler)":>34s}')
     rows = _Rows()
 
     a = torch.zeros(1024, device='cuda')
     b = torch.ones(1024, device='cuda')
     ints = list(range(22))
-    if args.launches:
-        for name, fn in [
-            ('kernel[grid]', lambda: _store_kernel[(8, )]
-             (a, b, a, *ints, BD=128)),
-            ('torch.add (one aten op)', lambda: torch.add(a, b, out=a)),
-        ]:
-            print(f'launch {name}: {_launch_us(fn):.1f} µs (clock, no '
-                  'profiler)', flush=True)
-        return
-    rows['triton launch (25 args), kernel[grid]'] = _calls(
+    rows['triton launch (25 args), kernel[grid]'] = _launch_us(
         lambda: _store_kernel[(8, )](a, b, a, *ints, BD=128), args.iters)
+    rows['torch.add (one aten op)'] = _launch_us(
+        lambda: torch.add(a, b, out=a), args.iters)
 
     xn = torch.randn(2 * 64, 96, device='cuda', requires_grad=True)
     wn = torch.ones(96, device='cuda', requires_grad=True)
     bn = torch.zeros(96, device='cuda', requires_grad=True)
     gn = torch.randn(2 * 64, 96, device='cuda')
+    half = torch.float16
 
-    def ln_fwd():
-        with torch.no_grad():
-            layer_norm(xn, wn, bn, 1e-5)
+    def ln_fwd(norm):
+        def fn():
+            with torch.no_grad(), torch.autocast('cuda', dtype=half):
+                norm()
+        return fn
 
-    rows['layer_norm fwd'] = _calls(ln_fwd, args.iters)
-    rows['layer_norm fwd+bwd'] = _calls(
-        lambda: layer_norm(xn, wn, bn, 1e-5).backward(gn), args.iters)
+    def ln_fwd_bwd(norm):
+        def fn():
+            with torch.autocast('cuda', dtype=half):
+                y = norm()
+            y.backward(gn)
+        return fn
+
+    ours = lambda: layer_norm(xn, wn, bn, 1e-5, half)  # noqa: E731
+    aten = lambda: torch.nn.functional.layer_norm(  # noqa: E731
+        xn, (96, ), wn, bn, 1e-5).to(half)
+    rows['F.layer_norm + cast fwd (aten)'] = _launch_us(ln_fwd(aten),
+                                                        args.iters)
+    rows['F.layer_norm + cast fwd+bwd (aten)'] = _launch_us(
+        ln_fwd_bwd(aten), args.iters)
+    rows['layer_norm fwd'] = _launch_us(ln_fwd(ours), args.iters)
+    rows['layer_norm fwd+bwd'] = _launch_us(ln_fwd_bwd(ours), args.iters)
 
     pair = core_calls(ss2d_core, 2, 64, 8, 8)
     chunked = core_calls(ss2d_core, 4, 64, 8, 8)
-    cases = [('pair 2x64x8x8', pair), ('chunked 4x64x8x8', chunked)]
-    for stage, shape in (('T-stage3', (128, 384, 14, 14)),
-                         ('T-stage4', (128, 768, 7, 7))):
-        cases += [(f'pair {stage}', core_calls(_deterministic_core, *shape)),
-                  (f'chunked {stage}', core_calls(ss2d_core, *shape))]
-    for name, (fwd, fb) in cases:
-        rows[f'ss2d {name} fwd'] = _calls(fwd, args.iters)
-        rows[f'ss2d {name} fwd+bwd'] = _calls(fb, args.iters)
+    for name, (fwd, fb) in (('pair 2x64x8x8', pair),
+                            ('chunked 4x64x8x8', chunked)):
+        rows[f'ss2d {name} fwd'] = _launch_us(fwd, args.iters)
+        rows[f'ss2d {name} fwd+bwd'] = _launch_us(fb, args.iters)
 
     steps = {}
     for name in ('vmamba-t', 'swin-t'):
@@ -166,13 +169,18 @@ def main() -> None:
         x = torch.randn(1, 3, 224, 224, device='cuda')
         target = torch.zeros(1, dtype=torch.long, device='cuda')
         steps[name] = amp_train_step(model, x, target)
-        rows[f'{name} AMP train step, batch 1, 224²'] = _calls(
-            steps[name], 20)
+        rows[f'{name} AMP train step, batch 1, 224²'] = _launch_us(
+            steps[name], 30)
 
     write_json(args.json, rows)
+    if args.no_tables:
+        return
     print(_top_ops(pair[1], args.rows, 'ss2d pair 2x64x8x8 fwd+bwd'))
     print(_top_ops(steps['vmamba-t'], args.rows,
                    'vmamba-t AMP train step, batch 1, 224²'))
+    print(_cprofile(steps['vmamba-t'], 40,
+                    'vmamba-t AMP train step, batch 1, 224²'))
+    print(_cprofile(steps['swin-t'], 25, 'swin-t AMP train step, batch 1, 224²'))
 
 
 if __name__ == '__main__':
