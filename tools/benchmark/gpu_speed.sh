@@ -89,7 +89,7 @@ stage_layernorm() {
 }
 stage_host() {
   echo "== host"
-  timeout "${T_HOST:-150}" python3 tools/benchmark/host_cost.py --json "$RES/host.json" \
+  timeout "${T_HOST:-150}" python3 tools/benchmark/host_cost.py --json "$RES/host.json" ${HOST_ARGS:-} \
     > "$RES/host.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/host.log" | head -${HOST_ROWS:-16}
 }
