@@ -11,6 +11,7 @@ from typing import List, NamedTuple, Optional, Tuple
 import torch
 from torch import Tensor
 
+from ._launch import Launcher
 from ._scan_kernels import scan_bwd_kernel, scan_fwd_kernel
 from ._util import cdiv, next_power_of_2
 from .reference import linear_scan_ref
@@ -199,6 +200,10 @@ def _flags(lay: ScanLayout, BD: int, T: int, NP: int, RP: int,
         **extra)
 
 
+#: a Launcher per scan kernel (Triton's per-call Python skipped)
+_LAUNCHERS: dict = {}
+
+
 def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
               NP: int, S: int, reverse: bool, carry_flag: str, flags: dict,
               carry_pass: dict, main_pass: dict) -> None:
@@ -212,11 +217,14 @@ def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
     f32 = dict(dtype=torch.float32, device=A.device)
     dummy = torch.empty(1, **f32)
     carry_in = dummy
+    launch = _LAUNCHERS.get(kernel)
+    if launch is None:
+        launch = _LAUNCHERS[kernel] = Launcher(kernel)
     if S > 1:
         rows = batch * A.shape[0]
         cend = torch.empty((rows, S, NP), **f32)
         dsum = torch.empty((rows, S), **f32)
-        kernel[grid](
+        launch[grid](
             *lead,
             dummy,
             cend,
@@ -230,7 +238,7 @@ def _two_pass(kernel, grid, lead: List, tail: List, A: Tensor, batch: int,
             **flags)
         decay = torch.exp(_rows_A(A, batch, NP)[:, None, :] * dsum[..., None])
         carry_in = _chain(decay, cend, reverse=reverse)
-    compiled = kernel[grid](
+    compiled = launch[grid](
         *lead,
         carry_in,
         dummy,

@@ -8,7 +8,8 @@ handling and the generated autograd wrapper; a VMamba-T training step makes
 about a hundred such calls), so on plain tensors outside compilation the
 op's own implementation runs under an ordinary ``autograd.Function`` built
 from the same setup-context and backward functions: one code path, two
-entrances.
+entrances. Without a gradient to compute (inference, frozen inputs) the
+implementation runs alone.
 """
 from typing import Callable, Sequence
 
@@ -46,6 +47,7 @@ def eager_function(impl: Callable, setup_context: Callable,
             return tuple(backward(ctx, *grads))
 
     EagerOp.__name__ = EagerOp.__qualname__ = f'Eager_{impl.__name__}'
+    EagerOp.impl = staticmethod(impl)
     return EagerOp
 
 
@@ -69,9 +71,16 @@ def _plain(args) -> bool:
 
 
 def eager_call(fn: type, op: Callable, *args) -> Sequence[Tensor]:
-    """``fn.apply(*args)`` on plain tensors in eager mode, else the custom
-    op ``op`` (compilation, fake tensors, subclasses, dispatch modes)."""
-    return fn.apply(*args) if _plain(args) else op(*args)
+    """``fn.apply(*args)`` on plain tensors in eager mode (the
+    implementation itself when no gradient is wanted: no autograd node to
+    build), else the custom op ``op`` (compilation, fake tensors,
+    subclasses, dispatch modes)."""
+    if not _plain(args):
+        return op(*args)
+    if torch.is_grad_enabled() and any(
+            a.requires_grad for a in args if isinstance(a, Tensor)):
+        return fn.apply(*args)
+    return fn.impl(*args)
 
 
 def impl_or_op(impl: Callable, op: Callable, *args):

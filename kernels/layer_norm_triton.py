@@ -50,6 +50,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from ._launch import Launcher
 from ._util import cdiv, next_power_of_2
 from .eager import eager_call, eager_function, impl_or_op
 
@@ -82,6 +83,9 @@ def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
     tl.store(rstd_ptr + rows, rstd, mask=mask_r)
 
 
+_LN_FWD = Launcher(_ln_fwd_kernel)
+
+
 def _blocks(C: int) -> Tuple[int, int, int]:
     """(BLOCK_M rows, BLOCK_C, warps): about 4k elements per program."""
     BC = next_power_of_2(C)
@@ -101,7 +105,7 @@ def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
             x.new_empty((0, ), dtype=out_dtype))
     if M:
         BM, BC, warps = _blocks(C)
-        _ln_fwd_kernel[(cdiv(M, BM), )](
+        _LN_FWD[(cdiv(M, BM), )](
             x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
             eps, BM, BC, store_xhat, num_warps=warps)
     return y, mean, rstd, xhat
@@ -169,6 +173,8 @@ def _ln_bwd_kernel(k_ptr, dy_ptr, w_ptr, mean_ptr, rstd_ptr, dx_ptr, part_ptr,
     tl.store(base + C, tl.sum(db, 0), mask=mask_c)
 
 
+_LN_BWD = Launcher(_ln_bwd_kernel)
+
 #: row blocks per backward program: its partial sums are one (2, C) row.
 #: H200, forward + backward GPU ms at VMamba-T stages 1-4, batch 128
 #: (bench_layernorm.py --sub 1 2 4): 1: 0.283 0.199 0.078 0.035;
@@ -191,7 +197,7 @@ def _ln_bwd_impl(kept: Tensor, dy: Tensor, weight: Tensor, mean: Tensor,
     part = torch.empty((progs, 2, C), dtype=torch.float32,
                        device=kept.device)
     if M:
-        _ln_bwd_kernel[(progs, )](
+        _LN_BWD[(progs, )](
             kept, dy, weight, mean, rstd, dx, part, M, C, BM, BC, _BWD_SUB,
             xhat, num_warps=warps)
     return dx, part.sum(0)

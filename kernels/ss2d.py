@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from . import ss2d_kernels as kern
+from ._launch import Launcher
 from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
 from ._util import cdiv, next_power_of_2
 from .eager import eager_call, eager_function, impl_or_op
@@ -75,6 +76,13 @@ def use_pairs(N: int, batch: int, pixels: int, capturing: bool = False) -> bool:
 
 # ----------------------------------------------------------------------------
 # d_state 1: channel-per-thread kernels
+
+
+#: the pair kernels' launchers (Triton's per-call Python skipped)
+_SUMMARY = Launcher(kern.summary_kernel)
+_CHAIN = Launcher(kern.chain_kernel)
+_FWD = Launcher(kern.fwd_kernel)
+_BWD = Launcher(kern.bwd_kernel)
 
 
 def _interpreted() -> bool:
@@ -184,7 +192,7 @@ def _chain(P: Tensor, S: Tensor) -> Tensor:
     Bsz, _, NCH, Di = P.shape
     carry = torch.empty_like(P)
     BDc = min(64, next_power_of_2(Di))
-    kern.chain_kernel[(Bsz * K, cdiv(Di, BDc))](
+    _CHAIN[(Bsz * K, cdiv(Di, BDc))](
         P, S, carry, Di, NCH, BD=BDc, SB=32, num_warps=4)
     return carry
 
@@ -214,15 +222,14 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     z, _ = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.summary_kernel[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args,
-                                          ADJ=False, **consts)
+    _SUMMARY[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args, ADJ=False,
+                               **consts)
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
     for pair in range(2):  # pair 1 adds to pair 0's output: a fixed order
-        kern.fwd_kernel[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A, Ds, carry, y,
-                                          pair, *args, ACC=pair == 1,
-                                          **consts)
+        _FWD[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A, Ds, carry, y, pair,
+                               *args, ACC=pair == 1, **consts)
     return y, carry
 
 
@@ -261,8 +268,8 @@ def _bwd1_impl(
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    kern.summary_kernel[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A, P, S, *args,
-                                          ADJ=True, **consts)
+    _SUMMARY[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A, P, S, *args, ADJ=True,
+                               **consts)
     adj = _chain(P, S)
     del P, S
     nch, nd = _bwd_blocks(x, cfg)
@@ -274,10 +281,9 @@ def _bwd1_impl(
     dbc = torch.empty((nd, Bsz, L, K, 2), **f32)
     dvec = torch.empty((nprog, 3, K * Di), **f32)
     for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
-        kern.bwd_kernel[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj,
-                                     dx32, dx, dz, dbc, dvec, pair, *args,
-                                     Bsz, nprog, ACC=pair == 1,
-                                     **_consts(cfg, bwd=True))
+        _BWD[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj, dx32, dx,
+                          dz, dbc, dvec, pair, *args, Bsz, nprog,
+                          ACC=pair == 1, **_consts(cfg, bwd=True))
     del dx32
     # the dt projection's gradients: two batched GEMMs over dz
     P = x_dbl.shape[-1] // K - 2 - R  # x_dbl's zero rows

@@ -235,8 +235,9 @@ def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic,
     assert ss2d.PAIR_MAX_BATCH == 2
     assert ss2d.PAIR_MIN_PIXELS == 784
     monkeypatch.setattr(ss2d, 'PAIR_MIN_PIXELS', min_pixels)
+    from mmvmamba.kernels._launch import Launcher
     spy = _Spy(ss2d.kern.summary_kernel)
-    monkeypatch.setattr(ss2d.kern, 'summary_kernel', spy)
+    monkeypatch.setattr(ss2d, '_SUMMARY', Launcher(spy))
     ins = _ss2d_inputs(B, 16, 3, 4, 1, 2, torch.float32, True)
     torch.use_deterministic_algorithms(deterministic)
     try:

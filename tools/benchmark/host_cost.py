@@ -150,6 +150,8 @@ def _parts(rows: '_Rows', iters: int) -> None:
         ('torch.empty x4', empties),
         ('LN fwd kernel[grid], outputs allocated',
          lambda: LN._ln_fwd_kernel[grid](*largs, num_warps=warps)),
+        ('LN fwd Launcher[grid] (kernels/_launch.py), outputs allocated',
+         lambda: LN._LN_FWD[grid](*largs, num_warps=warps)),
         ('LN _ln_fwd_impl',
          lambda: LN._ln_fwd_impl(x, w, b, 1e-5, half, True)),
         ('eager _plain(6 args)', lambda: _plain((x, w, b, 1e-5, half, True))),
