@@ -13,11 +13,12 @@ thus stays at eager speed instead of paying a capture per image.
 Outputs are copied out of the graph's static buffers, so a later replay
 never overwrites a result the caller still holds.
 """
+import weakref
 from collections import OrderedDict
-from typing import Callable, Tuple
+from typing import Callable, List, Optional, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def _signature(x: Tensor) -> tuple:
@@ -128,3 +129,163 @@ class GraphCache:
         else:
             self.graphs.move_to_end(key)
         return graph(x)
+
+
+# --------------------------------------------------------------------------
+# Training: the forward and the backward as two graphs
+
+
+class _TrainGraph:
+    """A training forward (``fn``: Tensor -> tuple of Tensors) and its
+    backward to ``params`` (and to the input, when it requires grad)
+    captured as two CUDA graphs sharing one memory pool. The parameters'
+    gradients land in one flat buffer, handed out per backward as views of
+    a fresh copy (AccumulateGrad may keep them; a later replay never
+    writes into a gradient the caller holds)."""
+
+    def __init__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
+                 params: List[Tensor], x: Tensor, warmup: int) -> None:
+        self.params = params
+        self.static_in = torch.empty_strided(
+            x.shape, x.stride(), dtype=x.dtype, device=x.device)
+        self.static_in.copy_(x)
+        self.static_in.requires_grad_(x.requires_grad)
+        wrt = params + ([self.static_in] if x.requires_grad else [])
+        ac = torch.is_autocast_enabled('cuda')
+        ac_dtype = torch.get_autocast_dtype('cuda')
+
+        def run() -> Tuple[Tensor, ...]:
+            # cast inside the graph (see _Graph)
+            with torch.autocast('cuda', dtype=ac_dtype, enabled=ac,
+                                cache_enabled=False):
+                return fn(self.static_in)
+
+        dev = x.device
+        stream = torch.cuda.Stream(device=dev)
+        stream.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(stream):
+            for _ in range(warmup):  # compiles kernels, settles allocations
+                outs = run()
+                torch.autograd.grad(outs, wrt,
+                                    [torch.ones_like(o) for o in outs],
+                                    allow_unused=True)
+                del outs
+        torch.cuda.current_stream(dev).wait_stream(stream)
+        pool = torch.cuda.graph_pool_handle()
+        self.fwd = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.fwd, pool=pool):
+            self.static_out = run()
+        self.static_gout = [torch.empty_like(o) for o in self.static_out]
+        self.sizes = [p.numel() for p in params]
+        self.flat = torch.zeros(
+            sum(self.sizes), dtype=params[0].dtype, device=dev)
+        views = [v.view_as(p) for v, p in zip(self.flat.split(self.sizes),
+                                              params)]
+        self.bwd = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.bwd, pool=pool):
+            grads = torch.autograd.grad(
+                self.static_out, wrt, self.static_gout, allow_unused=True)
+            used = [(v, g) for v, g in zip(views, grads) if g is not None]
+            if used:
+                torch._foreach_copy_([v for v, _ in used],
+                                     [g for _, g in used])
+            self.static_gin = grads[len(params)] if x.requires_grad else None
+        #: params the forward does not reach get no gradient, as in eager
+        self.used = [g is not None for g in grads[:len(params)]]
+        self.generation = 0
+        self.pending: Optional[weakref.ref] = None
+
+    def busy(self) -> bool:
+        """A replay's backward is still to come: another replay would
+        overwrite the activations it needs."""
+        return self.pending is not None and self.pending() is not None
+
+
+class _Replay(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, graph: _TrainGraph, x: Tensor, *params: Tensor):
+        graph.static_in.detach().copy_(x)
+        graph.fwd.replay()
+        graph.generation += 1
+        ctx.graph, ctx.generation = graph, graph.generation
+        graph.pending = weakref.ref(ctx)
+        return tuple(o.detach().clone() for o in graph.static_out)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, *gouts: Tensor):
+        graph = ctx.graph
+        if ctx.generation != graph.generation:
+            raise RuntimeError(
+                'the backbone training graph was replayed again before the '
+                'backward of an earlier replay (a retained graph '
+                'back-propagated after another forward); its activations '
+                'are gone. Build the backbone with cuda_graph_train=False '
+                'for this training loop.')
+        graph.pending = None
+        for s, g in zip(graph.static_gout, gouts):
+            if g is None:
+                s.zero_()
+            else:
+                s.copy_(g)
+        graph.bwd.replay()
+        flat = graph.flat.clone()
+        grads = [
+            v.view_as(p) if used else None for v, p, used in zip(
+                flat.split(graph.sizes), graph.params, graph.used)
+        ]
+        gin = graph.static_gin
+        return (None, None if gin is None else gin.clone(), *grads)
+
+
+def _train_signature(x: Tensor, params: List[Tensor]) -> tuple:
+    return _signature(x) + (x.requires_grad, tuple(p.requires_grad
+                                                   for p in params))
+
+
+class TrainGraphCache(GraphCache):
+    """Per-signature CUDA graphs of a module's training forward and
+    backward (``cache(fn, x, module)``), run by an autograd function:
+    the eager step's per-op host work (Python, dispatch, launches) is
+    replaced by two graph launches. The signature adds the input's and the
+    parameters' ``requires_grad`` to the inference one. It runs the eager
+    forward when a graph cannot serve: CPU input, autograd off, nothing
+    requiring a gradient, parameters of several dtypes or devices, and
+    while an earlier replay waits for its backward (e.g. two forwards
+    before one backward). Each graph keeps its activations in its own
+    memory pool between steps.
+    """
+
+    @staticmethod
+    def usable(x: Tensor) -> bool:
+        return x.is_cuda and torch.is_grad_enabled()
+
+    def __deepcopy__(self, memo) -> 'TrainGraphCache':
+        return TrainGraphCache(**self.__getstate__())
+
+    def __call__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
+                 x: Tensor, module: nn.Module) -> Tuple[Tensor, ...]:
+        if not self.usable(x):
+            return fn(x)
+        every = list(module.parameters())
+        key = _train_signature(x, every)
+        graph = self.graphs.get(key)
+        if graph is None:
+            if len(self.seen) > 4096:
+                self.seen.clear()
+            self.seen[key] = self.seen.get(key, 0) + 1
+            params = [p for p in every if p.requires_grad]
+            if (self.seen[key] < self.capture_after or not params
+                    or len({(p.dtype, p.device) for p in params}) > 1):
+                return fn(x)
+            graph = _TrainGraph(fn, params, x, self.warmup)
+            self.captures += 1
+            self.graphs[key] = graph
+            while len(self.graphs) > self.max_graphs:
+                self.graphs.popitem(last=False)
+        else:
+            self.graphs.move_to_end(key)
+            if graph.busy():
+                return fn(x)
+        return _Replay.apply(graph, x, *graph.params)

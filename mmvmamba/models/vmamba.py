@@ -27,7 +27,7 @@ from mmvmamba.checkpoint import load_pretrained
 from mmvmamba.kernels import layer_norm, ss2d_core
 from mmvmamba.registry import MODELS
 from ._args import check_input, check_values
-from .cuda_graph import GraphCache
+from .cuda_graph import GraphCache, TrainGraphCache
 
 __all__ = [
     'Linear2d', 'LayerNorm2d', 'Permute', 'PatchMerging2D', 'Mlp', 'GMlp',
@@ -764,7 +764,8 @@ def _drop_leftover_arguments(kwargs: dict, pretrained: Optional[str],
         raise TypeError(f'VMamba got unknown arguments {unknown}.{hint} '
                         'Accepted: see VMamba.__init__ (official '
                         'VSSM/Backbone_VSSM arguments, arch, frozen_stages, '
-                        'norm_eval, with_cp, backend, cuda_graph, init_cfg).')
+                        'norm_eval, with_cp, backend, cuda_graph, '
+                        'cuda_graph_train, init_cfg).')
     replaced = ''
     if pretrained and init_cfg is not None:
         replaced = (f' and its init_cfg (pretrained={pretrained!r} is '
@@ -782,11 +783,13 @@ def _drop_leftover_arguments(kwargs: dict, pretrained: Optional[str],
 def _check_arguments(cfg: Dict[str, Any], out_indices: Union[int,
                                                              Sequence[int]],
                      frozen_stages: int, cuda_graph: Union[bool, int],
-                     ssm_act_layer: str, mlp_act_layer: str) -> dict:
+                     cuda_graph_train: Union[bool, int], ssm_act_layer: str,
+                     mlp_act_layer: str) -> dict:
     """Every check of VMamba's arguments (``cfg``: the preset with the
     explicit arguments over it), before anything is built. Returns them
     normalised: ``dims``/``depths`` lists, sorted non-negative
-    ``out_indices``, ``graphs`` (cached CUDA-graph shapes, 0 = off)."""
+    ``out_indices``, ``graphs`` and ``train_graphs`` (cached CUDA-graph
+    shapes, 0 = off)."""
     dims = cfg['dims']
     if isinstance(dims, int):
         dims = [dims * 2**i for i in range(4)]
@@ -805,13 +808,16 @@ def _check_arguments(cfg: Dict[str, Any], out_indices: Union[int,
     if not -1 <= frozen_stages <= num_stages:
         raise ValueError(f'frozen_stages must be in [-1, {num_stages}], '
                          f'got {frozen_stages}')
-    if cuda_graph is True:
-        cuda_graph = 4
-    if cuda_graph is not False and (isinstance(cuda_graph, bool)
-                                    or not isinstance(cuda_graph, int)
-                                    or cuda_graph < 1):
-        raise ValueError('cuda_graph must be True, False or a positive '
-                         f'number of cached input shapes, got {cuda_graph!r}')
+    graphs = {}
+    for name, value in (('cuda_graph', cuda_graph), ('cuda_graph_train',
+                                                     cuda_graph_train)):
+        if value is True:
+            value = 4 if name == 'cuda_graph' else 1
+        if value is not False and (isinstance(value, bool)
+                                   or not isinstance(value, int) or value < 1):
+            raise ValueError(f'{name} must be True, False or a positive '
+                             f'number of cached input shapes, got {value!r}')
+        graphs[name] = int(value)
     _lookup(NORM_LAYERS, cfg['norm_layer'].lower(), 'norm_layer')
     _lookup(ACT_LAYERS, ssm_act_layer, 'ssm_act_layer')
     _lookup(ACT_LAYERS, mlp_act_layer, 'mlp_act_layer')
@@ -822,7 +828,8 @@ def _check_arguments(cfg: Dict[str, Any], out_indices: Union[int,
         dims=dims,
         depths=depths,
         out_indices=tuple(sorted(i % num_stages for i in out_indices)),
-        graphs=int(cuda_graph))
+        graphs=graphs['cuda_graph'],
+        train_graphs=graphs['cuda_graph_train'])
 
 
 @MODELS.register_module()
@@ -849,6 +856,15 @@ class VMamba(BaseModule):
             captured once per input shape: removes the launch overhead that
             dominates at batch 1. ``True`` keeps 4 shapes, an int that many.
             Training and CPU runs are unaffected.
+        cuda_graph_train: replay the training forward and its backward
+            (CUDA input, autograd on, ``with_cp`` off) from two CUDA graphs
+            per input shape, captured at its second sighting: the eager
+            step's per-op host work becomes two graph launches, in any
+            training loop (fp16 AMP with a GradScaler included). For
+            fixed-size training (classification, segmentation crops):
+            each kept shape holds its activations in its own memory pool.
+            ``True`` keeps 1 shape, an int that many. Two forwards before
+            one backward run the second eagerly.
         pretrained: official alias of
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
@@ -897,6 +913,7 @@ class VMamba(BaseModule):
                  use_checkpoint: bool = False,
                  backend: Optional[str] = None,
                  cuda_graph: Union[bool, int] = False,
+                 cuda_graph_train: Union[bool, int] = False,
                  pretrained: Optional[str] = None,
                  init_cfg: Union[dict, List[dict], None] = None,
                  **kwargs) -> None:
@@ -925,7 +942,8 @@ class VMamba(BaseModule):
                 patchembed_version=patchembed_version))
         check_values(cfg, backend)
         checked = _check_arguments(cfg, out_indices, frozen_stages,
-                                   cuda_graph, ssm_act_layer, mlp_act_layer)
+                                   cuda_graph, cuda_graph_train,
+                                   ssm_act_layer, mlp_act_layer)
 
         self.arch_settings = cfg
         self.dims, self.depths = checked['dims'], checked['depths']
@@ -938,6 +956,8 @@ class VMamba(BaseModule):
         self.num_classes = num_classes
         self._graphs = GraphCache(
             checked['graphs']) if checked['graphs'] else None
+        self._train_graphs = TrainGraphCache(
+            checked['train_graphs']) if checked['train_graphs'] else None
         norm_name = cfg['norm_layer'].lower()
         norm = NORM_LAYERS[norm_name]
         self.channel_first = norm_name in ('ln2d', 'bn')
@@ -1115,8 +1135,10 @@ class VMamba(BaseModule):
     def _apply(self, fn, *args, **kwargs):
         # .to()/.cuda()/.half() give new parameter storage: graphs recorded
         # on the old one must not be replayed.
-        if getattr(self, '_graphs', None) is not None:
-            self._graphs.clear()
+        for cache in (getattr(self, '_graphs', None),
+                      getattr(self, '_train_graphs', None)):
+            if cache is not None:
+                cache.clear()
         return super()._apply(fn, *args, **kwargs)
 
     def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
@@ -1127,6 +1149,9 @@ class VMamba(BaseModule):
         check_input(x, self.patch_embed)
         if self._graphs is not None and not self.training:
             return self._graphs(self._forward, x)
+        if (self._train_graphs is not None and self.training
+                and not self.with_cp):
+            return self._train_graphs(self._forward, x, self)
         return self._forward(x)
 
     def _forward(self, x: Tensor) -> Tuple[Tensor, ...]:

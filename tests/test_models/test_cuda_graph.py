@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from mmvmamba.models import VMamba
-from mmvmamba.models.cuda_graph import GraphCache
+from mmvmamba.models.cuda_graph import GraphCache, _TrainGraph
 
 TINY = dict(dims=16, depths=(1, 1, 1, 1))
 
@@ -88,3 +88,165 @@ def test_cuda_graph_replays_eager_outputs_on_gpu():
     model.train()
     feats = model(xs[0])
     assert feats[0].requires_grad and model._graphs.captures == 5
+
+
+# --------------------------------------------------------------------------
+# cuda_graph_train: the training forward and backward from two graphs
+
+
+@pytest.mark.parametrize('bad', [0, -1, 2.5, 'yes'])
+def test_cuda_graph_train_option_rejects_bad_values(bad):
+    with pytest.raises(ValueError, match='cuda_graph_train must be'):
+        VMamba(**TINY, cuda_graph_train=bad)
+
+
+def _replay_stand_in(fn, params, x, warmup):
+    """A _TrainGraph whose two 'graphs' run the forward and backward
+    eagerly into the same static buffers (CUDA graphs need a GPU): the
+    contract the autograd function and the cache rely on."""
+    g = _TrainGraph.__new__(_TrainGraph)
+    g.params = params
+    g.static_in = x.detach().clone().requires_grad_(x.requires_grad)
+    wrt = params + ([g.static_in] if x.requires_grad else [])
+    live = {}
+    g.static_out = [o.detach().clone() for o in fn(g.static_in)]
+    g.static_gout = [torch.empty_like(o) for o in g.static_out]
+    g.sizes = [p.numel() for p in params]
+    g.flat = torch.zeros(sum(g.sizes), dtype=params[0].dtype)
+    g.static_gin = torch.zeros_like(x) if x.requires_grad else None
+
+    class Fwd:
+
+        def replay(self):
+            with torch.enable_grad():
+                live['outs'] = fn(g.static_in)
+            for s, o in zip(g.static_out, live['outs']):
+                s.copy_(o.detach())
+
+    class Bwd:
+
+        def replay(self):
+            grads = torch.autograd.grad(live['outs'], wrt, g.static_gout,
+                                        allow_unused=True)
+            for v, gr in zip(g.flat.split(g.sizes), grads):
+                if gr is not None:
+                    v.copy_(gr.flatten())
+            if g.static_gin is not None:
+                g.static_gin.copy_(grads[-1])
+
+    g.fwd, g.bwd = Fwd(), Bwd()
+    with torch.enable_grad():
+        outs = fn(g.static_in)
+        g.used = [
+            gr is not None for gr in torch.autograd.grad(
+                outs, params, [torch.ones_like(o) for o in outs],
+                allow_unused=True)
+        ]
+    g.generation, g.pending = 0, None
+    return g
+
+
+@pytest.fixture
+def train_graphs_on_cpu(monkeypatch):
+    from mmvmamba.models import cuda_graph as cg
+    monkeypatch.setattr(cg.TrainGraphCache, 'usable',
+                        staticmethod(lambda x: torch.is_grad_enabled()))
+    monkeypatch.setattr(cg, '_TrainGraph', _replay_stand_in)
+
+
+def test_train_graph_gradients_match_eager(train_graphs_on_cpu):
+    """Through the replay function: the same outputs and gradients as the
+    eager backbone, unused parameters (stages after the last output index)
+    without a gradient, capture at the second sighting, and two forwards
+    before one backward run the second eagerly."""
+    torch.manual_seed(0)
+    kw = dict(TINY, backend='torch', out_indices=(1, ), drop_path_rate=0.)
+    eager = VMamba(**kw).train()
+    graphed = VMamba(**kw, cuda_graph_train=True).train()
+    graphed.load_state_dict(eager.state_dict())
+    cache = graphed._train_graphs
+    x = torch.randn(2, 3, 32, 32)
+    for step in range(3):
+        outs = []
+        for model in (eager, graphed):
+            model.zero_grad(set_to_none=True)
+            out = model(x)
+            (out[0]**2).mean().backward()
+            outs.append(out[0])
+        assert cache.captures == (0 if step == 0 else 1)
+        torch.testing.assert_close(outs[0], outs[1])
+        for (name, a), b in zip(eager.named_parameters(),
+                                graphed.parameters()):
+            if a.grad is None:  # after stage 2's output: never reached
+                assert b.grad is None, name
+                assert name.startswith(
+                    ('layers.1.downsample', 'layers.2', 'layers.3')), name
+            else:
+                torch.testing.assert_close(a.grad, b.grad, msg=name)
+    graph = next(iter(cache.graphs.values()))
+    first = graphed(x)  # a replay waiting for its backward ...
+    assert graph.busy()
+    second = graphed(x)  # ... so this one runs eagerly
+    assert graph.generation == 3
+    (first[0].sum() + second[0].sum()).backward()
+    assert not graph.busy()
+
+
+def test_train_graph_refuses_a_backward_after_another_replay(
+        train_graphs_on_cpu):
+    torch.manual_seed(0)
+    model = VMamba(**TINY, backend='torch', out_indices=(0, ),
+                   cuda_graph_train=2).train()
+    x = torch.randn(1, 3, 32, 32)
+    model(x)[0].sum().backward()  # first sighting: eager
+    out = model(x)[0].sum()  # captured and replayed
+    out.backward(retain_graph=True)
+    model(x)[0].sum().backward()  # a second replay
+    with pytest.raises(RuntimeError, match='replayed again before'):
+        out.backward()
+
+
+def test_train_graphs_skip_cpu_no_grad_and_checkpointing():
+    torch.manual_seed(0)
+    model = VMamba(**TINY, backend='torch', cuda_graph_train=True).train()
+    x = torch.randn(1, 3, 32, 32)
+    for _ in range(3):
+        model(x)
+        with torch.no_grad():
+            model(x)
+    assert model._train_graphs.captures == 0
+    assert copy.deepcopy(model)._train_graphs.max_graphs == 1
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason='needs a CUDA GPU (H200 run)')
+@pytest.mark.parametrize('amp', [False, True])
+def test_train_graph_trains_as_eager_on_gpu(amp, monkeypatch):
+    """Real capture: AdamW steps from the graphs end with the weights of
+    the same steps run eagerly (the eager run takes the capture's pair
+    kernels); fp16 AMP with a GradScaler."""
+    from mmvmamba.kernels import ss2d
+    monkeypatch.setattr(ss2d, 'PAIR_MAX_BATCH', 64)
+    torch.backends.cudnn.deterministic = True
+    torch.manual_seed(0)
+    kw = dict(arch='tiny', depths=(1, 1, 2, 1), drop_path_rate=0.)
+    eager = VMamba(**kw).cuda().train()
+    graphed = VMamba(**kw, cuda_graph_train=True).cuda().train()
+    graphed.load_state_dict(eager.state_dict())
+    x = torch.randn(2, 3, 64, 96, device='cuda')
+    runs = []
+    for model in (eager, graphed):
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        scaler = torch.amp.GradScaler('cuda', enabled=amp)
+        for _ in range(4):
+            opt.zero_grad(set_to_none=True)
+            with torch.autocast('cuda', dtype=torch.float16, enabled=amp):
+                loss = sum((o.float()**2).mean() for o in model(x))
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        runs.append(model)
+    assert graphed._train_graphs.captures == 1
+    for (name, a), b in zip(eager.named_parameters(),
+                            graphed.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)

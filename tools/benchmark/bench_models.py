@@ -21,12 +21,15 @@ step_breakdown`): a host time above the GPU time means an idle GPU.
 ``--graph-train`` adds a training step replayed from a CUDA graph (bf16
 autocast, capturable AdamW, no GradScaler: :func:`mmvmamba.analysis.bench.
 graphed_train_step`), the step without any host work, for every model
-alike.
+alike. ``--backbone-graph`` adds, for the VMamba models, the same eager AMP
+training step (fp16, GradScaler) with the backbone's forward and backward
+replayed from CUDA graphs (``VMamba(cuda_graph_train=True)``) and its peak
+memory.
 
     python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
         [--compile-models vmamba-t swin-t] [--compile-mode reduce-overhead]
         [--pairs] [--batch 128] [--latency]
-        [--breakdown] [--graph-train] [--json out.json]
+        [--breakdown] [--graph-train] [--backbone-graph] [--json out.json]
 
 Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
 ``vmamba-t``).
@@ -80,7 +83,8 @@ def run_model(name: str,
               compile_mode: str = 'default',
               with_latency: bool = False,
               breakdown: bool = False,
-              graph_train: bool = False) -> dict:
+              graph_train: bool = False,
+              backbone_graph: bool = False) -> dict:
     torch.manual_seed(0)
     model = build_classifier(name).cuda()
     params = sum(p.numel() for p in model.parameters()) / 1e6
@@ -118,6 +122,26 @@ def run_model(name: str,
     if breakdown:
         _breakdown(res, 'train_amp', step, iters)
     del step  # its optimizer state
+    backbone = getattr(model, 'backbone', None)
+    if backbone_graph and hasattr(backbone, '_train_graphs'):
+        from mmvmamba.models.cuda_graph import TrainGraphCache
+        backbone._train_graphs = TrainGraphCache(1)
+        try:
+            step = amp_train_step(model, x, target)
+            step()
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            res['train_amp_bbgraph'] = batch / cuda_timed(step, warmup, iters)
+            res['train_bbgraph_peak_gib'] = (
+                torch.cuda.max_memory_allocated() / 2**30)
+            res['bbgraph_captures'] = backbone._train_graphs.captures
+        except Exception as exc:  # report, keep the other rows
+            print(f'{name}: backbone training graphs failed: '
+                  f'{type(exc).__name__}: {exc}')
+        finally:
+            backbone._train_graphs = None
+            step = None
+            torch.cuda.empty_cache()
     if graph_train:
         try:
             step = graphed_train_step(model, x, target)
@@ -171,6 +195,10 @@ def main():
         '--graph-train',
         action='store_true',
         help='also a bf16 training step replayed from a CUDA graph')
+    parser.add_argument(
+        '--backbone-graph',
+        action='store_true',
+        help='also the AMP training step with VMamba(cuda_graph_train=True)')
     args = parser.parse_args()
     if args.pairs:
         ss2d.PAIR_MIN_PIXELS = 0
@@ -192,7 +220,7 @@ def main():
         try:
             r = run_model(name, args.batch, args.warmup, args.iters, comp,
                           args.compile_mode, args.latency, args.breakdown,
-                          args.graph_train)
+                          args.graph_train, args.backbone_graph)
         except Exception as exc:  # report and go on with the other models
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
@@ -220,6 +248,11 @@ def main():
         if args.graph_train:
             print(f'{"":12s} training step from a CUDA graph (bf16): '
                   f'{r["train_graph"]:.0f} img/s', flush=True)
+        if 'train_amp_bbgraph' in r:
+            print(f'{"":12s} AMP training step, backbone from CUDA graphs '
+                  f'(cuda_graph_train): {r["train_amp_bbgraph"]:.0f} img/s, '
+                  f'peak {r["train_bbgraph_peak_gib"]:.2f} GiB, '
+                  f'{r["bbgraph_captures"]} capture(s)', flush=True)
         torch.cuda.empty_cache()
     by = {r['model']: r for r in results}
     pairs = []
@@ -242,6 +275,11 @@ def main():
             if args.graph_train:
                 print(f'    train from a CUDA graph '
                       f'{a["train_graph"] / b["train_graph"]:.2f}')
+            if 'train_amp_bbgraph' in a:
+                print(f'    AMP train with cuda_graph_train against eager '
+                      f'{a["train_amp_bbgraph"] / b["train_amp"]:.2f}, '
+                      f'peak mem '
+                      f'{a["train_bbgraph_peak_gib"] / b["train_peak_gib"]:.2f}')
             if args.latency:
                 print('    batch-1 latency ratio (<1: VMamba faster): ' +
                       '  '.join(f'{k[4:]} {a[k] / b[k]:.2f}' for k in a
