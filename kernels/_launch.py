@@ -56,9 +56,9 @@ class Launcher:
         try:
             bound, spec, options = res
             key = (device, tuple(spec), tuple(options.items()))
+            kernel = self.kernels.get(key)  # hashes the key
         except (AttributeError, TypeError, ValueError) as e:
             return self._fallback(grid, args, kwargs, e)
-        kernel = self.kernels.get(key)
         if kernel is None:  # compile (or find Triton's) and launch
             kernel = self.kernels[key] = self.fn[grid](*args, **kwargs)
             return kernel

@@ -96,6 +96,15 @@ def test_other_triton_internals_fall_back_to_kernel_grid(driver):
     assert [e[0] for e in fn.log] == ['compile', 'compile']
 
 
+def test_an_unhashable_specialisation_falls_back(driver):
+    fn = _Jit()
+    fn.device_caches = {0: (None, None, None, None,
+                            lambda *a, **k: ({}, [['list']], {}))}
+    with pytest.warns(UserWarning, match='launching through kernel'):
+        Launcher(fn)[(1, )](32, 48)
+    assert [e[0] for e in fn.log] == ['compile']
+
+
 def test_interpreter_and_plain_functions_use_kernel_grid(driver, monkeypatch):
     fn = _Jit()
     del fn.device_caches  # e.g. TRITON_INTERPRET's InterpretedFunction
