@@ -215,20 +215,22 @@ def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
 
 
 def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
-               A: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
+               A_logs: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
+    """y (float32, x's strides) and the chunk carries of the d_state-1 core;
+    A_logs (4·Di, 1) float32 (the kernels take A = -exp(A_logs))."""
     Bsz, Di, H, W = x.shape
     R = dt_w.shape[2]
     cfg = tile_config(Di, R, H, W)
     z, _ = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    _SUMMARY[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A, P, S, *args, ADJ=False,
+    _SUMMARY[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=False,
                                **consts)
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
     for pair in range(2):  # pair 1 adds to pair 0's output: a fixed order
-        _FWD[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A, Ds, carry, y, pair,
+        _FWD[_grid(x, cfg, 1)](x, x_dbl, z, dt_b, A_logs, Ds, carry, y, pair,
                                *args, ACC=pair == 1, **consts)
     return y, carry
 
@@ -238,7 +240,7 @@ _fwd1 = torch.library.custom_op('mmvmamba::ss2d_fwd', mutates_args=())(
 
 
 @_fwd1.register_fake
-def _(x, x_dbl, dt_w, dt_b, A, Ds):
+def _(x, x_dbl, dt_w, dt_b, A_logs, Ds):
     Bsz, Di, H, W = x.shape
     cfg = tile_config(Di, dt_w.shape[2], H, W)
     return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
@@ -255,7 +257,7 @@ def _programs(tiles: int, blocks: int, per_sm: int,
 
 
 def _bwd1_impl(
-        x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A: Tensor,
+        x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A_logs: Tensor,
         Ds: Tensor, gy: Tensor,
         carry: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
     Bsz, Di, H, W = x.shape
@@ -268,7 +270,7 @@ def _bwd1_impl(
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
-    _SUMMARY[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A, P, S, *args, ADJ=True,
+    _SUMMARY[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=True,
                                **consts)
     adj = _chain(P, S)
     del P, S
@@ -281,7 +283,7 @@ def _bwd1_impl(
     dbc = torch.empty((nd, Bsz, L, K, 2), **f32)
     dvec = torch.empty((nprog, 3, K * Di), **f32)
     for pair in range(2):  # pair 1 adds to pair 0's dx: a fixed order
-        _BWD[(nprog, nd)](x, x_dbl, z, dt_b, A, Ds, gy, carry, adj, dx32, dx,
+        _BWD[(nprog, nd)](x, x_dbl, z, dt_b, A_logs, Ds, gy, carry, adj, dx32, dx,
                           dz, dbc, dvec, pair, *args, Bsz, nprog,
                           ACC=pair == 1, **_consts(cfg, bwd=True))
     del dx32
@@ -290,7 +292,7 @@ def _bwd1_impl(
     dW = _outer_sum(dz, _dirs(x_dbl))[:, :, P:P + R].contiguous()
     dxdbl = torch.bmm(dz, w_dt).transpose(0, 1).contiguous()
     dxdbl[:, :, -2:] = (dbc[0] if nd == 1 else dbc.sum(0)).view(-1, K, 2)
-    # dA, dD and dbias of every program in a fixed order: (3, 4·Di)
+    # dA_logs, dD and dbias of every program in a fixed order: (3, 4·Di)
     return dx, dxdbl.view(x_dbl.shape), dW, dvec.sum(0)
 
 
@@ -299,25 +301,25 @@ _bwd1 = torch.library.custom_op('mmvmamba::ss2d_bwd', mutates_args=())(
 
 
 @_bwd1.register_fake
-def _(x, x_dbl, dt_w, dt_b, A, Ds, gy, carry):
+def _(x, x_dbl, dt_w, dt_b, A_logs, Ds, gy, carry):
     f32 = dict(dtype=torch.float32)
     return (torch.empty_like(x), torch.empty_like(x_dbl),
             dt_w.new_empty(dt_w.shape, **f32),
-            A.new_empty((3, A.shape[0]), **f32))
+            A_logs.new_empty((3, A_logs.shape[0]), **f32))
 
 
 def _fwd1_setup(ctx, inputs, output):
-    x, x_dbl, dt_w, dt_b, A, Ds = inputs
-    ctx.save_for_backward(x, x_dbl, dt_w, dt_b, A, Ds, output[1])
+    x, x_dbl, dt_w, dt_b, A_logs, Ds = inputs
+    ctx.save_for_backward(x, x_dbl, dt_w, dt_b, A_logs, Ds, output[1])
 
 
 def _fwd1_backward(ctx, gy, _gcarry):
-    x, x_dbl, dt_w, dt_b, A, Ds, carry = ctx.saved_tensors
+    x, x_dbl, dt_w, dt_b, A_logs, Ds, carry = ctx.saved_tensors
     dx, dxdbl, dW, dvec = impl_or_op(_bwd1_impl, _bwd1, x, x_dbl, dt_w, dt_b,
-                                     A, Ds, gy, carry)
-    dA, dD, dbias = dvec
+                                     A_logs, Ds, gy, carry)
+    dA, dD, dbias = dvec  # dA: the gradient of A_logs, (4·Di, ) float32
     return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype),
-            dA.to(A.dtype), dD.to(Ds.dtype))
+            dA.view(A_logs.shape).to(A_logs.dtype), dD.to(Ds.dtype))
 
 
 _fwd1.register_autograd(_fwd1_backward, setup_context=_fwd1_setup)
@@ -531,10 +533,9 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     x_dbl = torch.matmul(x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
-    if d1:  # A_logs (4·Di, 1): A as a vector, no copy
-        A = -torch.exp(A_logs.float().reshape(-1))
-        return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b, A,
-                          Ds.float())[0]
+    if d1:  # A_logs (4·Di, 1) itself: the kernels take A = -exp(A_logs)
+        return eager_call(_Fwd1, _fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
+                          A_logs.float(), Ds.float())[0]
     A = -torch.exp(A_logs.float())
     if torch.are_deterministic_algorithms_enabled():
         _not_deterministic(N)

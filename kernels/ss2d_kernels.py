@@ -140,6 +140,13 @@ def _seg(b, k, n, NCH, Di, offs_d):
     return ((b * 4 + k) * NCH + n) * Di + offs_d
 
 
+@triton.jit
+def _load_A(a_ptr, k, Di, offs_d, mask_d):
+    """A = -exp(a) of direction k's channels, a the A_logs parameter: the
+    exp and its gradient inside the kernels, not as ops around them."""
+    return -tl.exp(tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.))
+
+
 @triton.jit(do_not_specialize=_RUNTIME)
 def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
                    H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
@@ -162,7 +169,7 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
         k = pair + 2 * kk
         zb = k * sz_k + b * sz_b
         bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-        A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+        A = _load_A(a_ptr, k, Di, offs_d, mask_d)
         A2 = A * _LOG2E
         # the forward of direction 2/3 and the adjoint of direction 0/1 walk
         # the chunk backwards in q (BACK = (kk == 1) != ADJ, written out:
@@ -235,7 +242,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     k = pair + 2
     zb = k * sz_k + b * sz_b
     bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-    A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A = _load_A(a_ptr, k, Di, offs_d, mask_d)
     A2 = A * _LOG2E
     h = tl.load(carry_ptr + _seg(b, k, NCH - 1 - c, NCH, Di, offs_d),
                 mask=mask_d, other=0.)
@@ -249,7 +256,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     k = pair
     zb = k * sz_k + b * sz_b
     bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-    A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+    A = _load_A(a_ptr, k, Di, offs_d, mask_d)
     A2 = A * _LOG2E
     Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
             tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
@@ -319,7 +326,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
             k = pair + 2 * kk
             zb = k * sz_k + b * sz_b
             bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-            A = tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+            A = _load_A(a_ptr, k, Di, offs_d, mask_d)
             A2 = A * _LOG2E
             if kk == 1:  # walks backwards in q
                 n = NCH - 1 - c
@@ -397,10 +404,12 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                                  dx.to(dx_ptr.dtype.element_ty), mask=mt)
                     else:
                         tl.store(dx32p + offs[t], dx, mask=mt)
-    # this program's parameter gradients, one private slice
+    # this program's parameter gradients, one private slice; A = -exp(a)
+    # (a: A_logs), so dL/da = dL/dA · A
     for kk in tl.static_range(2):
         k = pair + 2 * kk
         vb = dvec_ptr + pid * 12 * Di + k * Di + offs_d
-        tl.store(vb, dA0 if kk == 0 else dA1, mask=mask_d)
+        A = _load_A(a_ptr, k, Di, offs_d, mask_d)
+        tl.store(vb, (dA0 if kk == 0 else dA1) * A, mask=mask_d)
         tl.store(vb + 4 * Di, dD, mask=mask_d)
         tl.store(vb + 8 * Di, db0 if kk == 0 else db1, mask=mask_d)
