@@ -52,7 +52,7 @@ from torch import Tensor
 
 from ._launch import Launcher
 from ._util import cdiv, next_power_of_2
-from .eager import eager_call, eager_function, impl_or_op
+from .eager import _plain, eager_call, eager_function, impl_or_op
 
 __all__ = ['layer_norm_triton']
 
@@ -60,7 +60,7 @@ __all__ = ['layer_norm_triton']
 @triton.jit(do_not_specialize=['M'])
 def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
                    M, C, eps, BLOCK_M: tl.constexpr, BLOCK_C: tl.constexpr,
-                   STORE_XHAT: tl.constexpr):
+                   STORE_XHAT: tl.constexpr, STORE_STATS: tl.constexpr):
     rows = tl.program_id(0).to(tl.int64) * BLOCK_M + tl.arange(0, BLOCK_M)
     cols = tl.arange(0, BLOCK_C)
     mask_r = rows < M
@@ -79,8 +79,9 @@ def _ln_fwd_kernel(x_ptr, w_ptr, b_ptr, y_ptr, mean_ptr, rstd_ptr, xhat_ptr,
     if STORE_XHAT:
         tl.store(
             xhat_ptr + offs, xhat.to(xhat_ptr.dtype.element_ty), mask=mask)
-    tl.store(mean_ptr + rows, mean, mask=mask_r)
-    tl.store(rstd_ptr + rows, rstd, mask=mask_r)
+    if STORE_STATS:
+        tl.store(mean_ptr + rows, mean, mask=mask_r)
+        tl.store(rstd_ptr + rows, rstd, mask=mask_r)
 
 
 _LN_FWD = Launcher(_ln_fwd_kernel)
@@ -107,8 +108,24 @@ def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
         BM, BC, warps = _blocks(C)
         _LN_FWD[(cdiv(M, BM), )](
             x, weight, bias, y, mean, rstd, xhat if store_xhat else y, M, C,
-            eps, BM, BC, store_xhat, num_warps=warps)
+            eps, BM, BC, store_xhat, True, num_warps=warps)
     return y, mean, rstd, xhat
+
+
+def _ln_infer(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
+              out_dtype: torch.dtype) -> Tensor:
+    """The forward alone, for calls without a gradient to compute: one
+    allocation and one launch (no statistics, no autograd node). The H200
+    host of 2026-12-05 took 5.8 µs per allocation and 15 µs for the
+    autograd function that the training forward needs."""
+    C = weight.shape[0]
+    M = x.numel() // C
+    y = torch.empty_like(x, dtype=out_dtype)
+    if M:
+        BM, BC, warps = _blocks(C)
+        _LN_FWD[(cdiv(M, BM), )](x, weight, bias, y, y, y, y, M, C, eps, BM,
+                                 BC, False, False, num_warps=warps)
+    return y
 
 
 _ln_fwd = torch.library.custom_op(
@@ -246,9 +263,10 @@ def layer_norm_triton(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
     if weight.shape != (C, ) or bias.shape != (C, ):
         raise ValueError(f'weight and bias must be ({C},), got '
                          f'{tuple(weight.shape)} and {tuple(bias.shape)}')
-    store_xhat = (
-        out_dtype.itemsize < x.dtype.itemsize
-        and torch.is_grad_enabled()
-        and (x.requires_grad or weight.requires_grad or bias.requires_grad))
+    grad = torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad
+                                        or bias.requires_grad)
+    if not grad and _plain((x, weight, bias)):
+        return _ln_infer(x, weight, bias, float(eps), out_dtype)
+    store_xhat = grad and out_dtype.itemsize < x.dtype.itemsize
     return eager_call(_LayerNorm, _ln_fwd, x, weight, bias, float(eps),
                       out_dtype, store_xhat)[0]

@@ -91,6 +91,33 @@ def test_layer_norm_rejects_bad_dim_and_layout():
     torch.testing.assert_close(out, ref)
 
 
+def test_calls_without_a_gradient_take_the_forward_alone(monkeypatch):
+    # no_grad / frozen inputs: one allocation and one launch, no statistics
+    # and no autograd node, the values of the training forward
+    calls = []
+    infer = LN._ln_infer
+    monkeypatch.setattr(LN, '_ln_infer',
+                        lambda *a: calls.append(1) or infer(*a))
+    torch.manual_seed(0)
+    x = torch.randn(2, 16, 3, 5).to(DEVICE).to(
+        memory_format=torch.channels_last)
+    w, b = torch.randn(16).to(DEVICE), torch.randn(16).to(DEVICE)
+    ref = F.layer_norm(x.permute(0, 2, 3, 1), (16, ), w, b,
+                       1e-5).permute(0, 3, 1, 2)
+    out = layer_norm(x, w, b, 1e-5, torch.bfloat16, backend='triton', dim=1)
+    assert calls == [1] and out.grad_fn is None
+    assert out.dtype == torch.bfloat16 and out.stride() == x.stride()
+    wg = w.clone().requires_grad_()
+    trained = layer_norm(x, wg, b, 1e-5, torch.bfloat16, backend='triton',
+                         dim=1)
+    assert calls == [1] and trained.grad_fn is not None
+    assert torch.equal(out, trained.detach())
+    assert rel_err(out.float(), ref) < 1e-2
+    with torch.no_grad():
+        layer_norm(x, wg, b, 1e-5, backend='triton', dim=1)
+    assert calls == [1, 1]
+
+
 def test_layer_norm_rejects_bad_weight():
     x = torch.randn(2, 8).to(DEVICE)
     with pytest.raises(ValueError, match=r'weight and bias must be \(8,\)'):

@@ -137,7 +137,8 @@ def _parts(rows: '_Rows', iters: int) -> None:
     y, mean, rstd, xhat = LN._ln_fwd_impl(x, w, b, 1e-5, half, True)
     BM, BC, warps = LN._blocks(96)
     grid = (LN.cdiv(128, BM), )
-    largs = (x, w, b, y, mean, rstd, xhat, 128, 96, 1e-5, BM, BC, True)
+    largs = (x, w, b, y, mean, rstd, xhat, 128, 96, 1e-5, BM, BC, True,
+             True)
 
     def empties():
         torch.empty(x.shape, dtype=half, device=x.device)
