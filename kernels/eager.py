@@ -87,3 +87,9 @@ def impl_or_op(impl: Callable, op: Callable, *args):
     """A backward's call: the implementation itself in eager mode on plain
     tensors, else the custom op."""
     return impl(*args) if _plain(args) else op(*args)
+
+
+def cast_like(t: Tensor, ref: Tensor) -> Tensor:
+    """``t.to(ref.dtype)`` without a dispatch when the dtypes agree (the
+    backward wrappers' gradients are float32 for float32 weights)."""
+    return t if t.dtype == ref.dtype else t.to(ref.dtype)

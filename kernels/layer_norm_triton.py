@@ -52,7 +52,8 @@ from torch import Tensor
 
 from ._launch import Launcher
 from ._util import cdiv, next_power_of_2
-from .eager import _plain, eager_call, eager_function, impl_or_op
+from .eager import (_plain, cast_like, eager_call, eager_function,
+                    impl_or_op)
 
 __all__ = ['layer_norm_triton']
 
@@ -235,8 +236,8 @@ def _backward(ctx, dy, _dmean, _drstd, _dxhat):
     kept, weight, bias, mean, rstd = ctx.saved_tensors
     dx, dwb = impl_or_op(_ln_bwd_impl, _ln_bwd, kept, dy, weight, mean, rstd,
                          ctx.store_xhat, ctx.x_dtype)
-    return (dx, dwb[0].to(weight.dtype), dwb[1].to(bias.dtype), None, None,
-            None)
+    dw, db = dwb.unbind(0)
+    return (dx, cast_like(dw, weight), cast_like(db, bias), None, None, None)
 
 
 _ln_fwd.register_autograd(_backward, setup_context=_setup)

@@ -44,7 +44,7 @@ from . import ss2d_kernels as kern
 from ._launch import Launcher
 from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
 from ._util import cdiv, next_power_of_2
-from .eager import eager_call, eager_function, impl_or_op
+from .eager import cast_like, eager_call, eager_function, impl_or_op
 
 __all__ = ['ss2d_core_triton', 'tile_config']
 
@@ -317,9 +317,9 @@ def _fwd1_backward(ctx, gy, _gcarry):
     x, x_dbl, dt_w, dt_b, A_logs, Ds, carry = ctx.saved_tensors
     dx, dxdbl, dW, dvec = impl_or_op(_bwd1_impl, _bwd1, x, x_dbl, dt_w, dt_b,
                                      A_logs, Ds, gy, carry)
-    dA, dD, dbias = dvec  # dA: the gradient of A_logs, (4·Di, ) float32
-    return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype),
-            dA.view(A_logs.shape).to(A_logs.dtype), dD.to(Ds.dtype))
+    dA, dD, dbias = dvec.unbind(0)  # dA: A_logs' gradient, float32
+    return (dx, dxdbl, cast_like(dW, dt_w), cast_like(dbias, dt_b),
+            cast_like(dA.view(A_logs.shape), A_logs), cast_like(dD, Ds))
 
 
 _fwd1.register_autograd(_fwd1_backward, setup_context=_fwd1_setup)
@@ -454,8 +454,8 @@ def _fwd_backward(ctx, gy, _ghs):
     dx, dxdbl, dW, dbias, dA, dD = impl_or_op(_ss2d_bwd_impl, _ss2d_bwd, x,
                                               x_dbl, dt_w, dt_b, A, Ds, gy,
                                               hs)
-    return (dx, dxdbl, dW.to(dt_w.dtype), dbias.to(dt_b.dtype), dA.to(A.dtype),
-            dD.to(Ds.dtype), None)
+    return (dx, dxdbl, cast_like(dW, dt_w), cast_like(dbias, dt_b),
+            cast_like(dA, A), cast_like(dD, Ds), None)
 
 
 _ss2d_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
