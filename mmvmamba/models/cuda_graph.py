@@ -253,8 +253,9 @@ class TrainGraphCache(GraphCache):
     forward when a graph cannot serve: CPU input, autograd off, nothing
     requiring a gradient, parameters of several dtypes or devices, and
     while an earlier replay waits for its backward (e.g. two forwards
-    before one backward). Each graph keeps its activations in its own
-    memory pool between steps.
+    before one backward); a graph whose parameters got new storage is
+    dropped. Each graph keeps its activations in its own memory pool
+    between steps.
     """
 
     @staticmethod
@@ -280,11 +281,18 @@ class TrainGraphCache(GraphCache):
                     or len({(p.dtype, p.device) for p in params}) > 1):
                 return fn(x)
             graph = _TrainGraph(fn, params, x, self.warmup)
+            graph.ptrs = [p.data_ptr() for p in params]
             self.captures += 1
             self.graphs[key] = graph
             while len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
         else:
+            if [p.data_ptr() for p in graph.params] != graph.ptrs:
+                # parameters given new storage (``p.data = ...``, a load
+                # with ``assign=True``): the graphs read the old one
+                del self.graphs[key]
+                self.seen.pop(key, None)
+                return fn(x)
             self.graphs.move_to_end(key)
             if graph.busy():
                 return fn(x)

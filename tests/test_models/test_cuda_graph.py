@@ -192,6 +192,26 @@ def test_train_graph_gradients_match_eager(train_graphs_on_cpu):
     assert not graph.busy()
 
 
+def test_train_graph_dropped_when_parameters_get_new_storage(
+        train_graphs_on_cpu):
+    torch.manual_seed(0)
+    model = VMamba(**TINY, backend='torch', out_indices=(0, ),
+                   cuda_graph_train=True).train()
+    x = torch.randn(1, 3, 32, 32)
+    for _ in range(2):
+        model(x)[0].sum().backward()
+    cache = model._train_graphs
+    assert cache.captures == 1 and len(cache.graphs) == 1
+    p = next(model.parameters())
+    p.data = p.data.clone()  # e.g. a load with assign=True
+    ref = model._forward(x)[0]
+    out = model(x)[0]  # eager, the graph dropped
+    assert not cache.graphs and torch.equal(out, ref)
+    model(x)
+    model(x)  # seen twice again: captured on the new storage
+    assert cache.captures == 2 and len(cache.graphs) == 1
+
+
 def test_train_graph_refuses_a_backward_after_another_replay(
         train_graphs_on_cpu):
     torch.manual_seed(0)
@@ -250,3 +270,51 @@ def test_train_graph_trains_as_eager_on_gpu(amp, monkeypatch):
     for (name, a), b in zip(eager.named_parameters(),
                             graphed.parameters()):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_train_graph_in_an_mmpretrain_train_step_with_accumulation(
+        train_graphs_on_cpu):
+    """mmengine's train_step with gradient accumulation over two batches
+    (gradients added into the ones a replay handed out) and clipping: the
+    weights of the eager model after six steps."""
+    from mmengine.optim import OptimWrapper
+    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
+    from mmpretrain.structures import DataSample
+
+    def classifier(graph):
+        torch.manual_seed(0)
+        return PRETRAIN_MODELS.build(
+            dict(
+                type='ImageClassifier',
+                backbone=dict(
+                    type='mmvmamba.VMamba', dims=8, depths=(1, 1, 1, 1),
+                    ssm_d_state=1, ssm_ratio=1.0, mlp_ratio=2.0,
+                    drop_path_rate=0.0, out_indices=(3, ), backend='torch',
+                    cuda_graph_train=graph),
+                neck=dict(type='GlobalAveragePooling'),
+                head=dict(
+                    type='LinearClsHead', num_classes=5, in_channels=64,
+                    loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+                data_preprocessor=dict(
+                    type='ClsDataPreprocessor', num_classes=5,
+                    mean=[0.] * 3, std=[1.] * 3)))
+
+    models = [classifier(False), classifier(True)]
+    wrappers = [
+        OptimWrapper(torch.optim.AdamW(m.parameters(), lr=1e-2),
+                     accumulative_counts=2, clip_grad=dict(max_norm=0.5))
+        for m in models
+    ]
+    for i in range(6):
+        g = torch.Generator().manual_seed(i)
+        batch = dict(
+            inputs=[torch.rand(3, 32, 32, generator=g) for _ in range(4)],
+            data_samples=[
+                DataSample().set_gt_label((i + j) % 5) for j in range(4)
+            ])
+        for m, w in zip(models, wrappers):
+            m.train_step(batch, w)
+    assert models[1].backbone._train_graphs.captures == 1
+    for (name, a), b in zip(models[0].named_parameters(),
+                            models[1].parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6, msg=name)
