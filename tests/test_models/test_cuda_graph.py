@@ -277,12 +277,18 @@ def test_train_graph_in_an_mmpretrain_train_step_with_accumulation(
     """mmengine's train_step with gradient accumulation over two batches
     (gradients added into the ones a replay handed out) and clipping: the
     weights of the eager model after six steps."""
+    import mmpretrain.models  # noqa: F401  (registers ImageClassifier)
     from mmengine.optim import OptimWrapper
+    from mmengine.registry import DefaultScope
     from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     from mmpretrain.structures import DataSample
 
     def classifier(graph):
         torch.manual_seed(0)
+        with DefaultScope.overwrite_default_scope('mmpretrain'):
+            return build(graph)
+
+    def build(graph):
         return PRETRAIN_MODELS.build(
             dict(
                 type='ImageClassifier',
