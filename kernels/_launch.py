@@ -23,6 +23,13 @@ import os
 import warnings
 from typing import Any, Dict, Sequence
 
+import triton
+
+try:  # the launch hooks JITFunction.run passes (Triton 3.4 and later)
+    from triton import knobs as _knobs
+except ImportError:  # pragma: no cover - older Triton: kernel[grid]
+    _knobs = None
+
 __all__ = ['Launcher']
 
 
@@ -37,7 +44,7 @@ class Launcher:
         # the interpreter's functions (TRITON_INTERPRET=1) and Triton
         # versions without per-device binders: kernel[grid] every time
         self.plain = (os.environ.get('TRITON_INTERPRET') == '1'
-                      or not hasattr(fn, 'device_caches'))
+                      or not hasattr(fn, 'device_caches') or _knobs is None)
 
     def __getitem__(self, grid: Sequence[int]):
         return lambda *args, **kwargs: self.launch(grid, args, kwargs)
@@ -46,7 +53,6 @@ class Launcher:
         if self.plain:
             return self.fn[grid](*args, **kwargs)
         try:
-            from triton import knobs
             drv = _driver()
             device = drv.get_current_device()
             binder = self.fn.device_caches[device][4]
@@ -70,8 +76,8 @@ class Launcher:
                        grid[2] if n > 2 else 1, stream, kernel.function,
                        kernel.packed_metadata,
                        kernel.launch_metadata(grid, stream, *vals),
-                       knobs.runtime.launch_enter_hook,
-                       knobs.runtime.launch_exit_hook, *vals)
+                       _knobs.runtime.launch_enter_hook,
+                       _knobs.runtime.launch_exit_hook, *vals)
         except TypeError as e:  # another launcher convention: not launched
             return self._fallback(grid, args, kwargs, e)
         return kernel
@@ -86,13 +92,8 @@ class Launcher:
 
 def _driver():
     """Triton's active driver (its current device and stream)."""
-    import triton
     return triton.runtime.driver.active
 
 
 def _version() -> str:
-    try:
-        import triton
-        return triton.__version__
-    except ImportError:  # pragma: no cover - Triton is imported by then
-        return '?'
+    return triton.__version__

@@ -27,30 +27,44 @@ def _signature(x: Tensor) -> tuple:
     return (tuple(x.shape), x.stride(), x.dtype, x.device, cuda_ac, ac_dtype)
 
 
+def _static_runner(fn: Callable[[Tensor], Tuple[Tensor, ...]],
+                   x: Tensor) -> Tuple[Tensor, Callable[[], tuple]]:
+    """A static copy of ``x`` (its strides, dtype, device) and ``run()``:
+    ``fn`` on it under the caller's CUDA autocast state, the weight-cast
+    cache off (it would hand the graph tensors that are freed when the
+    caller's autocast region ends: cast inside the graph instead)."""
+    static_in = torch.empty_strided(
+        x.shape, x.stride(), dtype=x.dtype, device=x.device)
+    static_in.copy_(x)
+    ac = torch.is_autocast_enabled('cuda')
+    ac_dtype = torch.get_autocast_dtype('cuda')
+
+    def run() -> Tuple[Tensor, ...]:
+        with torch.autocast('cuda', dtype=ac_dtype, enabled=ac,
+                            cache_enabled=False):
+            return fn(static_in)
+
+    return static_in, run
+
+
+def _warm_up(device: torch.device, times: int,
+             step: Callable[[], object]) -> None:
+    """``step`` run ``times`` on a side stream before a capture: compiles
+    kernels and settles allocations."""
+    stream = torch.cuda.Stream(device=device)
+    stream.wait_stream(torch.cuda.current_stream(device))
+    with torch.cuda.stream(stream):
+        for _ in range(times):
+            step()
+    torch.cuda.current_stream(device).wait_stream(stream)
+
+
 class _Graph:
 
     def __init__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]], x: Tensor,
                  warmup: int) -> None:
-        self.static_in = torch.empty_strided(
-            x.shape, x.stride(), dtype=x.dtype, device=x.device)
-        self.static_in.copy_(x)
-        ac = torch.is_autocast_enabled('cuda')
-        ac_dtype = torch.get_autocast_dtype('cuda')
-
-        def run() -> Tuple[Tensor, ...]:
-            # The autocast weight-cast cache would hand the graph tensors
-            # that are freed when the caller's autocast region ends: cast
-            # inside the graph instead.
-            with torch.autocast('cuda', dtype=ac_dtype, enabled=ac,
-                                cache_enabled=False):
-                return fn(self.static_in)
-
-        stream = torch.cuda.Stream(device=x.device)
-        stream.wait_stream(torch.cuda.current_stream(x.device))
-        with torch.cuda.stream(stream):
-            for _ in range(warmup):  # compiles kernels, settles allocations
-                run()
-        torch.cuda.current_stream(x.device).wait_stream(stream)
+        self.static_in, run = _static_runner(fn, x)
+        _warm_up(x.device, warmup, run)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.static_out = run()
@@ -109,26 +123,35 @@ class GraphCache:
     def __setstate__(self, state: dict) -> None:
         self.__init__(**state)
 
-    def __call__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
-                 x: Tensor) -> Tuple[Tensor, ...]:
-        if not self.usable(x):
-            return fn(x)
-        key = _signature(x)
+    def _graph_for(self, key: tuple, capture: Callable[[], object]):
+        """The graph kept for ``key``, or the one ``capture()`` makes at the
+        key's ``capture_after``-th sighting (least recently used graphs
+        beyond ``max_graphs`` dropped); None: run eagerly (also when
+        ``capture`` returns None)."""
         graph = self.graphs.get(key)
-        if graph is None:
-            if len(self.seen) > 4096:
-                self.seen.clear()
-            self.seen[key] = self.seen.get(key, 0) + 1
-            if self.seen[key] < self.capture_after:
-                return fn(x)
-            graph = _Graph(fn, x, self.warmup)
+        if graph is not None:
+            self.graphs.move_to_end(key)
+            return graph
+        if len(self.seen) > 4096:
+            self.seen.clear()
+        self.seen[key] = self.seen.get(key, 0) + 1
+        if self.seen[key] < self.capture_after:
+            return None
+        graph = capture()
+        if graph is not None:
             self.captures += 1
             self.graphs[key] = graph
             while len(self.graphs) > self.max_graphs:
                 self.graphs.popitem(last=False)
-        else:
-            self.graphs.move_to_end(key)
-        return graph(x)
+        return graph
+
+    def __call__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
+                 x: Tensor) -> Tuple[Tensor, ...]:
+        if not self.usable(x):
+            return fn(x)
+        graph = self._graph_for(_signature(x),
+                                lambda: _Graph(fn, x, self.warmup))
+        return fn(x) if graph is None else graph(x)
 
 
 # --------------------------------------------------------------------------
@@ -146,31 +169,17 @@ class _TrainGraph:
     def __init__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
                  params: List[Tensor], x: Tensor, warmup: int) -> None:
         self.params = params
-        self.static_in = torch.empty_strided(
-            x.shape, x.stride(), dtype=x.dtype, device=x.device)
-        self.static_in.copy_(x)
+        self.static_in, run = _static_runner(fn, x)
         self.static_in.requires_grad_(x.requires_grad)
         wrt = params + ([self.static_in] if x.requires_grad else [])
-        ac = torch.is_autocast_enabled('cuda')
-        ac_dtype = torch.get_autocast_dtype('cuda')
-
-        def run() -> Tuple[Tensor, ...]:
-            # cast inside the graph (see _Graph)
-            with torch.autocast('cuda', dtype=ac_dtype, enabled=ac,
-                                cache_enabled=False):
-                return fn(self.static_in)
-
         dev = x.device
-        stream = torch.cuda.Stream(device=dev)
-        stream.wait_stream(torch.cuda.current_stream(dev))
-        with torch.cuda.stream(stream):
-            for _ in range(warmup):  # compiles kernels, settles allocations
-                outs = run()
-                torch.autograd.grad(outs, wrt,
-                                    [torch.ones_like(o) for o in outs],
-                                    allow_unused=True)
-                del outs
-        torch.cuda.current_stream(dev).wait_stream(stream)
+
+        def step() -> None:
+            outs = run()
+            torch.autograd.grad(outs, wrt, [torch.ones_like(o) for o in outs],
+                                allow_unused=True)
+
+        _warm_up(dev, warmup, step)
         pool = torch.cuda.graph_pool_handle()
         self.fwd = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.fwd, pool=pool):
@@ -265,35 +274,30 @@ class TrainGraphCache(GraphCache):
     def __deepcopy__(self, memo) -> 'TrainGraphCache':
         return TrainGraphCache(**self.__getstate__())
 
+    def _capture(self, fn: Callable[[Tensor], Tuple[Tensor, ...]], x: Tensor,
+                 every: List[Tensor]) -> Optional[_TrainGraph]:
+        params = [p for p in every if p.requires_grad]
+        if not params or len({(p.dtype, p.device) for p in params}) > 1:
+            return None
+        graph = _TrainGraph(fn, params, x, self.warmup)
+        graph.ptrs = [p.data_ptr() for p in params]
+        return graph
+
     def __call__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
                  x: Tensor, module: nn.Module) -> Tuple[Tensor, ...]:
         if not self.usable(x):
             return fn(x)
         every = list(module.parameters())
         key = _train_signature(x, every)
-        graph = self.graphs.get(key)
-        if graph is None:
-            if len(self.seen) > 4096:
-                self.seen.clear()
-            self.seen[key] = self.seen.get(key, 0) + 1
-            params = [p for p in every if p.requires_grad]
-            if (self.seen[key] < self.capture_after or not params
-                    or len({(p.dtype, p.device) for p in params}) > 1):
-                return fn(x)
-            graph = _TrainGraph(fn, params, x, self.warmup)
-            graph.ptrs = [p.data_ptr() for p in params]
-            self.captures += 1
-            self.graphs[key] = graph
-            while len(self.graphs) > self.max_graphs:
-                self.graphs.popitem(last=False)
-        else:
-            if [p.data_ptr() for p in graph.params] != graph.ptrs:
-                # parameters given new storage (``p.data = ...``, a load
-                # with ``assign=True``): the graphs read the old one
-                del self.graphs[key]
-                self.seen.pop(key, None)
-                return fn(x)
-            self.graphs.move_to_end(key)
-            if graph.busy():
-                return fn(x)
+        kept = self.graphs.get(key)
+        if kept is not None and [p.data_ptr()
+                                 for p in kept.params] != kept.ptrs:
+            # parameters given new storage (``p.data = ...``, a load with
+            # ``assign=True``): the graphs read the old one
+            del self.graphs[key]
+            self.seen.pop(key, None)
+            return fn(x)
+        graph = self._graph_for(key, lambda: self._capture(fn, x, every))
+        if graph is None or graph.busy():
+            return fn(x)
         return _Replay.apply(graph, x, *graph.params)

@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 import torch
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
-from mmpretrain.registry import MODELS as PRETRAIN_MODELS
 from mmpretrain.registry import HOOKS as PRETRAIN_HOOKS
 
 from mmvmamba.engine import graphed_train
 from mmvmamba.engine.graphed_train import (CUDAGraphTrainHook,
                                            GraphedTrainStep,
                                            check_optim_wrapper)
+
+from .._classifier import tiny_classifier
 
 
 def _tensors(out):
@@ -61,23 +62,7 @@ class EagerGraph:
 
 
 def _classifier(mixup: bool):
-    torch.manual_seed(0)
-    pre = dict(type='ClsDataPreprocessor', num_classes=5, mean=[0.] * 3,
-               std=[1.] * 3)
-    if mixup:
-        pre['batch_augments'] = dict(augments=[dict(type='Mixup', alpha=.8)])
-    return PRETRAIN_MODELS.build(
-        dict(
-            type='ImageClassifier',
-            backbone=dict(
-                type='mmvmamba.VMamba', dims=8, depths=(1, 1, 1, 1),
-                ssm_d_state=1, ssm_ratio=1.0, mlp_ratio=2.0,
-                drop_path_rate=0.0, out_indices=(3, )),
-            neck=dict(type='GlobalAveragePooling'),
-            head=dict(
-                type='LinearClsHead', num_classes=5, in_channels=64,
-                loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-            data_preprocessor=pre))
+    return tiny_classifier(mixup)
 
 
 def _batch(i: int, n: int = 4, size: int = 32):

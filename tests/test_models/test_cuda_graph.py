@@ -14,6 +14,8 @@ import torch
 from mmvmamba.models import VMamba
 from mmvmamba.models.cuda_graph import GraphCache, _TrainGraph
 
+from .._classifier import tiny_classifier
+
 TINY = dict(dims=16, depths=(1, 1, 1, 1))
 
 
@@ -277,35 +279,13 @@ def test_train_graph_in_an_mmpretrain_train_step_with_accumulation(
     """mmengine's train_step with gradient accumulation over two batches
     (gradients added into the ones a replay handed out) and clipping: the
     weights of the eager model after six steps."""
-    import mmpretrain.models  # noqa: F401  (registers ImageClassifier)
     from mmengine.optim import OptimWrapper
-    from mmengine.registry import DefaultScope
-    from mmpretrain.registry import MODELS as PRETRAIN_MODELS
     from mmpretrain.structures import DataSample
 
-    def classifier(graph):
-        torch.manual_seed(0)
-        with DefaultScope.overwrite_default_scope('mmpretrain'):
-            return build(graph)
-
-    def build(graph):
-        return PRETRAIN_MODELS.build(
-            dict(
-                type='ImageClassifier',
-                backbone=dict(
-                    type='mmvmamba.VMamba', dims=8, depths=(1, 1, 1, 1),
-                    ssm_d_state=1, ssm_ratio=1.0, mlp_ratio=2.0,
-                    drop_path_rate=0.0, out_indices=(3, ), backend='torch',
-                    cuda_graph_train=graph),
-                neck=dict(type='GlobalAveragePooling'),
-                head=dict(
-                    type='LinearClsHead', num_classes=5, in_channels=64,
-                    loss=dict(type='CrossEntropyLoss', loss_weight=1.0)),
-                data_preprocessor=dict(
-                    type='ClsDataPreprocessor', num_classes=5,
-                    mean=[0.] * 3, std=[1.] * 3)))
-
-    models = [classifier(False), classifier(True)]
+    models = [
+        tiny_classifier(backend='torch', cuda_graph_train=graph)
+        for graph in (False, True)
+    ]
     wrappers = [
         OptimWrapper(torch.optim.AdamW(m.parameters(), lr=1e-2),
                      accumulative_counts=2, clip_grad=dict(max_norm=0.5))
