@@ -29,6 +29,20 @@ fail() {
   for hint in "$@"; do printf '  -> %s\n' "$hint" >&2; done
   exit 1
 }
+# pip's index lookups: a brief outage of the index reads as "no versions found"
+# (seen once in CI for mmdet 3.3.0 right after mmengine came from the same index),
+# so each step that asks the network is tried three times before the install fails.
+net() {
+  local try
+  for try in 1 2 3; do
+    "$@" && return 0
+    if (( try < 3 )); then
+      say "step \"$STEP\" failed (try $try of 3); trying again in $(( 30 * try )) s"
+      sleep $(( 30 * try ))
+    fi
+  done
+  return 1
+}
 trap 'fail "step \"$STEP\" stopped with an error (see the output above)" "re-run: make install (finished steps are skipped)" "troubleshooting: README.md#troubleshooting"' ERR
 STEP=start
 
@@ -55,9 +69,9 @@ PIPI=("${PIP[@]}" install -c "$CONSTRAINTS")
 
 STEP="build tools"
 say "build tools: setuptools<82 (mmcv and mmengine still import pkg_resources), wheel, ninja"
-"${PIPI[@]}" -q "setuptools<82" wheel ninja "numpy<2.4" psutil
+net "${PIPI[@]}" -q "setuptools<82" wheel ninja "numpy<2.4" psutil
 # mmcv imports mmengine: install it first so a cached mmcv wheel can be checked
-"${PIPI[@]}" -q "mmengine==0.10.7"
+net "${PIPI[@]}" -q "mmengine==0.10.7"
 
 STEP="torch"
 if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
@@ -65,7 +79,7 @@ if "$PY" -c "import torch, torchvision" >/dev/null 2>&1; then
 else
   say "installing $TORCH_SPEC (large download on a machine without a local copy)"
   # shellcheck disable=SC2086
-  "${PIPI[@]}" -q $TORCH_SPEC || fail "could not install $TORCH_SPEC" \
+  net "${PIPI[@]}" -q $TORCH_SPEC || fail "could not install $TORCH_SPEC" \
     "set TORCH_SPEC to a torch/torchvision pair available to pip, e.g. TORCH_SPEC='torch==2.14.1 torchvision==0.29.1'"
 fi
 "$PY" -c "import torchvision.ops; import torch; torch.ops.torchvision.nms" >/dev/null 2>&1 || fail \
@@ -94,7 +108,7 @@ else
   if ! have_mmcv; then
     BUILD=$(mktemp -d)
     say "building mmcv $MMCV_VERSION with ops from the PyPI sdist in $BUILD (about 30 min on 2 CPU cores, 4 min on 16)"
-    "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$BUILD" "mmcv==$MMCV_VERSION"
+    net "${PIP[@]}" download -q --no-deps --no-binary :all: --no-build-isolation -d "$BUILD" "mmcv==$MMCV_VERSION"
     tar xzf "$BUILD/mmcv-$MMCV_VERSION.tar.gz" -C "$BUILD"
     # torch >= 2.14 headers need C++20; mmcv hard-codes -std=c++17 for cxx and nvcc
     sed -i 's/-std=c++17/-std=c++20/g' "$BUILD/mmcv-$MMCV_VERSION/setup.py"
@@ -115,14 +129,14 @@ fi
 STEP="OpenMMLab stack"
 say "installing mmengine 0.10.7, mmdet 3.3.0, mmsegmentation 1.2.2, mmpretrain 1.2.0 and their undeclared deps"
 # mmcv is installed above: pin it so pip never replaces it with the op-less sdist.
-"${PIPI[@]}" -q "mmcv==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
+net "${PIPI[@]}" -q "mmcv==$MMCV_VERSION" "mmengine==0.10.7" "mmdet==3.3.0" "mmsegmentation==1.2.2" \
   "mmpretrain==1.2.0" ftfy regex model-index pycocotools shapely terminaltables \
   timm matplotlib opencv-python-headless pytest flake8 isort yapf "numpy<2.4" "setuptools<82"
 # tools and their tests: ONNX export (tools/export.py) and OpenMMLab's mim.
 # openmim without its declared deps: they pull openxlab, which pins an old
 # setuptools and requests; mim itself needs only these.
-"${PIPI[@]}" -q onnx onnxscript tabulate pandas colorama requests
-"${PIPI[@]}" -q --no-deps "openmim==0.3.9"
+net "${PIPI[@]}" -q onnx onnxscript tabulate pandas colorama requests
+net "${PIPI[@]}" -q --no-deps "openmim==0.3.9"
 # mmpretrain 1.2.0 crashes at import with transformers >= 5; we need none at all
 "${PIP[@]}" uninstall -q -y transformers >/dev/null 2>&1 || true
 have_mmcv || fail "mmcv lost its ops while installing the stack" "re-run make install"
