@@ -6,7 +6,7 @@ Public ops: :func:`cross_scan`, :func:`cross_merge`,
 otherwise; ``'triton'`` forces Triton (on a CPU only under
 ``TRITON_INTERPRET=1``); ``'torch'`` forces the reference. One exception:
 :func:`ss2d_core` on float32/float64 CPU tensors runs the compiled CPU scan
-(:mod:`.ss2d_cpu`, the same function) for both (the reference if g++ cannot
+(:mod:`.ss2d.cpu`, the same function) for both (the reference if g++ cannot
 build it, with a warning); the reference itself stays available as
 :func:`ss2d_core_ref`. Inside :func:`routed`, :func:`ss2d_core` and
 :func:`selective_scan` call the functions it names instead (e.g. the FLOP
@@ -17,20 +17,22 @@ import os
 from typing import Callable, Dict, Iterator, List, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from .reference import (cross_merge_ref, cross_scan_ref, linear_scan_ref,
-                        selective_scan_ref, ss2d_core_ref)
+from .cross.reference import cross_merge_ref, cross_scan_ref
+from .norm.reference import layer_norm_ref
+from .scan.reference import linear_scan_ref
+from .selective.reference import selective_scan_ref
+from .ss2d.reference import ss2d_core_ref
 
 BACKENDS = ('torch', 'triton')
 
 __all__ = [
     'BACKENDS', 'resolve_backend', 'routed', 'cross_scan', 'cross_merge',
-    'selective_scan', 'ss2d_core', 'layer_norm', 'cross_scan_ref', 'cross_merge_ref',
-    'selective_scan_ref', 'ss2d_core_ref', 'linear_scan_ref'
+    'selective_scan', 'ss2d_core', 'layer_norm', 'cross_scan_ref',
+    'cross_merge_ref', 'selective_scan_ref', 'ss2d_core_ref',
+    'linear_scan_ref', 'layer_norm_ref'
 ]
-
 
 _ROUTES: List[Dict[str, Callable]] = []
 _ROUTABLE = ('ss2d_core', 'selective_scan')
@@ -89,7 +91,7 @@ def resolve_backend(backend: Optional[str], t: Tensor) -> str:
 def cross_scan(x: Tensor, backend: Optional[str] = None) -> Tensor:
     """(B, C, H, W) -> (B, 4, C, H·W) in the four scan orders."""
     if resolve_backend(backend, x) == 'triton':
-        from .cross_scan_triton import cross_scan_triton
+        from .cross.op import cross_scan_triton
         return cross_scan_triton(x)
     return cross_scan_ref(x)
 
@@ -97,7 +99,7 @@ def cross_scan(x: Tensor, backend: Optional[str] = None) -> Tensor:
 def cross_merge(y: Tensor, backend: Optional[str] = None) -> Tensor:
     """(B, 4, C, H, W) -> (B, C, H·W), the adjoint of :func:`cross_scan`."""
     if resolve_backend(backend, y) == 'triton':
-        from .cross_scan_triton import cross_merge_triton
+        from .cross.op import cross_merge_triton
         return cross_merge_triton(y)
     return cross_merge_ref(y)
 
@@ -115,10 +117,20 @@ def selective_scan(u: Tensor,
     """S6 selective scan; see :func:`selective_scan_ref` for the semantics."""
     route = _ROUTES and _ROUTES[-1].get('selective_scan')
     if route:
-        return _call_route(route, u, delta, A, B, C, D, delta_bias,
-                           delta_softplus, out_dtype, backend=backend)
+        return _call_route(
+            route,
+            u,
+            delta,
+            A,
+            B,
+            C,
+            D,
+            delta_bias,
+            delta_softplus,
+            out_dtype,
+            backend=backend)
     if resolve_backend(backend, u) == 'triton':
-        from .selective_scan_triton import selective_scan_triton
+        from .selective.op import selective_scan_triton
         return selective_scan_triton(u, delta, A, B, C, D, delta_bias,
                                      delta_softplus, out_dtype)
     return selective_scan_ref(u, delta, A, B, C, D, delta_bias, delta_softplus,
@@ -138,18 +150,25 @@ def ss2d_core(x: Tensor,
     """
     route = _ROUTES and _ROUTES[-1].get('ss2d_core')
     if route:
-        return _call_route(route, x, x_proj_weight, dt_projs_weight,
-                           dt_projs_bias, A_logs, Ds, backend=backend)
+        return _call_route(
+            route,
+            x,
+            x_proj_weight,
+            dt_projs_weight,
+            dt_projs_bias,
+            A_logs,
+            Ds,
+            backend=backend)
     if resolve_backend(backend, x) == 'triton':
-        from .ss2d import ss2d_core_triton
+        from .ss2d.op import ss2d_core_triton
         return ss2d_core_triton(x, x_proj_weight, dt_projs_weight,
                                 dt_projs_bias, A_logs, Ds)
     if (x.device.type == 'cpu' and x.dtype in (torch.float32, torch.float64)
             and not torch.compiler.is_compiling()):
-        from . import ss2d_cpu
-        if ss2d_cpu.available():
-            return ss2d_cpu.ss2d_core_cpu(x, x_proj_weight, dt_projs_weight,
-                                          dt_projs_bias, A_logs, Ds)
+        from .ss2d import cpu
+        if cpu.available():
+            return cpu.ss2d_core_cpu(x, x_proj_weight, dt_projs_weight,
+                                     dt_projs_bias, A_logs, Ds)
     return ss2d_core_ref(x, x_proj_weight, dt_projs_weight, dt_projs_bias,
                          A_logs, Ds)
 
@@ -180,15 +199,12 @@ def layer_norm(x: Tensor,
                          f'{tuple(x.shape)}')
     if out_dtype is None:
         out_dtype = (
-            torch.float32 if torch.is_autocast_enabled(x.device.type) else
-            x.dtype)
+            torch.float32
+            if torch.is_autocast_enabled(x.device.type) else x.dtype)
     if (resolve_backend(backend, x) == 'triton'
             and not torch.compiler.is_compiling()
             and (x.is_contiguous(memory_format=torch.channels_last)
                  if dim == 1 else x.is_contiguous())):
-        from .layer_norm_triton import layer_norm_triton
+        from .norm.op import layer_norm_triton
         return layer_norm_triton(x, weight, bias, eps, out_dtype, dim)
-    if dim == 1:
-        return F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], weight, bias,
-                            eps).to(out_dtype).permute(0, 3, 1, 2)
-    return F.layer_norm(x, x.shape[-1:], weight, bias, eps).to(out_dtype)
+    return layer_norm_ref(x, weight, bias, eps, out_dtype, dim)

@@ -21,7 +21,7 @@ def test_plain_clone_imports_its_kernels(tmp_path):
     out = subprocess.run(
         [
             sys.executable, '-c',
-            'import mmvmamba.kernels as k, mmvmamba.kernels.reference as r;'
+            'import mmvmamba.kernels as k, mmvmamba.kernels.ss2d.reference as r;'
             'print(k.__file__); print(r.__file__)'
         ],
         cwd=str(tmp_path),
@@ -30,5 +30,5 @@ def test_plain_clone_imports_its_kernels(tmp_path):
         check=True).stdout.split()
     assert out == [
         str(tmp_path / 'kernels' / '__init__.py'),
-        str(tmp_path / 'kernels' / 'reference.py')
+        str(tmp_path / 'kernels' / 'ss2d' / 'reference.py')
     ]

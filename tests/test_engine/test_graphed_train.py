@@ -172,8 +172,8 @@ def test_cuda_graph_step_trains_as_the_eager_step(amp, monkeypatch):
     the atomics' run-to-run noise into 1e-4 differences); bf16 AMP (the
     eager step with its GradScaler, the graph without): the same losses to
     bf16 rounding."""
-    from mmvmamba.kernels import ss2d
-    monkeypatch.setattr(ss2d, 'PAIR_MAX_BATCH', 1 << 30)
+    from mmvmamba.kernels.ss2d import config
+    monkeypatch.setattr(config, 'PAIR_MAX_BATCH', 1 << 30)
     monkeypatch.setattr(torch.backends.cudnn, 'deterministic', True)
     ref, model = _classifier(True).cuda(), _classifier(True).cuda()
     wrappers = []

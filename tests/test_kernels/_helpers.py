@@ -28,6 +28,6 @@ def grads(out: torch.Tensor, inputs: Sequence[torch.Tensor],
 
 def force_splits(monkeypatch, on: bool) -> None:
     """Make the scan launchers split time (as for batch 2 × L≈67k)."""
-    ss = importlib.import_module('mmvmamba.kernels._scan_launch')
+    launch = importlib.import_module('mmvmamba.kernels.scan.launch')
     if on:
-        monkeypatch.setattr(ss, '_target_programs', lambda dev: 1 << 20)
+        monkeypatch.setattr(launch, 'target_programs', lambda dev: 1 << 20)

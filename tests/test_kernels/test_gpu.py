@@ -6,7 +6,7 @@ import torch
 
 from mmvmamba.kernels import (cross_scan, selective_scan, selective_scan_ref,
                               ss2d_core, ss2d_core_ref)
-from mmvmamba.kernels.layer_norm_triton import layer_norm_triton
+from mmvmamba.kernels.norm.op import layer_norm_triton
 from ._helpers import grads, rel_err
 
 pytestmark = pytest.mark.skipif(
@@ -170,7 +170,7 @@ def test_layer_norm_op_under_torch_compile():
 
 
 def test_new_image_size_does_not_recompile():
-    kern = importlib.import_module('mmvmamba.kernels.ss2d_kernels')
+    kern = importlib.import_module('mmvmamba.kernels.ss2d.kernels')
     fns = [kern.summary_kernel, kern.chain_kernel, kern.fwd_kernel]
 
     def n_compiled():
@@ -212,15 +212,15 @@ def test_ss2d_core_captured_in_a_cuda_graph_takes_the_pair_kernels(
         monkeypatch):
     """Batch 4 at 7x7 runs the chunked kernels eagerly and the pair kernels
     inside a CUDA-graph capture; the replay agrees with the eager run."""
-    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
+    op = importlib.import_module('mmvmamba.kernels.ss2d.op')
     seen = []
-    use_pairs = ss2d.use_pairs
+    use_pairs = op.use_pairs
 
     def spy(*args, **kwargs):
         seen.append(use_pairs(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(ss2d, 'use_pairs', spy)
+    monkeypatch.setattr(op, 'use_pairs', spy)
     torch.manual_seed(0)
     params = _params(32)
     x = torch.randn(4, 32, 7, 7, device='cuda')

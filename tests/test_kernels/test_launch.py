@@ -1,5 +1,5 @@
 """The Triton launcher that skips Triton's per-call Python
-(``kernels/_launch.py``), against a stand-in of the Triton internals it
+(``kernels/common/launch.py``), against a stand-in of the Triton internals it
 uses: kept kernels are launched through their own launcher with the grid
 and arguments ``JITFunction.run`` would pass; a new specialisation compiles;
 missing internals fall back to ``kernel[grid]`` with one warning. The real
@@ -7,8 +7,8 @@ launches run in the GPU suite (every Triton op goes through it)."""
 import pytest
 from triton import knobs
 
-from mmvmamba.kernels import _launch
-from mmvmamba.kernels._launch import Launcher
+from mmvmamba.kernels.common import launch as _launch
+from mmvmamba.kernels.common.launch import Launcher
 
 
 class _Kernel:

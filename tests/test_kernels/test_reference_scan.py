@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from mmvmamba.kernels.reference import linear_scan_ref
+from mmvmamba.kernels import linear_scan_ref
 
 
 def _loop(a, b, h0=None):

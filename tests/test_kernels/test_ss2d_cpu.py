@@ -4,7 +4,7 @@ import torch
 
 import mmvmamba.kernels as K
 from mmvmamba.kernels import ss2d_core_ref
-from mmvmamba.kernels.ss2d_cpu import has_avx512, ss2d_core_cpu
+from mmvmamba.kernels.ss2d.cpu import has_avx512, ss2d_core_cpu
 from ._helpers import rel_err
 
 NAMES = ('x', 'x_proj_weight', 'dt_projs_weight', 'dt_projs_bias', 'A_logs',
@@ -81,7 +81,7 @@ def test_softplus_range_and_long_sequence():
 def test_32_byte_vector_build_on_avx512_machine(monkeypatch):
     # the kernel takes 64-byte vectors where the compiler targets AVX-512;
     # the 32-byte code (AVX2 machines) is checked here with AVX-512 off
-    import mmvmamba.kernels.ss2d_cpu as mod
+    import mmvmamba.kernels.ss2d.cpu as mod
     monkeypatch.setattr(mod, '_ext', mod.build('_no512', ['-mno-avx512f']))
     for shape in (SHAPES[1], SHAPES[5]):
         check(shape, torch.float32, 3e-6)
@@ -91,7 +91,7 @@ def test_32_byte_vector_build_on_avx512_machine(monkeypatch):
 def test_dispatch_runs_cpu_kernel_for_cpu_tensors(monkeypatch):
     ins = [t.float() for t in make(1, 4, 3, 5, 1, 1)]
     calls = []
-    import mmvmamba.kernels.ss2d_cpu as mod
+    import mmvmamba.kernels.ss2d.cpu as mod
     real = mod.ss2d_core_cpu
     monkeypatch.setattr(mod, 'ss2d_core_cpu',
                         lambda *a: calls.append(1) or real(*a))
@@ -123,7 +123,7 @@ def test_mismatched_shapes_raise():
 
 def test_failed_build_warns_and_runs_reference(monkeypatch):
     import torch.utils.cpp_extension as cpp
-    import mmvmamba.kernels.ss2d_cpu as mod
+    import mmvmamba.kernels.ss2d.cpu as mod
     for name, value in (('_ext', None), ('_error', None), ('_warned', False)):
         monkeypatch.setattr(mod, name, value)
 

@@ -231,13 +231,14 @@ def test_ss2d_core_d_state_1_dispatch(monkeypatch, B, deterministic,
     PAIR_MIN_PIXELS pixels per image and in deterministic mode, the chunked
     kernels otherwise."""
     import importlib
-    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
-    assert ss2d.PAIR_MAX_BATCH == 2
-    assert ss2d.PAIR_MIN_PIXELS == 784
-    monkeypatch.setattr(ss2d, 'PAIR_MIN_PIXELS', min_pixels)
-    from mmvmamba.kernels._launch import Launcher
-    spy = _Spy(ss2d.kern.summary_kernel)
-    monkeypatch.setattr(ss2d, '_SUMMARY', Launcher(spy))
+    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
+    pair = importlib.import_module('mmvmamba.kernels.ss2d.pair')
+    assert config.PAIR_MAX_BATCH == 2
+    assert config.PAIR_MIN_PIXELS == 784
+    monkeypatch.setattr(config, 'PAIR_MIN_PIXELS', min_pixels)
+    from mmvmamba.kernels.common.launch import Launcher
+    spy = _Spy(pair.kern.summary_kernel)
+    monkeypatch.setattr(pair, '_SUMMARY', Launcher(spy))
     ins = _ss2d_inputs(B, 16, 3, 4, 1, 2, torch.float32, True)
     torch.use_deterministic_algorithms(deterministic)
     try:
@@ -253,10 +254,10 @@ def test_pairs_inside_a_cuda_graph_capture():
     recur: d_state 1 takes the pair kernels (less GPU time) at any size;
     d_state > 1 has no pair kernels."""
     import importlib
-    ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
-    assert not ss2d.use_pairs(1, 128, 49)
-    assert ss2d.use_pairs(1, 128, 49, capturing=True)
-    assert not ss2d.use_pairs(16, 1, 3136, capturing=True)
+    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
+    assert not config.use_pairs(1, 128, 49)
+    assert config.use_pairs(1, 128, 49, capturing=True)
+    assert not config.use_pairs(16, 1, 3136, capturing=True)
 
 
 def test_ss2d_core_d_state_16_is_not_deterministic():
@@ -298,14 +299,17 @@ def test_backend_choice():
 
 
 def test_public_ops_survive_submodule_import():
-    # the Triton modules are named *_triton so that importing them can never
-    # rebind the package's public ops of the same stem.
+    # the op folders are not named after the package's public ops, so that
+    # importing them can never rebind those names.
     import importlib
 
     import mmvmamba.kernels as kernels
-    for name in ('cross_scan_triton', 'selective_scan_triton', 'ss2d'):
+    for name in ('cross.op', 'selective.op', 'ss2d.op', 'norm.op',
+                 'scan.launch', 'ss2d.cpu'):
         importlib.import_module(f'mmvmamba.kernels.{name}')
-    assert callable(kernels.cross_scan) and callable(kernels.selective_scan)
+    for op in ('cross_scan', 'cross_merge', 'selective_scan', 'ss2d_core',
+               'layer_norm'):
+        assert callable(getattr(kernels, op)), op
     x = torch.randn(1, 2, 2, 3)
     assert torch.equal(
         kernels.cross_scan(x, backend='torch'), cross_scan_ref(x))

@@ -247,8 +247,8 @@ def test_train_graph_trains_as_eager_on_gpu(amp, monkeypatch):
     """Real capture: AdamW steps from the graphs end with the weights of
     the same steps run eagerly (the eager run takes the capture's pair
     kernels); fp16 AMP with a GradScaler."""
-    from mmvmamba.kernels import ss2d
-    monkeypatch.setattr(ss2d, 'PAIR_MAX_BATCH', 64)
+    from mmvmamba.kernels.ss2d import config
+    monkeypatch.setattr(config, 'PAIR_MAX_BATCH', 64)
     torch.backends.cudnn.deterministic = True
     torch.manual_seed(0)
     kw = dict(arch='tiny', depths=(1, 1, 2, 1), drop_path_rate=0.)

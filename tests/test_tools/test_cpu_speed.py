@@ -5,7 +5,7 @@ import os
 import os.path as osp
 import sys
 
-from mmvmamba.kernels.ss2d_cpu import has_avx512
+from mmvmamba.kernels.ss2d.cpu import has_avx512
 
 from .._tools import run_script
 

@@ -48,7 +48,7 @@ def test_static_resources_of_the_launch_configs(tmp_path):
     ]
     # the configuration a GPU run picks (not the interpreter's: no
     # TRITON_INTERPRET, as in the tool)
-    code = ('from mmvmamba.kernels.ss2d import tile_config; '
+    code = ('from mmvmamba.kernels.ss2d.config import tile_config; '
             'c = tile_config(768, 48, 7, 7); '
             'print(c["BD"], c["T"], c["warps"])')
     bd, t, warps = map(int, run_python(code).split())

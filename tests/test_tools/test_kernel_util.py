@@ -1,7 +1,7 @@
-"""kernels/_util: the launchers' integer helpers agree with Triton's."""
+"""kernels/common/util.py: the launchers' integer helpers agree with Triton's."""
 import pytest
 
-from mmvmamba.kernels._util import cdiv, next_power_of_2
+from mmvmamba.kernels.common.util import cdiv, next_power_of_2
 
 triton = pytest.importorskip('triton')
 

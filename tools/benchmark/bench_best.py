@@ -25,6 +25,6 @@ def best(path: str) -> dict:
 if __name__ == '__main__':
     cfg = best(sys.argv[1])
     print('configuration', cfg, flush=True)
-    importlib.import_module('mmvmamba.kernels.ss2d').TUNE.update(cfg)
+    importlib.import_module('mmvmamba.kernels.ss2d.config').TUNE.update(cfg)
     sys.argv = ['bench_kernels.py'] + sys.argv[2:]
     runpy.run_path('tools/benchmark/bench_kernels.py', run_name='__main__')

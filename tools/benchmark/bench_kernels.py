@@ -68,7 +68,7 @@ def check(B, C, H, W):
 def legacy_core(x, xw, dt_w, dt_b, A_logs, Ds):
     """The chunked per-direction kernels (the default path, atomics), timed
     beside the deterministic pair kernels."""
-    import mmvmamba.kernels.ss2d  # noqa: F401  (registers the op)
+    import mmvmamba.kernels.ss2d.op  # noqa: F401  (registers the op)
     B, Di, H, W = x.shape
     x = x.contiguous(memory_format=torch.channels_last)
     x_dbl = torch.matmul(

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 
 from mmvmamba.analysis.bench import copy_rate, step_breakdown, write_json
 from mmvmamba.kernels import layer_norm
-from mmvmamba.kernels import layer_norm_triton as LN
+from mmvmamba.kernels.norm import config as LNC
+from mmvmamba.kernels.norm import op as LN
 
 SHAPES = {
     'T-stage1': (128, 56, 56, 96),
@@ -47,14 +48,13 @@ class _AtenBackward(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, w, b):
-        y, mean, rstd, xhat = LN._ln_fwd_impl(x, w, b, 1e-6, torch.bfloat16,
-                                              True)
-        ctx.save_for_backward(xhat, w, b, mean, rstd)
+        y, stats, xhat = LN._ln_fwd_impl(x, w, b, 1e-6, torch.bfloat16, True)
+        ctx.save_for_backward(xhat, w, b, stats[1])
         return y
 
     @staticmethod
     def backward(ctx, dy):
-        xhat, w, b, mean, rstd = ctx.saved_tensors
+        xhat, w, b, rstd = ctx.saved_tensors
         stats = xhat.shape[:-1] + (1, )
         rstd = rstd.view(stats)
         x = xhat.float() / rstd
@@ -66,7 +66,7 @@ class _AtenBackward(torch.autograd.Function):
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--sub', type=int, nargs='+', default=[LN._BWD_SUB])
+    parser.add_argument('--sub', type=int, nargs='+', default=[LNC.BWD_SUB])
     parser.add_argument('--iters', type=int, default=20)
     parser.add_argument('--json')
     args = parser.parse_args()
@@ -76,7 +76,7 @@ def main() -> None:
     print('shape      variant      fwd ms  f+b ms   floor f / f+b ms  '
           '× floor f / f+b  grad rel err')
     rows = []
-    default_sub = LN._BWD_SUB
+    default_sub = LNC.BWD_SUB
     for name, shape in SHAPES.items():
         C = shape[-1]
         E = torch.Size(shape).numel()
@@ -100,7 +100,7 @@ def main() -> None:
         variants += [('aten-bwd', lambda: _AtenBackward.apply(x, w, b),
                       default_sub), ('torch', torch_ln, default_sub)]
         for label, fn, sub in variants:
-            LN._BWD_SUB = sub
+            LNC.BWD_SUB = sub
             got = torch.autograd.grad(fn(), [x, w, b], dy)
             err = max((g.double() - r).abs().max().item() /
                       r.abs().max().item() for g, r in zip(got, ref))
@@ -123,7 +123,7 @@ def main() -> None:
             print(f'{name:10s} {label:12s} {f:6.3f}  {fb:6.3f}   '
                   f'{floor_f:.3f} / {floor_fb:.3f}      '
                   f'{f / floor_f:5.1f} / {fb / floor_fb:5.1f}   {err:.1e}')
-        LN._BWD_SUB = default_sub
+        LNC.BWD_SUB = default_sub
     write_json(args.json, dict(copy_gb_s=rate, rows=rows))
 
 

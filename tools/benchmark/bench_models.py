@@ -44,7 +44,7 @@ from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
                                      cuda_timed, graphed_train_step,
                                      model_choice, step_breakdown, wall_clock,
                                      write_json)
-from mmvmamba.kernels import ss2d
+from mmvmamba.kernels.ss2d import config as ss2d
 
 
 def latency(model: nn.Module, amp: bool, graph: bool, iters: int = 50) -> float:

@@ -299,7 +299,7 @@ def main() -> None:
         # the caps are read when the libraries load: set them, start again
         env = dict(os.environ, **AVX2_CAPS, **{AVX2_ENV: '1'})
         sys.exit(subprocess.call([sys.executable] + sys.argv, env=env))
-    import mmvmamba.kernels.ss2d_cpu as cpu
+    import mmvmamba.kernels.ss2d.cpu as cpu
     t0 = time.perf_counter()
     if args.avx2:
         if not cpu.has_avx512():

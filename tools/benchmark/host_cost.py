@@ -126,45 +126,46 @@ def _direct(jit_fn, grid, *args, **kwargs) -> Callable[[], None]:
 
 def _parts(rows: '_Rows', iters: int) -> None:
     """Clock rows of the pieces of a LayerNorm and an SS2D pair call."""
-    from mmvmamba.kernels import layer_norm_triton as LN
-    from mmvmamba.kernels import ss2d as S
-    from mmvmamba.kernels.eager import _plain
+    from mmvmamba.kernels.common.eager import _plain
+    from mmvmamba.kernels.common.util import cdiv
+    from mmvmamba.kernels.norm import config as LNC
+    from mmvmamba.kernels.norm import kernels as LNK
+    from mmvmamba.kernels.norm import op as LN
+    from mmvmamba.kernels.ss2d import op as S
+    from mmvmamba.kernels.ss2d import pair as SP
     from mmvmamba.analysis.bench import ss2d_params
     half = torch.float16
     x = torch.randn(128, 96, device='cuda')
     w = torch.ones(96, device='cuda')
     b = torch.zeros(96, device='cuda')
-    y, mean, rstd, xhat = LN._ln_fwd_impl(x, w, b, 1e-5, half, True)
-    BM, BC, warps = LN._blocks(96)
-    grid = (LN.cdiv(128, BM), )
-    largs = (x, w, b, y, mean, rstd, xhat, 128, 96, 1e-5, BM, BC, True,
-             True)
+    y, stats, xhat = LN._ln_fwd_impl(x, w, b, 1e-5, half, True)
+    BM, BC, warps = LNC.blocks(96)
+    grid = (cdiv(128, BM), )
+    largs = (x, w, b, y, stats, xhat, 128, 96, 1e-5, BM, BC, True, True)
 
-    def empties():
+    def empties():  # the training forward's three outputs
         torch.empty(x.shape, dtype=half, device=x.device)
-        torch.empty(128, dtype=torch.float32, device=x.device)
-        torch.empty(128, dtype=torch.float32, device=x.device)
+        torch.empty((2, 128), dtype=torch.float32, device=x.device)
         torch.empty(x.shape, dtype=half, device=x.device)
 
     part = torch.zeros(4, 2, 96, device='cuda')
     for name, fn in [
-        ('torch.empty x4', empties),
+        ('torch.empty x3', empties),
         ('LN fwd kernel[grid], outputs allocated',
-         lambda: LN._ln_fwd_kernel[grid](*largs, num_warps=warps)),
-        ('LN fwd Launcher[grid] (kernels/_launch.py), outputs allocated',
+         lambda: LNK.ln_fwd_kernel[grid](*largs, num_warps=warps)),
+        ('LN fwd Launcher[grid] (kernels/common/launch.py), outputs allocated',
          lambda: LN._LN_FWD[grid](*largs, num_warps=warps)),
         ('LN _ln_fwd_impl',
          lambda: LN._ln_fwd_impl(x, w, b, 1e-5, half, True)),
         ('eager _plain(6 args)', lambda: _plain((x, w, b, 1e-5, half, True))),
         ('part.sum(0)', lambda: part.sum(0)),
         ('LN _ln_bwd_impl',
-         lambda: LN._ln_bwd_impl(xhat, y, w, mean, rstd, True,
-                                 torch.float32)),
+         lambda: LN._ln_bwd_impl(xhat, y, w, stats, True, torch.float32)),
     ]:
         rows[name] = _launch_us(fn, iters)
     try:  # the launcher's calling convention is Triton's internal one
         rows['LN fwd compiled kernel launcher (floor)'] = _launch_us(
-            _direct(LN._ln_fwd_kernel, grid, *largs, num_warps=warps), iters)
+            _direct(LNK.ln_fwd_kernel, grid, *largs, num_warps=warps), iters)
     except Exception as e:  # noqa: BLE001
         print(f'direct launch failed: {e!r}')
     with torch.no_grad():
@@ -176,18 +177,18 @@ def _parts(rows: '_Rows', iters: int) -> None:
     xs = torch.randn(2, 64, 8, 8, device='cuda', dtype=torch.bfloat16).to(
         memory_format=torch.channels_last)
     xp, dw, db, al, ds = ss2d_params(64)
-    xpp = S.pad_x_proj(xp, dw.shape[2])
+    xpp = SP.pad_x_proj(xp, dw.shape[2])
     x_dbl = torch.matmul(xs.permute(0, 2, 3, 1).reshape(2, 64, 64),
                          xpp.reshape(-1, 64).t().to(xs.dtype)).contiguous()
     fargs = (xs, x_dbl, dw, db.reshape(-1), al, ds)
-    _, carry = S._fwd1_impl(*fargs)
+    _, carry = SP._fwd1_impl(*fargs)
     gy = torch.randn(2, 64, 8, 8, device='cuda').to(
         memory_format=torch.channels_last)
-    rows['ss2d pair _zproj'] = _launch_us(lambda: S._zproj(x_dbl, dw), iters)
-    rows['ss2d pair _fwd1_impl'] = _launch_us(lambda: S._fwd1_impl(*fargs),
+    rows['ss2d pair _zproj'] = _launch_us(lambda: SP._zproj(x_dbl, dw), iters)
+    rows['ss2d pair _fwd1_impl'] = _launch_us(lambda: SP._fwd1_impl(*fargs),
                                               iters)
     rows['ss2d pair _bwd1_impl'] = _launch_us(
-        lambda: S._bwd1_impl(*fargs, gy, carry), iters)
+        lambda: SP._bwd1_impl(*fargs, gy, carry), iters)
     with torch.no_grad():
         rows['ss2d pair ss2d_core_triton, no grad'] = _launch_us(
             lambda: S.ss2d_core_triton(xs, xp, dw, db, al, ds), iters)

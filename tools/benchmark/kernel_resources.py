@@ -2,7 +2,7 @@
 
 Compiles the d_state-1 kernels (forward summary, chain, forward,
 backward summary, backward) for an NVIDIA architecture (default sm_90,
-H100/H200) with the configuration that ``ss2d.tile_config`` picks at each
+H100/H200) with the configuration that ``ss2d.config.tile_config`` picks at each
 benchmark shape, and reads the resource usage of the cubin with the
 ``cuobjdump`` that ships with Triton. Runs on a CPU-only machine: a static
 view of register pressure (and of the occupancy that the register count
@@ -28,8 +28,8 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from mmvmamba.analysis.bench import SHAPES, write_json  # noqa: E402
-from mmvmamba.kernels import ss2d  # noqa: E402
-from mmvmamba.kernels import ss2d_kernels as sk  # noqa: E402
+from mmvmamba.kernels.ss2d import config as ss2d  # noqa: E402
+from mmvmamba.kernels.ss2d import kernels as sk  # noqa: E402
 
 #: 16-bit inputs (AMP); parameters, gy and the gradients are float32
 POINTER_TYPES = dict(
@@ -103,7 +103,7 @@ def resident_warps(regs: int, warps: int) -> int:
 def shape_configs(DC: int, H: int, W: int) -> List:
     """(label, kernel, constexprs, warps, pointer types) of the launches at
     one shape, with
-    the launcher's own configuration (``ss2d.tile_config``)."""
+    the launcher's own configuration (``ss2d.config.tile_config``)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
     tile = dict(BD=cfg['BD'], T=cfg['T'])

@@ -6,7 +6,7 @@ time goes (occupancy, issue stalls, memory throughput).
         python tools/benchmark/ncu_scan.py --shape T-stage1 [--chunked]
 
 ``--chunked``: the chunked kernels (the default above
-``ss2d.PAIR_MAX_BATCH``); otherwise the pair kernels (deterministic mode).
+``ss2d.config.PAIR_MAX_BATCH``); otherwise the pair kernels (deterministic mode).
 """
 import argparse
 

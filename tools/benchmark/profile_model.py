@@ -19,7 +19,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from mmvmamba.analysis.bench import (MODELS, amp_train_step, build_classifier,
                                      model_choice)
-from mmvmamba.kernels import ss2d
+from mmvmamba.kernels.ss2d import config as ss2d
 
 # kernel-name fragment → group (first match wins)
 GROUPS = [

@@ -22,7 +22,7 @@ from mmvmamba.analysis.bench import (SHAPES, rel, ss2d_params, time_core,
                                      write_json)
 from mmvmamba.kernels import ss2d_core, ss2d_core_ref
 
-ss2d = importlib.import_module('mmvmamba.kernels.ss2d')
+ss2d = importlib.import_module('mmvmamba.kernels.ss2d.config')
 
 
 def max_err() -> float:
@@ -73,7 +73,7 @@ def main(argv=None):
             args.per_sm)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
-    # the pair kernels at every batch (above ss2d.PAIR_MAX_BATCH the default
+    # the pair kernels at every batch (above config.PAIR_MAX_BATCH the default
     # path is the chunked kernels)
     torch.use_deterministic_algorithms(True, warn_only=True)
     results = []

@@ -1,7 +1,7 @@
 // The SS2D selective scan on a CPU: all four directions of a (B, H, W, Di)
 // channel-last map in one pass, forward and backward. Built at first use by
-// kernels/ss2d_cpu.py (torch.utils.cpp_extension.load), which also does the
-// projections (matmuls) around it; kernels/reference.py is the specification.
+// kernels/ss2d/cpu.py (torch.utils.cpp_extension.load), which also does the
+// projections (matmuls) around it; kernels/ss2d/reference.py is the specification.
 //
 // Per direction k, channel d and position t of the direction's order
 // (row-major, column-major, and both reversed, over the same buffers):

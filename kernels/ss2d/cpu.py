@@ -1,9 +1,9 @@
 """The SS2D core on a CPU: a compiled scan over the four directions.
 
-Same function as :func:`mmvmamba.kernels.reference.ss2d_core_ref` (the
+Same function as :func:`mmvmamba.kernels.ss2d.reference.ss2d_core_ref` (the
 specification and test oracle), laid out for a CPU: the input is used
 channel-last (B, H, W, Di), the x projection of all four directions is one
-matmul on it, and ``ss2d_cpu.cpp`` runs the dt projection, softplus, the
+matmul on it, and ``cpu.cpp`` runs the dt projection, softplus, the
 recurrence of all four scan orders and their merge in one pass per channel
 block: channels are the vector lanes, time is sequential, and no direction is
 copied or flipped. The forward saves its operands, not the states: the
@@ -55,11 +55,11 @@ def _cpu_tag() -> str:
 
 
 def build(tag: str = '', extra_cflags=()):
-    """Compile (or load from the cache) ``ss2d_cpu.cpp`` for this machine;
+    """Compile (or load from the cache) ``cpu.cpp`` for this machine;
     ``extra_cflags`` (with a ``tag`` naming them) build another instruction
     set, e.g. the AVX2 code on an AVX-512 machine in the tests."""
     from torch.utils.cpp_extension import load
-    src = osp.join(osp.dirname(osp.abspath(__file__)), 'ss2d_cpu.cpp')
+    src = osp.join(osp.dirname(osp.abspath(__file__)), 'cpu.cpp')
     return load(
         name=f'mmvmamba_ss2d_cpu_{_cpu_tag()}{tag}',
         sources=[src],
@@ -88,7 +88,7 @@ def load_extension():
                     _ext = build()
                 except Exception as e:  # compiler, ninja or headers missing
                     _error = (
-                        'building the SS2D CPU kernel (kernels/ss2d_cpu.cpp) '
+                        'building the SS2D CPU kernel (kernels/ss2d/cpu.cpp) '
                         f'failed: {e}. It needs g++, ninja and the Python '
                         'headers (e.g. apt install g++ python3-dev; pip '
                         'install ninja)')

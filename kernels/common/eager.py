@@ -25,26 +25,32 @@ def eager_function(impl: Callable, setup_context: Callable,
                    backward: Callable, outputs: int) -> type:
     """An ``autograd.Function`` running ``impl`` (the custom op's Python
     implementation), saving with ``setup_context`` and differentiating with
-    ``backward`` (the functions given to ``register_autograd``)."""
+    ``backward`` (the functions given to ``register_autograd``). It returns
+    the first ``outputs`` of the implementation's outputs (a tuple); the
+    others, auxiliary outputs of the custom op that only its backward reads,
+    are saved by ``setup_context`` and get no gradient."""
 
     class EagerOp(torch.autograd.Function):
 
         @staticmethod
         def forward(ctx, *args):
-            # auxiliary outputs get None, not a materialised zero gradient
+            # an unused output gets None, not a materialised zero gradient
             ctx.set_materialize_grads(False)
             ctx.n_inputs = len(args)
             out = impl(*args)
             setup_context(ctx, args, out)
-            for t in out[outputs:]:  # auxiliary outputs carry no gradient
-                ctx.mark_non_differentiable(t)
-            return tuple(out)
+            # the auxiliary outputs (statistics, carries) stay intermediates
+            # of this function: saved, never returned, so autograd neither
+            # wraps them as outputs nor detaches them to save and unpack
+            # (two dispatches per saved output, and the wrapping of each)
+            ctx.n_aux = len(out) - outputs
+            return tuple(out[:outputs])
 
         @staticmethod
         def backward(ctx, *grads):
-            if all(g is None for g in grads[:outputs]):
+            if all(g is None for g in grads):
                 return (None, ) * ctx.n_inputs
-            return tuple(backward(ctx, *grads))
+            return tuple(backward(ctx, *grads, *(None, ) * ctx.n_aux))
 
     EagerOp.__name__ = EagerOp.__qualname__ = f'Eager_{impl.__name__}'
     EagerOp.impl = staticmethod(impl)

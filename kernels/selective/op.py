@@ -2,16 +2,18 @@
 
 ``selective_scan_triton`` is registered as the custom ops
 ``mmvmamba::selective_scan_fwd`` / ``_bwd`` so that ``torch.compile`` treats it
-as one opaque call instead of breaking the graph. The chunked kernels and
-their launchers live in :mod:`._scan_kernels` and :mod:`._scan_launch`.
+as one opaque call instead of breaking the graph. It runs the chunked scan
+kernels in their plain layout (:mod:`..scan`: kernels, launch configuration,
+launchers); the reference is :mod:`.reference`.
 """
 from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from ._scan_launch import ScanLayout, block_config, scan_backward, scan_forward
-from ._util import cdiv
+from ..common.util import cdiv
+from ..scan.config import block_config
+from ..scan.launch import ScanLayout, scan_backward, scan_forward
 
 __all__ = ['selective_scan_triton']
 

@@ -54,7 +54,7 @@ import triton.language as tl
 
 # the chunked kernels' combine function of (a, b) affine steps, for the scan
 # over chunk summaries
-from ._scan_kernels import _first_order
+from ..scan.kernels import _first_order
 
 _RUNTIME = [
     'pair', 'Di', 'H', 'W', 'L', 'R', 'NCH', 'sx_b', 'sx_c', 'sx_h', 'sx_w',

@@ -1,0 +1,95 @@
+"""Launch configuration of the SS2D core: which kernels run a call (the pair
+kernels of :mod:`.kernels` or the chunked scan of :mod:`..scan`), the pair
+kernels' tile sizes and persistent programs, and the padded row layout of
+x_dbl that keeps the dt-projection GEMMs aligned. Measured choices
+(``tools/benchmark/sweep_scan.py``, ``bench_kernels.py``; docs/benchmarks.md),
+apart from the kernels and their launchers.
+"""
+import functools
+import os
+
+import torch
+
+from ..common.util import cdiv
+
+__all__ = [
+    'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
+    'tile_config', 'padded_rows', 'backward_programs'
+]
+
+#: the four scan directions
+K = 4
+
+#: d_state 1 runs the channel-per-thread pair kernels up to this batch, at
+#: every batch from ``PAIR_MIN_PIXELS`` pixels per image, whenever
+#: deterministic algorithms are asked for and inside a CUDA-graph capture;
+#: the chunked kernels otherwise. H200, bench_kernels.py, forward + backward
+#: ms, pair / chunked, same run (2026-12-04): batch 128 stages 1-4 (56²,
+#: 28², 14², 7²) 5.08 / 7.14, 2.88 / 3.56, 3.15 / 2.09, 2.75 / 1.92; batch 1
+#: stage 1 2.97 / 3.14; Mask R-CNN (batch 2) stages 1-4 2.98 / 4.15, 3.11 /
+#: 3.03, 2.69 / 2.65, 2.75 / 3.03. Those small rows are the host's time: on
+#: the GPU alone (tools/benchmark/host_cost.py, same run, 2026-12-04) the
+#: pair kernels take 1.33 / 2.07 ms at stage 3 and 0.76 / 1.90 at stage 4,
+#: and a captured graph replays without the host.
+PAIR_MAX_BATCH = 2
+PAIR_MIN_PIXELS = 784
+
+
+def use_pairs(N: int,
+              batch: int,
+              pixels: int,
+              capturing: bool = False) -> bool:
+    """Whether the SS2D core runs the pair kernels (d_state 1 only);
+    ``capturing``: the call is being captured into a CUDA graph."""
+    return N == 1 and (capturing
+                       or torch.are_deterministic_algorithms_enabled()
+                       or batch <= PAIR_MAX_BATCH or pixels >= PAIR_MIN_PIXELS)
+
+
+def interpreted() -> bool:
+    return os.environ.get('TRITON_INTERPRET') == '1'
+
+
+#: Tuning hook (tools/benchmark/sweep_scan.py): entries replace the
+#: defaults of :func:`tile_config`.
+TUNE: dict = {}
+
+
+def tile_config(Di: int, R: int, H: int, W: int) -> dict:
+    """Compile-time sizes of the d_state-1 kernels: chunk length ``T``;
+    channel block ``BD`` and ``warps`` of the summary and forward kernels,
+    ``BDB`` and ``warpsB`` of the backward kernel (``BD // (32·warps)``
+    channels per thread), ``per_sm``, the backward's persistent programs
+    per SM. Depends on the sizes only through a few classes, so new image
+    sizes do not recompile."""
+    if interpreted():
+        return dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1)
+    # the best of the H200 sweeps (docs/benchmarks.md): one warp of 32
+    # channels per program (fewer registers than 64 channels in one or two
+    # warps), chunks of 4 (the backward's registers: 128 against 250 at 8)
+    cfg = dict(dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=16), **TUNE)
+    return cfg
+
+
+def padded_rows(R: int) -> int:
+    """Rows per direction of the d_state-1 x_dbl: zero rows, the dt rank
+    R, then B and C, R + 2 rounded up to a multiple of 8. The dt-projection
+    GEMMs then run on 16-byte aligned operands: with R + 2 = 14 the batched
+    GEMMs fall back to cuBLAS's 2-element-aligned kernels (H200, VMamba-T
+    stage 1 at R + 2 = 8 but K = R = 6: the z GEMM 455 us)."""
+    return cdiv(R + 2, 8) * 8
+
+
+def backward_programs(tiles: int, blocks: int, per_sm: int,
+                      device: torch.device) -> int:
+    """Programs per channel block of the persistent backward: ``per_sm``
+    per SM in all, never more than there are tiles."""
+    if device.type != 'cuda':
+        return min(tiles, 4)
+    return max(1, min(tiles, per_sm * _sms(device) // blocks))
+
+
+@functools.lru_cache(maxsize=None)
+def _sms(device: torch.device) -> int:
+    """The card's SM count (asked once per device, not per call)."""
+    return torch.cuda.get_device_properties(device).multi_processor_count

@@ -1,0 +1,126 @@
+"""The fused SS2D core in Triton: cross scan, dt projection, selective scan and
+cross merge without materialising the four directions.
+
+The x projection of all four directions is ONE GEMM over pixels,
+(B·L, Di) @ (Di, 4·(R+2N)), because the projection of direction k at time t
+only depends on the pixel it visits. The scan kernels visit the pixels of
+each direction by index arithmetic and recompute Δ = softplus(W_dt·dt + b)
+from the R-dim vectors.
+
+* The chunked scan kernels (:mod:`..scan`) with the directional layout
+  (:mod:`.chunked`): one program walks the chunks of one direction; the four
+  directions meet in the output, and the channel blocks in the gradients of
+  the projections and parameters, through float32 atomics, so results are
+  not bit-identical from run to run. Registered as
+  ``mmvmamba::ss2d_scan_fwd`` / ``_bwd``. Used for d_state > 1, and for
+  d_state 1 at batch > ``PAIR_MAX_BATCH`` below ``PAIR_MIN_PIXELS`` pixels
+  (the faster there).
+* d_state 1 (every released v2 model) at batch ≤ ``PAIR_MAX_BATCH`` (batch-1
+  inference, detection at two images per GPU), from ``PAIR_MIN_PIXELS``
+  pixels at every batch, and at every batch when the user asks for
+  deterministic algorithms
+  (``torch.use_deterministic_algorithms(True)``, which mmengine's
+  ``randomness=dict(deterministic=True)`` sets): :mod:`.kernels` launched
+  by :mod:`.pair`, one
+  channel per thread and time inside the thread, the directions in two
+  pairs, three phases (chunk summaries, carry chain, rescan) that merge the
+  directions and sum every reduction in a fixed order: bit-identical
+  results, no atomics. Registered as ``mmvmamba::ss2d_fwd`` / ``ss2d_bwd``.
+  (d_state > 1 has no deterministic kernel; it warns or raises as
+  PyTorch's own ops do.)
+
+``torch.compile`` traces around the custom ops through their fake
+implementations. Which path runs, and the pair kernels' tiles: :mod:`.config`.
+The reference is :mod:`.reference`; the CPU scan :mod:`.cpu`.
+"""
+import warnings
+
+import torch
+from torch import Tensor
+
+from ..common.eager import eager_call
+from .chunked import SS2DFwd, ss2d_fwd
+from .config import K, use_pairs
+from .pair import Fwd1, fwd1, pad_x_proj
+
+__all__ = ['ss2d_core_triton']
+
+
+def _check(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+           dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor) -> None:
+    if x.dim() != 4:
+        raise ValueError(f'x must be (B, Di, H, W), got {tuple(x.shape)}')
+    Di = x.shape[1]
+    if x_proj_weight.dim() != 3 or x_proj_weight.shape[0] != K or \
+            x_proj_weight.shape[2] != Di:
+        raise ValueError(f'x_proj_weight must be (4, R + 2N, {Di}), got '
+                         f'{tuple(x_proj_weight.shape)}')
+    R, N = dt_projs_weight.shape[-1], A_logs.shape[-1]
+    if x_proj_weight.shape[1] != R + 2 * N:
+        raise ValueError(f'x_proj_weight has {x_proj_weight.shape[1]} rows, '
+                         f'expected dt_rank + 2*d_state = {R} + 2*{N}')
+    if dt_projs_weight.shape != (K, Di, R):
+        raise ValueError(f'dt_projs_weight must be (4, {Di}, R), got '
+                         f'{tuple(dt_projs_weight.shape)}')
+    if dt_projs_bias.shape != (K, Di):
+        raise ValueError(f'dt_projs_bias must be (4, {Di}), got '
+                         f'{tuple(dt_projs_bias.shape)}')
+    if A_logs.shape != (K * Di, N) or Ds.shape != (K * Di, ):
+        raise ValueError(f'A_logs must be (4*{Di}, N) and Ds (4*{Di},), got '
+                         f'{tuple(A_logs.shape)} and {tuple(Ds.shape)}')
+
+
+def _not_deterministic(N: int) -> None:
+    msg = (f'mmvmamba ss2d_core with d_state={N} has no deterministic CUDA '
+           'kernel (only d_state 1 has); its gradients use float32 atomics. '
+           'Use a d_state 1 model, or torch.use_deterministic_algorithms(True, '
+           'warn_only=True) to accept this.')
+    if torch.is_deterministic_algorithms_warn_only_enabled():
+        warnings.warn(msg)
+    else:
+        raise RuntimeError(msg)
+
+
+def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+                     dt_projs_bias: Tensor, A_logs: Tensor,
+                     Ds: Tensor) -> Tensor:
+    """Fused SS2D core; same contract as :func:`ss2d_core_ref`.
+
+    x (B, Di, H, W) in either memory format → (B, Di, H, W) float32 in
+    channels_last memory format (NCHW x is copied to channels_last first).
+    """
+    _check(x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
+    Bsz, Di, H, W = x.shape
+    L = H * W
+    N = A_logs.shape[1]
+    R = dt_projs_weight.shape[2]
+    # only a plain CUDA tensor outside compilation has a stream to ask (fake
+    # tensors of torch.compile's tracing or of a memory estimate have none,
+    # and Dynamo cannot trace the question)
+    d1 = use_pairs(N, Bsz, L, type(x) is Tensor and x.is_cuda
+                   and not torch.compiler.is_compiling()
+                   and torch.cuda.is_current_stream_capturing())
+    if d1:  # rows padded for aligned dt-projection GEMMs
+        x_proj_weight = pad_x_proj(x_proj_weight, R)
+    wcat = x_proj_weight.reshape(-1, Di)
+    if not torch.is_autocast_enabled(x.device.type):
+        wcat = wcat.to(x.dtype)
+    # One copy to NHWC pays for itself: each direction then reads contiguous
+    # channel vectors (H100, VMamba-T stage 1, bf16 forward of the former
+    # kernels: 6.3 ms from NCHW vs 1.4 ms from NHWC).
+    x = x.contiguous(memory_format=torch.channels_last)
+    # (B·L, Di) @ (Di, 4J): the pixel-major view of x is free.
+    x_dbl = torch.matmul(x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
+    dt_w = dt_projs_weight.contiguous()
+    dt_b = dt_projs_bias.reshape(-1).float()
+    if d1:  # A_logs (4·Di, 1) itself: the kernels take A = -exp(A_logs)
+        return eager_call(Fwd1, fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
+                          A_logs.float(), Ds.float())[0]
+    A = -torch.exp(A_logs.float())
+    if torch.are_deterministic_algorithms_enabled():
+        _not_deterministic(N)
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,
+                                  dt_projs_bias, A_logs, Ds))
+    return eager_call(SS2DFwd, ss2d_fwd, x, x_dbl.contiguous(), dt_w, dt_b,
+                      A, Ds.float(), need_grad)[0]
