@@ -57,12 +57,14 @@ class Linear2d(nn.Linear):
     @staticmethod
     def _mkldnn_fp32(x: Tensor) -> bool:
         """A channels_last fp32 CPU tensor that oneDNN may take."""
-        return (x.device.type == 'cpu' and x.dtype == torch.float32
+        # compile and export first: Dynamo does not trace is_available()
+        # (a graph break in every Linear2d of a model compiled on a CPU)
+        return (x.device.type == 'cpu' and not torch.compiler.is_compiling()
+                and x.dtype == torch.float32
                 and x.permute(0, 2, 3, 1).is_contiguous()
                 and torch.backends.mkldnn.enabled
                 and torch.backends.mkldnn.is_available()
-                and not torch.jit.is_tracing()  # FLOP counters, ONNX
-                and not torch.compiler.is_compiling())  # compile, export
+                and not torch.jit.is_tracing())  # FLOP counters, ONNX
 
     @staticmethod
     def _large(x: Tensor) -> bool:

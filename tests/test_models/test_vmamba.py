@@ -435,3 +435,42 @@ def test_mlp_gelu_inside_onednn_op_without_autograd(shape, op, approximate):
     want = torch.autograd.grad(ref(xg), [xg, mlp.fc1.weight], g)
     for a, b in zip(got, want):  # fc1's weight: sums over 4096 pixels
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+_COMPILE_CHECK = """
+import torch
+import torch._dynamo as dynamo
+from mmvmamba.models import VMamba
+torch.manual_seed(0)
+model = VMamba(arch='tiny', depths=(1, 1, 1, 1), backend={backend!r}).train()
+x = torch.randn(1, 3, 32, 32)
+explained = dynamo.explain(model)(x)
+assert explained.graph_break_count == 0, [
+    str(b.reason)[:300] for b in explained.break_reasons]
+assert explained.graph_count == 1, explained.graph_count
+compiled = torch.compile(model, backend='eager', fullgraph=True)
+for out, ref in zip(compiled(x), model(x)):
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-5)
+print('one graph')
+"""
+
+
+@pytest.mark.parametrize('backend', [None, 'triton'])
+def test_whole_model_compiles_without_graph_breaks(backend):
+    """Dynamo traces a whole VMamba training forward as one graph: the CPU
+    fp32 path (its oneDNN checks), and the Triton ops (custom ops; run by
+    the interpreter, which must be on before the kernels are first
+    imported: a fresh process), with drop path; the compiled model computes
+    the eager model's outputs."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ)
+    if backend == 'triton':
+        env['TRITON_INTERPRET'] = '1'
+    out = subprocess.run([sys.executable, '-c',
+                          _COMPILE_CHECK.format(backend=backend)],
+                         env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert 'one graph' in out.stdout
