@@ -9,5 +9,7 @@ _base_ = [
 model = dict(
     backbone={{_base_.vmamba_backbone}},
     neck=dict(in_channels=[96, 192, 384, 768]))
-optim_wrapper = dict(paramwise_cfg={{_base_.vmamba_no_decay_on_norms}})
+optim_wrapper = dict(
+    constructor={{_base_.vmamba_optim_constructor}},
+    paramwise_cfg={{_base_.vmamba_no_decay_on_norms}})
 default_hooks = dict(logger={{_base_.vmamba_logger}})

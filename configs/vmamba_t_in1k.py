@@ -23,4 +23,5 @@ model = dict(
 # official model EMA with decay 0.9999 (momentum = 1 - decay)
 custom_hooks = [dict(type='EMAHook', momentum=1e-4, priority='ABOVE_NORMAL')]
 
+optim_wrapper = dict(constructor={{_base_.vmamba_optim_constructor}})
 default_hooks = dict(logger={{_base_.vmamba_logger}})

@@ -27,6 +27,11 @@ vmamba_backbone = dict(
 vmamba_no_decay_on_norms = dict(
     _delete_=True, norm_decay_mult=0., custom_keys={'norm': dict(decay_mult=0.)})
 
+# MMEngine's default optimizer-wrapper constructor with plain-dict parameter
+# groups, which torch.compile can trace (compile=True compiles train_step,
+# the optimizer's step included; see mmvmamba/engine/optim.py)
+vmamba_optim_constructor = 'mmvmamba.OptimWrapperConstructor'
+
 # MMEngine's LoggerHook, except that only the main process writes the test
 # metrics json (in a multi-GPU test every rank wrote the same file at once)
 vmamba_logger = dict(type='mmvmamba.LoggerHook')
