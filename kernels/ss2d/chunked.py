@@ -9,13 +9,13 @@ from typing import Tuple
 import torch
 from torch import Tensor
 
-from ..common.eager import cast_like, eager_function, impl_or_op
+from ..common.eager import cast_like, impl_or_op
 from ..common.util import cdiv
 from ..scan.config import block_config
 from ..scan.launch import ScanLayout, scan_backward, scan_forward
 from .config import K
 
-__all__ = ['SS2DFwd', 'ss2d_fwd']
+__all__ = ['ss2d_fwd', 'ss2d_fwd_impl']
 
 
 def _channels_last(x: Tensor) -> bool:
@@ -49,9 +49,9 @@ def _layout(x: Tensor, x_dbl: Tensor, w: Tensor, N: int) -> ScanLayout:
         proj=True)
 
 
-def _ss2d_fwd_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
-                   A: Tensor, Ds: Tensor,
-                   store_hs: bool) -> Tuple[Tensor, Tensor]:
+def ss2d_fwd_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
+                  A: Tensor, Ds: Tensor,
+                  store_hs: bool) -> Tuple[Tensor, Tensor]:
     lay = _layout(x, x_dbl, dt_w, A.shape[1])
     y = torch.zeros_like(x, dtype=torch.float32)
     hs = scan_forward(
@@ -73,7 +73,7 @@ def _ss2d_fwd_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
 
 ss2d_fwd = torch.library.custom_op(
     'mmvmamba::ss2d_scan_fwd', mutates_args=())(
-        _ss2d_fwd_impl)
+        ss2d_fwd_impl)
 
 
 @ss2d_fwd.register_fake
@@ -147,4 +147,3 @@ def _fwd_backward(ctx, gy, _ghs):
 
 
 ss2d_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup)
-SS2DFwd = eager_function(_ss2d_fwd_impl, _fwd_setup, _fwd_backward, outputs=1)

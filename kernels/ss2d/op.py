@@ -38,10 +38,10 @@ import warnings
 import torch
 from torch import Tensor
 
-from ..common.eager import eager_call
-from .chunked import SS2DFwd, ss2d_fwd
+from ..common.eager import _plain, impl_or_op
+from .chunked import _ss2d_bwd_impl, ss2d_fwd, ss2d_fwd_impl
 from .config import K, use_pairs
-from .pair import Fwd1, fwd1, pad_x_proj
+from .pair import _bwd1_impl, _fwd1_impl, fwd1, pad_x_proj
 
 __all__ = ['ss2d_core_triton']
 
@@ -71,10 +71,11 @@ def _check(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
 
 
 def _not_deterministic(N: int) -> None:
-    msg = (f'mmvmamba ss2d_core with d_state={N} has no deterministic CUDA '
-           'kernel (only d_state 1 has); its gradients use float32 atomics. '
-           'Use a d_state 1 model, or torch.use_deterministic_algorithms(True, '
-           'warn_only=True) to accept this.')
+    msg = (
+        f'mmvmamba ss2d_core with d_state={N} has no deterministic CUDA '
+        'kernel (only d_state 1 has); its gradients use float32 atomics. '
+        'Use a d_state 1 model, or torch.use_deterministic_algorithms(True, '
+        'warn_only=True) to accept this.')
     if torch.is_deterministic_algorithms_warn_only_enabled():
         warnings.warn(msg)
     else:
@@ -94,33 +95,109 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     L = H * W
     N = A_logs.shape[1]
     R = dt_projs_weight.shape[2]
+    params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     # only a plain CUDA tensor outside compilation has a stream to ask (fake
     # tensors of torch.compile's tracing or of a memory estimate have none,
     # and Dynamo cannot trace the question)
-    d1 = use_pairs(N, Bsz, L, type(x) is Tensor and x.is_cuda
-                   and not torch.compiler.is_compiling()
-                   and torch.cuda.is_current_stream_capturing())
+    d1 = use_pairs(
+        N, Bsz, L,
+        type(x) is Tensor and x.is_cuda and not torch.compiler.is_compiling()
+        and torch.cuda.is_current_stream_capturing())
+    if not d1 and torch.are_deterministic_algorithms_enabled():
+        _not_deterministic(N)
+    # One copy to NHWC pays for itself: each direction then reads contiguous
+    # channel vectors (H100, VMamba-T stage 1, bf16 forward of the former
+    # kernels: 6.3 ms from NCHW vs 1.4 ms from NHWC).
+    x = x.contiguous(memory_format=torch.channels_last)
+    need_grad = torch.is_grad_enabled() and (x.requires_grad
+                                             or any(t.requires_grad
+                                                    for t in params))
+    if need_grad and _plain((x, ) + params):
+        # eager training: the x projection, the core and their backward in
+        # one autograd node
+        return _Core.apply(x, *params, d1, _gemm_dtype(x))
     if d1:  # rows padded for aligned dt-projection GEMMs
         x_proj_weight = pad_x_proj(x_proj_weight, R)
     wcat = x_proj_weight.reshape(-1, Di)
     if not torch.is_autocast_enabled(x.device.type):
         wcat = wcat.to(x.dtype)
-    # One copy to NHWC pays for itself: each direction then reads contiguous
-    # channel vectors (H100, VMamba-T stage 1, bf16 forward of the former
-    # kernels: 6.3 ms from NCHW vs 1.4 ms from NHWC).
-    x = x.contiguous(memory_format=torch.channels_last)
     # (B·L, Di) @ (Di, 4J): the pixel-major view of x is free.
     x_dbl = torch.matmul(x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
     dt_w = dt_projs_weight.contiguous()
     dt_b = dt_projs_bias.reshape(-1).float()
     if d1:  # A_logs (4·Di, 1) itself: the kernels take A = -exp(A_logs)
-        return eager_call(Fwd1, fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
+        return impl_or_op(_fwd1_impl, fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
                           A_logs.float(), Ds.float())[0]
-    A = -torch.exp(A_logs.float())
-    if torch.are_deterministic_algorithms_enabled():
-        _not_deterministic(N)
-    need_grad = torch.is_grad_enabled() and any(
-        t.requires_grad for t in (x, x_proj_weight, dt_projs_weight,
-                                  dt_projs_bias, A_logs, Ds))
-    return eager_call(SS2DFwd, ss2d_fwd, x, x_dbl.contiguous(), dt_w, dt_b,
-                      A, Ds.float(), need_grad)[0]
+    return impl_or_op(ss2d_fwd_impl, ss2d_fwd, x, x_dbl.contiguous(), dt_w,
+                      dt_b, -torch.exp(A_logs.float()), Ds.float(),
+                      need_grad)[0]
+
+
+def _gemm_dtype(x: Tensor) -> torch.dtype:
+    """The dtype of the x projection's GEMM: autocast's, else x's."""
+    dev = x.device.type
+    if torch.is_autocast_enabled(dev) and x.dtype != torch.float64:
+        return torch.get_autocast_dtype(dev)
+    return x.dtype
+
+
+class _Core(torch.autograd.Function):
+    """The eager training call: the x projection (one GEMM over pixels into
+    x_dbl), the scan kernels (pair or chunked) and, in the backward, the
+    kernels' backward and the projection's two GEMMs, as one autograd node.
+    The custom ops' path (compile, fake tensors) computes the same with the
+    projection as separate aten ops; here the pads, casts, views, the
+    exp of A and their backward nodes (about 20 ops and 8 nodes per call)
+    are gone, and dx adds the projection's part in its GEMM (``addmm``)."""
+
+    @staticmethod
+    def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
+                Ds, d1: bool, dtype: torch.dtype):
+        Bsz, Di, H, W = x.shape
+        R = dt_projs_weight.shape[2]
+        rows = x_proj_weight.shape[1]
+        if d1:  # rows padded for aligned dt-projection GEMMs
+            x_proj_weight = pad_x_proj(x_proj_weight, R)
+        wcat = x_proj_weight.reshape(-1, Di).to(dtype)
+        xv = x.permute(0, 2, 3, 1).reshape(Bsz * H * W, Di).to(dtype)
+        x_dbl = torch.mm(xv, wcat.t()).view(Bsz, H * W, -1)
+        dt_w = dt_projs_weight.contiguous()
+        dt_b = dt_projs_bias.reshape(-1).float()
+        if d1:  # the kernels take A = -exp(A_logs)
+            a = A_logs.float()
+            y, state = _fwd1_impl(x, x_dbl, dt_w, dt_b, a, Ds.float())
+        else:
+            a = -torch.exp(A_logs.float())
+            y, state = ss2d_fwd_impl(x, x_dbl, dt_w, dt_b, a, Ds.float(), True)
+        ctx.save_for_backward(x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds, state)
+        ctx.d1, ctx.zeros = d1, wcat.shape[0] // K - rows  # padding rows
+        ctx.dtypes = (x_proj_weight.dtype, dt_projs_weight.dtype,
+                      dt_projs_bias.dtype, A_logs.dtype, Ds.dtype)
+        return y
+
+    @staticmethod
+    def backward(ctx, gy):
+        x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds, state = ctx.saved_tensors
+        Ds32 = Ds.float()
+        if ctx.d1:
+            dx, dxdbl, dW, dvec = _bwd1_impl(x, x_dbl, dt_w, dt_b, a, Ds32, gy,
+                                             state)
+            dA, dD, dbias = dvec.unbind(0)  # dA: A_logs' gradient
+        else:
+            dx, dxdbl, dW, dbias, dA, dD = _ss2d_bwd_impl(
+                x, x_dbl, dt_w, dt_b, a, Ds32, gy, state)
+            dA = dA * a  # A = -exp(A_logs): dA_logs = dA · A
+        Bsz, Di, H, W = x.shape
+        dxdbl = dxdbl.reshape(-1, wcat.shape[0])
+        # dx: the scan's part plus the projection's, in one GEMM (x's NHWC
+        # view, channels_last, is the (B·L, Di) matrix)
+        dx2d = dx.permute(0, 2, 3, 1).reshape(-1, Di)
+        if dx2d.dtype == dxdbl.dtype:
+            dx2d = torch.addmm(dx2d, dxdbl, wcat)
+        else:  # x wider than the GEMM (autocast): as autograd would add
+            dx2d = dx2d + torch.mm(dxdbl, wcat).to(dx2d.dtype)
+        dx = dx2d.view(Bsz, H, W, Di).permute(0, 3, 1, 2)
+        dwcat = torch.mm(dxdbl.t(), xv).view(K, -1, Di)[:, ctx.zeros:]
+        wd, dtd, bd, ad, dd = ctx.dtypes
+        return (dx, dwcat.to(wd), dW.to(dtd), dbias.view(K, Di).to(bd),
+                dA.view(a.shape).to(ad), dD.to(dd), None, None)

@@ -10,13 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..common.eager import cast_like, eager_function, impl_or_op
+from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
 from ..common.util import cdiv, next_power_of_2
 from . import kernels as kern
 from .config import K, backward_programs, padded_rows, tile_config
 
-__all__ = ['pad_x_proj', 'Fwd1', 'fwd1']
+__all__ = ['pad_x_proj', 'fwd1']
 
 #: the pair kernels' launchers (Triton's per-call Python skipped)
 _SUMMARY = Launcher(kern.summary_kernel)
@@ -218,4 +218,3 @@ def _fwd1_backward(ctx, gy, _gcarry):
 
 
 fwd1.register_autograd(_fwd1_backward, setup_context=_fwd1_setup)
-Fwd1 = eager_function(_fwd1_impl, _fwd1_setup, _fwd1_backward, outputs=1)

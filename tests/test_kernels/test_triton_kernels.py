@@ -313,3 +313,41 @@ def test_public_ops_survive_submodule_import():
     x = torch.randn(1, 2, 2, 3)
     assert torch.equal(
         kernels.cross_scan(x, backend='torch'), cross_scan_ref(x))
+
+
+class _PassThrough(torch.overrides.TorchFunctionMode):
+    """A torch-function mode that changes nothing, but sends the ops down
+    their custom-op path (as compilation and tensor subclasses do)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize('N,autocast', [(1, False), (4, False), (1, True),
+                                        (4, True)])
+def test_eager_training_call_matches_the_custom_op_path(N, autocast):
+    """Eager training runs the x projection and the core as one autograd
+    node (``_Core``); the custom ops' path (projection as aten ops, the
+    core's registered autograd) gives the same output and gradients, under
+    autocast too (x float32, the projection's GEMM in bfloat16)."""
+    ins = _ss2d_inputs(2, 16, 3, 5, N, 2, torch.float32, True)
+    g = torch.randn((2, 16, 3, 5),
+                    generator=torch.Generator().manual_seed(1)).to(DEVICE)
+    runs = []
+    for mode in (None, _PassThrough()):
+        with torch.autocast(DEVICE, torch.bfloat16, enabled=autocast):
+            if mode is None:
+                y = ss2d_core(*ins, backend='triton')
+                assert type(y.grad_fn).__name__ == '_CoreBackward'
+            else:
+                with mode:
+                    y = ss2d_core(*ins, backend='triton')
+                assert type(y.grad_fn).__name__ != '_CoreBackward'
+        runs.append([y] + list(grads(y, ins, g)))
+    # the same math (bit-equal on a CPU); on a GPU the chunked kernels'
+    # atomics and bf16 roundings of their sums may differ between two runs
+    tol = 1e-3 if autocast else 1e-5
+    names = 'y x x_proj dt_w dt_b A_logs Ds'.split()
+    for name, a, b in zip(names, *runs):
+        assert a.dtype == b.dtype and a.shape == b.shape, name
+        assert rel_err(a, b) < tol, name
