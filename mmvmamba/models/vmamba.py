@@ -47,55 +47,6 @@ __all__ = [
 MKLDNN_MIN_PIXELS = 4000
 
 
-def _eager_training(x: Tensor, weight: Tensor) -> bool:
-    """A call that autograd records, in plain eager mode (not compiling,
-    tracing or exporting: those keep the aten ops)."""
-    return (torch.is_grad_enabled()
-            and (x.requires_grad or weight.requires_grad)
-            and not torch.compiler.is_compiling()
-            and not torch.jit.is_tracing() and type(x) is Tensor
-            and not torch._C._is_torch_function_mode_enabled())
-
-
-class _PixelLinear(torch.autograd.Function):
-    """``F.linear`` over the channels of a channels_last (B, C, H, W) map
-    in ``dtype`` (autocast's, or the weight's), as one autograd node: the
-    same GEMMs forward and backward as autograd's ``linear`` (``addmm`` or
-    ``mm`` on the NHWC view; dx = dy·W, dW = (xᵀ·dy)ᵀ, db = Σ dy), the
-    same casts, without the permutes, views, transposes and casts that
-    autograd records around them (five or six nodes per call; a VMamba-T
-    training step makes 56 such calls)."""
-
-    @staticmethod
-    def forward(ctx, x, weight, bias, dtype):
-        B, C, H, W = x.shape
-        x2d = x.permute(0, 2, 3, 1).reshape(-1, C).to(dtype)
-        w = weight.to(dtype)
-        if bias is None:
-            y = torch.mm(x2d, w.t())
-        else:
-            y = torch.addmm(bias.to(dtype), x2d, w.t())
-        ctx.save_for_backward(x2d, w)
-        ctx.meta = (x.shape, x.dtype, weight.dtype,
-                    None if bias is None else bias.dtype)
-        return y.view(B, H, W, -1).permute(0, 3, 1, 2)
-
-    @staticmethod
-    def backward(ctx, gy):
-        x2d, w = ctx.saved_tensors
-        (B, C, H, W), x_dtype, w_dtype, b_dtype = ctx.meta
-        gy2d = gy.permute(0, 2, 3, 1).reshape(-1, gy.shape[1])
-        dx = dw = db = None
-        if ctx.needs_input_grad[0]:
-            dx = torch.mm(gy2d, w).view(B, H, W, C).permute(0, 3, 1, 2)
-            dx = dx.to(x_dtype)
-        if ctx.needs_input_grad[1]:
-            dw = torch.mm(x2d.t(), gy2d).t().to(w_dtype)
-        if b_dtype is not None and ctx.needs_input_grad[2]:
-            db = gy2d.sum(0).to(b_dtype)
-        return dx, dw, db, None
-
-
 class Linear2d(nn.Linear):
     """A ``nn.Linear`` applied over the channels of a (B, C, H, W) tensor.
 
@@ -150,19 +101,12 @@ class Linear2d(nn.Linear):
                 return torch.ops.aten.mkldnn_convolution(
                     x, self.weight[:, :, None, None], self.bias, (0, 0),
                     (1, 1), (1, 1), 1)
-            autocast = torch.is_autocast_enabled(x.device.type)
             if (x.device.type == 'cpu' or x.dtype != torch.float32
-                    or autocast):
+                    or torch.is_autocast_enabled(x.device.type)):
                 # one GEMM over pixels on the free NHWC view; the result is
                 # channels_last again (no layout change). CUDA fp32 keeps
                 # the 1x1 conv, which cuDNN may run in TF32 (an H100 fp32
                 # GEMM without TF32 made VMamba-T 30% slower).
-                dtype = (torch.get_autocast_dtype(x.device.type)
-                         if autocast else x.dtype)
-                if ((autocast or dtype == self.weight.dtype)
-                        and _eager_training(x, self.weight)):
-                    return _PixelLinear.apply(x, self.weight, self.bias,
-                                              dtype)
                 return F.linear(x_hwc, self.weight,
                                 self.bias).permute(0, 3, 1, 2)
         return F.conv2d(x, self.weight[:, :, None, None], self.bias)
