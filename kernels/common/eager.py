@@ -90,8 +90,9 @@ def eager_call(fn: type, op: Callable, *args) -> Sequence[Tensor]:
 
 
 def impl_or_op(impl: Callable, op: Callable, *args):
-    """A backward's call: the implementation itself in eager mode on plain
-    tensors, else the custom op."""
+    """A call without an autograd node of its own (a backward, or a
+    forward without a gradient to compute): the implementation itself in
+    eager mode on plain tensors, else the custom op."""
     return impl(*args) if _plain(args) else op(*args)
 
 

@@ -34,6 +34,7 @@ implementations. Which path runs, and the pair kernels' tiles: :mod:`.config`.
 The reference is :mod:`.reference`; the CPU scan :mod:`.cpu`.
 """
 import warnings
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -94,7 +95,6 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     Bsz, Di, H, W = x.shape
     L = H * W
     N = A_logs.shape[1]
-    R = dt_projs_weight.shape[2]
     params = (x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds)
     # only a plain CUDA tensor outside compilation has a stream to ask (fake
     # tensors of torch.compile's tracing or of a memory estimate have none,
@@ -112,25 +112,36 @@ def ss2d_core_triton(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
     need_grad = torch.is_grad_enabled() and (x.requires_grad
                                              or any(t.requires_grad
                                                     for t in params))
+    dtype = _gemm_dtype(x)
     if need_grad and _plain((x, ) + params):
         # eager training: the x projection, the core and their backward in
         # one autograd node
-        return _Core.apply(x, *params, d1, _gemm_dtype(x))
-    if d1:  # rows padded for aligned dt-projection GEMMs
-        x_proj_weight = pad_x_proj(x_proj_weight, R)
-    wcat = x_proj_weight.reshape(-1, Di)
-    if not torch.is_autocast_enabled(x.device.type):
-        wcat = wcat.to(x.dtype)
-    # (B·L, Di) @ (Di, 4J): the pixel-major view of x is free.
-    x_dbl = torch.matmul(x.permute(0, 2, 3, 1).reshape(Bsz, L, Di), wcat.t())
-    dt_w = dt_projs_weight.contiguous()
-    dt_b = dt_projs_bias.reshape(-1).float()
-    if d1:  # A_logs (4·Di, 1) itself: the kernels take A = -exp(A_logs)
-        return impl_or_op(_fwd1_impl, fwd1, x, x_dbl.contiguous(), dt_w, dt_b,
-                          A_logs.float(), Ds.float())[0]
-    return impl_or_op(ss2d_fwd_impl, ss2d_fwd, x, x_dbl.contiguous(), dt_w,
-                      dt_b, -torch.exp(A_logs.float()), Ds.float(),
+        return _Core.apply(x, *params, d1, dtype)
+    _, _, x_dbl, dt_w, dt_b, a, Ds32 = _operands(x, *params, d1, dtype)
+    if d1:
+        return impl_or_op(_fwd1_impl, fwd1, x, x_dbl, dt_w, dt_b, a, Ds32)[0]
+    return impl_or_op(ss2d_fwd_impl, ss2d_fwd, x, x_dbl, dt_w, dt_b, a, Ds32,
                       need_grad)[0]
+
+
+def _operands(x: Tensor, x_proj_weight: Tensor, dt_projs_weight: Tensor,
+              dt_projs_bias: Tensor, A_logs: Tensor, Ds: Tensor, d1: bool,
+              dtype: torch.dtype) -> Tuple[Tensor, ...]:
+    """What the kernels read besides x (channels_last): x's (B·L, Di) NHWC
+    view and the projection weight (4J, Di), both in the GEMM's ``dtype``;
+    x_dbl = their product, (B, L, 4J), one GEMM over pixels (rows padded for
+    aligned dt-projection GEMMs when ``d1``); the dt weight, the flat
+    float32 bias, A_logs (pair kernels, which take A = -exp(A_logs)) or A
+    (chunked kernels), and D in float32."""
+    Bsz, Di, H, W = x.shape
+    if d1:
+        x_proj_weight = pad_x_proj(x_proj_weight, dt_projs_weight.shape[2])
+    wcat = x_proj_weight.reshape(-1, Di).to(dtype)
+    xv = x.permute(0, 2, 3, 1).reshape(-1, Di).to(dtype)
+    x_dbl = torch.mm(xv, wcat.t()).view(Bsz, H * W, -1)
+    a = A_logs.float() if d1 else -torch.exp(A_logs.float())
+    return (xv, wcat, x_dbl, dt_projs_weight.contiguous(),
+            dt_projs_bias.reshape(-1).float(), a, Ds.float())
 
 
 def _gemm_dtype(x: Tensor) -> torch.dtype:
@@ -156,32 +167,23 @@ class _Core(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs,
                 Ds, d1: bool, dtype: torch.dtype):
-        Bsz, Di, H, W = x.shape
-        R = dt_projs_weight.shape[2]
-        rows = x_proj_weight.shape[1]
-        if d1:  # rows padded for aligned dt-projection GEMMs
-            x_proj_weight = pad_x_proj(x_proj_weight, R)
-        wcat = x_proj_weight.reshape(-1, Di).to(dtype)
-        xv = x.permute(0, 2, 3, 1).reshape(Bsz * H * W, Di).to(dtype)
-        x_dbl = torch.mm(xv, wcat.t()).view(Bsz, H * W, -1)
-        dt_w = dt_projs_weight.contiguous()
-        dt_b = dt_projs_bias.reshape(-1).float()
-        if d1:  # the kernels take A = -exp(A_logs)
-            a = A_logs.float()
-            y, state = _fwd1_impl(x, x_dbl, dt_w, dt_b, a, Ds.float())
+        xv, wcat, x_dbl, dt_w, dt_b, a, Ds32 = _operands(
+            x, x_proj_weight, dt_projs_weight, dt_projs_bias, A_logs, Ds, d1,
+            dtype)
+        if d1:
+            y, state = _fwd1_impl(x, x_dbl, dt_w, dt_b, a, Ds32)
         else:
-            a = -torch.exp(A_logs.float())
-            y, state = ss2d_fwd_impl(x, x_dbl, dt_w, dt_b, a, Ds.float(), True)
-        ctx.save_for_backward(x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds, state)
-        ctx.d1, ctx.zeros = d1, wcat.shape[0] // K - rows  # padding rows
+            y, state = ss2d_fwd_impl(x, x_dbl, dt_w, dt_b, a, Ds32, True)
+        ctx.save_for_backward(x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds32, state)
+        # the padding rows of wcat (the pair kernels' aligned x_dbl)
+        ctx.d1, ctx.zeros = d1, wcat.shape[0] // K - x_proj_weight.shape[1]
         ctx.dtypes = (x_proj_weight.dtype, dt_projs_weight.dtype,
                       dt_projs_bias.dtype, A_logs.dtype, Ds.dtype)
         return y
 
     @staticmethod
     def backward(ctx, gy):
-        x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds, state = ctx.saved_tensors
-        Ds32 = Ds.float()
+        x, xv, wcat, x_dbl, dt_w, dt_b, a, Ds32, state = ctx.saved_tensors
         if ctx.d1:
             dx, dxdbl, dW, dvec = _bwd1_impl(x, x_dbl, dt_w, dt_b, a, Ds32, gy,
                                              state)
