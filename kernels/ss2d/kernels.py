@@ -107,7 +107,9 @@ _HW_LOG = tl.constexpr(os.environ.get('TRITON_INTERPRET') != '1')
 
 @triton.jit
 def _softplus(z):
-    """log(1 + e^z), z beyond 20 as is, by MUFU.EX2 and MUFU.LG2."""
+    """log(1 + e^z) (z beyond 20 as is) and the sigmoid e^z / (1 + e^z),
+    its derivative, from one MUFU.EX2 (and MUFU.LG2, MUFU.RCP); the sigmoid
+    costs nothing where it is not used."""
     e = tl.exp2(tl.minimum(z, 20.) * _LOG2E)
     if _HW_LOG:
         l2 = tl.inline_asm_elementwise('lg2.approx.f32 $0, $1;',
@@ -117,21 +119,21 @@ def _softplus(z):
                                        pack=1)
     else:
         l2 = tl.log2(1. + e)
-    return tl.where(z > 20., z, l2 * 0.6931471805599453)
+    return tl.where(z > 20., z, l2 * 0.6931471805599453), e / (1. + e)
 
 
 @triton.jit
 def _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b, p, ok, mask_d, R, sd_b,
              sd_p, sd_j, sz_p):
-    """Direction k at one pixel p: z (bias added), Δ (0 when the row is not
-    valid), and the scalars B_k, C_k."""
+    """Direction k at one pixel p: Δ = softplus(z) (0 when the row is not
+    valid), σ(z) = dΔ/dz, and the scalars B_k, C_k."""
     base = xdbl_ptr + b * sd_b + p * sd_p + (k * (R + 2) + R) * sd_j
     Bk = tl.load(base, mask=ok, other=0.).to(tl.float32)
     Ck = tl.load(base + sd_j, mask=ok, other=0.).to(tl.float32)
     m = mask_d & ok
     z = tl.load(z_ptr + zb + p * sz_p + zo, mask=m, other=0.).to(tl.float32)
-    z += bias
-    return z, tl.where(m, _softplus(z), 0.), Bk, Ck
+    delta, sig = _softplus(z + bias)
+    return tl.where(m, delta, 0.), sig, Bk, Ck
 
 
 @triton.jit
@@ -179,7 +181,7 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
         for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
                                  T - (T + 1) * ((kk == 1) != ADJ),
                                  1 - 2 * ((kk == 1) != ADJ)):
-            _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+            delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
                                         pix[t], ok[t], mask_d, R, sd_b,
                                         sd_p, sd_j, sz_p)
             a = tl.exp2(delta * A2)
@@ -248,7 +250,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
                 mask=mask_d, other=0.)
     ys = ()  # ys[t]: row t
     for t in tl.static_range(T - 1, -1, -1):
-        _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+        delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
                                     pix[t], ok[t], mask_d, R, sd_b, sd_p,
                                     sd_j, sz_p)
         h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
@@ -264,7 +266,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
                 other=0.)
     yb = y_ptr + b * sx_b + offs_d * sx_c
     for t in tl.static_range(T):
-        _, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
+        delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
                                     pix[t], ok[t], mask_d, R, sd_b, sd_p,
                                     sd_j, sz_p)
         h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
@@ -285,9 +287,11 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     j (measured faster than one tile per program with per-tile partial
     sums).
 
-    Per direction, a walk in the direction's order keeps Δ, a, a·h_{t-1}
-    and h of every row, and the walk back runs the adjoint
-    g_t = C_t·gy_t + a_s·g_s (s the step after t) and the gradients.
+    Per direction, a walk in the direction's order recomputes h from the
+    chunk's carry and keeps each row's factors (C·gy, a, Δ, B, a·h_{t-1},
+    dz/dg), and the walk back runs the adjoint g_t = C_t·gy_t + a_s·g_s (s
+    the step after t) and the gradients from them: Δ, the exps and the
+    loads once per row and direction.
 
     dx: pair 0 stores its part in ``dx32`` (float32, x's strides), pair 1
     (``ACC``) adds it and writes ``dx`` (x's dtype). ``dz`` (z's layout and
@@ -334,64 +338,68 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                 n = c
             h = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
                         mask=mask_d, other=0.)
-            # the direction's walk keeps h of every row; the walk back
-            # recomputes z, Δ, a, B, C (fewer registers, more resident warps)
-            h0 = h
-            hs = ()  # hs[t]: h after row t
+            # the walk in the direction's order computes every row's
+            # factors of the adjoint's equations once and dC (it needs h
+            # only); the walk back, whose g depends on the rows after,
+            # does the rest: per row C·gy, a, Δ, B, a·h_{t-1} and
+            # q = dΔ/dz · d(a·h_{t-1} + Δ·u·B)/dΔ, so that dz = g·q
+            cgs = ()
+            as_ = ()
+            ds = ()
+            bs = ()
+            ahs = ()
+            qs = ()
             for t in tl.static_range((T - 1) * kk, T - (T + 1) * kk,
                                      1 - 2 * kk):
-                _, delta, Bk, _ = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
-                                           b, pix[t], ok[t], mask_d, R, sd_b,
-                                           sd_p, sd_j, sz_p)
-                h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
+                delta, sig, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo,
+                                              bias, b, pix[t], ok[t], mask_d,
+                                              R, sd_b, sd_p, sd_j, sz_p)
+                a = tl.exp2(delta * A2)
+                ah = a * h
+                h = ah + delta * us[t] * Bk
+                q = tl.where(mask_d & ok[t], (ah * A + us[t] * Bk) * sig, 0.)
+                # per-pixel sum over this block's channels: dC
+                tl.store(pbase + pix[t] * 8 + k * 2 + 1,
+                         tl.sum(gys[t] * h, 0), mask=ok[t])
                 if kk == 1:
-                    hs = (h, ) + hs
+                    cgs = (Ck * gys[t], ) + cgs
+                    as_ = (a, ) + as_
+                    ds = (delta, ) + ds
+                    bs = (Bk, ) + bs
+                    ahs = (ah, ) + ahs
+                    qs = (q, ) + qs
                 else:
-                    hs = hs + (h, )
+                    cgs = cgs + (Ck * gys[t], )
+                    as_ = as_ + (a, )
+                    ds = ds + (delta, )
+                    bs = bs + (Bk, )
+                    ahs = ahs + (ah, )
+                    qs = qs + (q, )
             # the walk back: the adjoint from the chained value entering
             e = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
                         mask=mask_d, other=0.)
             dxk = ()  # dxk[t]: row t
             for t in tl.static_range((T - 1) * (1 - kk), T - (T + 1) *
                                      (1 - kk), 2 * kk - 1):
-                z, delta, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
-                                            b, pix[t], ok[t], mask_d, R,
-                                            sd_b, sd_p, sd_j, sz_p)
-                a = tl.exp2(delta * A2)
-                h = hs[t]
-                # a·h_{t-1}, h_{t-1} the state before row t in the walk
-                if kk == 0:
-                    if t == 0:
-                        ah = a * h0
-                    else:
-                        ah = a * hs[t - 1]
-                else:
-                    if t == T - 1:
-                        ah = a * h0
-                    else:
-                        ah = a * hs[t + 1]
-                sig = tl.sigmoid(z)
-                mt = mask_d & ok[t]
-                g = Ck * gys[t] + e
-                e = a * g
-                gd = g * delta
+                g = cgs[t] + e
+                e = as_[t] * g
+                gd = g * ds[t]
                 if kk == 1:
-                    dxk = dxk + (gd * Bk, )
+                    dxk = dxk + (gd * bs[t], )
                 else:
-                    dxk = (gd * Bk, ) + dxk
-                dz = tl.where(mt, g * (ah * A + us[t] * Bk) * sig, 0.)
+                    dxk = (gd * bs[t], ) + dxk
+                dz = g * qs[t]
                 tl.store(dz_ptr + zb + pix[t] * sz_p + zo,
-                         dz.to(dz_ptr.dtype.element_ty), mask=mt)
+                         dz.to(dz_ptr.dtype.element_ty), mask=mask_d & ok[t])
                 if kk == 0:
-                    dA0 += gd * ah
+                    dA0 += gd * ahs[t]
                     db0 += dz
                 else:
-                    dA1 += gd * ah
+                    dA1 += gd * ahs[t]
                     db1 += dz
-                # per-pixel sums over this block's channels: dB, dC
-                pb = pbase + pix[t] * 8 + k * 2
-                tl.store(pb, tl.sum(gd * us[t], 0), mask=ok[t])
-                tl.store(pb + 1, tl.sum(gys[t] * h, 0), mask=ok[t])
+                # per-pixel sum over this block's channels: dB
+                tl.store(pbase + pix[t] * 8 + k * 2, tl.sum(gd * us[t], 0),
+                         mask=ok[t])
             if kk == 0:
                 dxs = dxk
             else:

@@ -1,5 +1,6 @@
 """tools/benchmark/kernel_resources.py compiles the scan kernels for sm_90 on a
-CPU-only machine and reads their registers, spills and shared memory."""
+CPU-only machine and reads their registers, spills, shared memory and SASS
+instruction counts."""
 import json
 import os
 import os.path as osp
@@ -59,6 +60,11 @@ def test_static_resources_of_the_launch_configs(tmp_path):
         assert 0 < r['regs'] <= 255 and r['stack'] >= 0 and r['shared'] >= 0
         assert 0 < r['resident_warps'] <= 64
         assert r['resident_warps'] % r['warps'] == 0
+        # SASS counts: loads in every kernel, no transcendental in the chain
+        assert r['instrs'] > r['ldg'] > 0 and r['stg'] > 0
+    assert rows['chain']['mufu'] == 0 < rows['fwd']['mufu']
+    # the backward's per-pixel dB and dC: sums over a warp's channels
+    assert rows['bwd']['shfl'] > 0
     assert 'T-stage4       bwd_summary' in proc.stdout
 
 

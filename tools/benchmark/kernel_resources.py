@@ -4,9 +4,11 @@ Compiles the d_state-1 kernels (forward summary, chain, forward,
 backward summary, backward) for an NVIDIA architecture (default sm_90,
 H100/H200) with the configuration that ``ss2d.config.tile_config`` picks at each
 benchmark shape, and reads the resource usage of the cubin with the
-``cuobjdump`` that ships with Triton. Runs on a CPU-only machine: a static
-view of register pressure (and of the occupancy that the register count
-allows), not a timing.
+``cuobjdump`` that ships with Triton, and the static SASS instruction count
+of each kernel (with its transcendentals, global loads and shuffles). Runs on
+a CPU-only machine: a static view of register pressure (and of the
+occupancy that the register count allows) and of the work per element, not
+a timing.
 
     python tools/benchmark/kernel_resources.py [--arch 90] \\
         [--shapes T-stage1 MaskRCNN-s1] [--json out.json]
@@ -85,11 +87,33 @@ def resources(kernel,
                              capture_output=True,
                              text=True,
                              check=True).stdout
+        sass = subprocess.run([cuobjdump(), '-sass', path],
+                              capture_output=True,
+                              text=True,
+                              check=True).stdout
     found = re.search(r'REG:(\d+) STACK:(\d+) SHARED:(\d+)', out)
     if found is None:
         raise RuntimeError(f'no resource usage in cuobjdump output:\n{out}')
     regs, stack, shared = map(int, found.groups())
-    return dict(regs=regs, stack=stack, shared=shared)
+    return dict(regs=regs, stack=stack, shared=shared, **opcodes(sass))
+
+
+#: opcodes counted apart: transcendentals, global loads and stores, shuffles
+_COUNTED = ('MUFU', 'LDG', 'STG', 'SHFL')
+
+
+def opcodes(sass: str) -> Dict:
+    """Static instruction counts of a cuobjdump -sass listing: ``instrs``
+    (every instruction, NOPs and the trailing self-branch excluded) and the
+    :data:`_COUNTED` opcodes, lower-cased. The kernels here are bound by
+    instruction issue (Nsight Compute, docs/benchmarks.md): fewer
+    instructions per element is the static proxy for time."""
+    ops = re.findall(
+        r'^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)',
+        sass, re.M)
+    counts = dict(instrs=sum(op != 'NOP' for op in ops) - 1)
+    counts.update((op.lower(), ops.count(op)) for op in _COUNTED)
+    return counts
 
 
 def resident_warps(regs: int, warps: int) -> int:
@@ -154,7 +178,9 @@ def main(argv=None) -> None:
             print(f'{name:14s} {label:12s} BD={cx["BD"]:3d} tile {tile:5s} '
                   f'warps={warps}  regs {res["regs"]:3d}  spill/stack '
                   f'{res["stack"]:4d} B  shared {res["shared"]:5d} B  '
-                  f'resident warps/SM {res["resident_warps"]:2d}',
+                  f'resident warps/SM {res["resident_warps"]:2d}  '
+                  f'SASS {res["instrs"]:5d} (MUFU {res["mufu"]}, LDG '
+                  f'{res["ldg"]}, SHFL {res["shfl"]})',
                   flush=True)
     write_json(args.json,
                dict(arch=args.arch, triton=triton.__version__, rows=rows))
