@@ -14,7 +14,8 @@ from ..common.util import cdiv
 
 __all__ = [
     'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
-    'tile_config', 'padded_rows', 'backward_programs'
+    'tile_config', 'chunk_groups', 'padded_rows', 'backward_programs',
+    'sm_count'
 ]
 
 #: the four scan directions
@@ -71,6 +72,33 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     return cfg
 
 
+#: chunks per program of the summary and forward kernels: at most
+#: ``MAX_GROUP``, while a launch keeps ``GROUP_PROGRAMS_PER_SM`` programs per
+#: SM (four waves of the 32 one-warp programs an SM holds).
+MAX_GROUP = 4
+GROUP_PROGRAMS_PER_SM = 128
+
+
+def chunk_groups(chunks: int, rows: int, sms: int) -> int:
+    """G, the consecutive chunks one program of the summary and forward
+    kernels walks (the pixel walk's division, the parameters' loads and the
+    pointers set up once per program instead of once per chunk; static SASS,
+    sm_90, T 4: 518 -> 374 instructions per chunk in the forward, docs/
+    benchmarks.md). ``rows``: the programs of one chunk index (images ×
+    channel blocks); ``sms``: the card's SMs (:func:`sm_count`). A power of two up to :data:`MAX_GROUP` that leaves
+    ``GROUP_PROGRAMS_PER_SM`` programs per SM; 1 where the launch is small
+    (batch 1-2 at short sequences: every SM needs its programs)."""
+    if 'G' in TUNE:
+        return TUNE['G']
+    if interpreted():
+        return 2  # the loop and a ragged last group, in the tests
+    want = GROUP_PROGRAMS_PER_SM * sms
+    g = 1
+    while g < MAX_GROUP and rows * cdiv(chunks, 2 * g) >= want:
+        g *= 2
+    return g
+
+
 def padded_rows(R: int) -> int:
     """Rows per direction of the d_state-1 x_dbl: zero rows, the dt rank
     R, then B and C, R + 2 rounded up to a multiple of 8. The dt-projection
@@ -86,7 +114,12 @@ def backward_programs(tiles: int, blocks: int, per_sm: int,
     per SM in all, never more than there are tiles."""
     if device.type != 'cuda':
         return min(tiles, 4)
-    return max(1, min(tiles, per_sm * _sms(device) // blocks))
+    return max(1, min(tiles, per_sm * sm_count(device) // blocks))
+
+
+def sm_count(device: torch.device) -> int:
+    """The card's SM count, 1 off CUDA."""
+    return _sms(device) if device.type == 'cuda' else 1
 
 
 @functools.lru_cache(maxsize=None)

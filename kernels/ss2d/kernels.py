@@ -63,14 +63,22 @@ _RUNTIME = [
 
 
 @triton.jit
-def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
-    """The T rows of chunk c of a pair, as tuples indexed by row: offset of
-    the pixel in an image with x's strides, pixel index, validity. Scalars:
-    one integer division per tile, then a step with wrap-around per row."""
+def _walk_start(pair, c, H, W, T: tl.constexpr):
+    """Where chunk c of a pair starts: (inner, outer) position in the
+    pair's order (one integer division)."""
     n = tl.where(pair == 0, W, H)  # the pair's inner extent
     q0 = c * T
-    inner = q0 % n
-    outer = q0 // n
+    return q0 % n, q0 // n
+
+
+@triton.jit
+def _walk_rows(pair, c, inner, outer, H, W, L, sx_h, sx_w, T: tl.constexpr):
+    """The T rows of chunk c of a pair, which starts at (inner, outer), as
+    tuples indexed by row: offset of the pixel in an image with x's strides,
+    pixel index, validity; and (inner, outer) of the next chunk. Scalars: a
+    step with wrap-around per row."""
+    n = tl.where(pair == 0, W, H)
+    q0 = c * T
     offs = ()
     pix = ()
     ok = ()
@@ -84,6 +92,15 @@ def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
         wrap = inner == n
         inner = tl.where(wrap, 0, inner)
         outer = tl.where(wrap, outer + 1, outer)
+    return offs, pix, ok, inner, outer
+
+
+@triton.jit
+def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
+    """The rows of chunk c (:func:`_walk_rows`) from its index alone."""
+    inner, outer = _walk_start(pair, c, H, W, T)
+    offs, pix, ok, _, _ = _walk_rows(pair, c, inner, outer, H, W, L, sx_h,
+                                     sx_w, T)
     return offs, pix, ok
 
 
@@ -153,50 +170,62 @@ def _load_A(a_ptr, k, Di, offs_d, mask_d):
 def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
                    H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
                    sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr, T: tl.constexpr,
-                   ADJ: tl.constexpr):
+                   G: tl.constexpr, ADJ: tl.constexpr):
     """Phase 1: chunk summaries (decay product, end value from a zero start)
-    of the four directions. Forward: v is x and the value is h = Σ of
-    Δ·u·B. Backward (``ADJ``): v is gy (float32, x's strides), the value is
-    a·g of the adjoint, which runs in the order of direction k ^ 2."""
-    c = tl.program_id(0)
+    of the four directions, G consecutive chunks per program (the pixel
+    walk, the parameters and the pointers set up once). Forward: v is x and
+    the value is h = Σ of Δ·u·B. Backward (``ADJ``): v is gy (float32, x's
+    strides), the value is a·g of the adjoint, which runs in the order of
+    direction k ^ 2."""
+    c0 = tl.program_id(0) * G
     pair = tl.program_id(1) % 2
     b = (tl.program_id(1) // 2).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
     vb = v_ptr + b * sx_b + offs_d * sx_c
-    vs = _load_rows(vb, offs, ok, mask_d, T)
     zo = offs_d * sz_c
-    for kk in tl.static_range(2):
-        k = pair + 2 * kk
-        zb = k * sz_k + b * sz_b
-        bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-        A = _load_A(a_ptr, k, Di, offs_d, mask_d)
-        A2 = A * _LOG2E
-        # the forward of direction 2/3 and the adjoint of direction 0/1 walk
-        # the chunk backwards in q (BACK = (kk == 1) != ADJ, written out:
-        # a constexpr cannot be reassigned in an unrolled loop)
-        val = tl.zeros((BD, ), dtype=tl.float32)
-        dsum = tl.zeros((BD, ), dtype=tl.float32)
-        for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
-                                 T - (T + 1) * ((kk == 1) != ADJ),
-                                 1 - 2 * ((kk == 1) != ADJ)):
-            delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
-                                        pix[t], ok[t], mask_d, R, sd_b,
-                                        sd_p, sd_j, sz_p)
-            a = tl.exp2(delta * A2)
-            dsum += delta
-            if ADJ:  # g = C·gy + (a·g of the step before); value a·g
-                val = a * (Ck * vs[t] + val)
+    bias0 = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
+    bias1 = tl.load(bias_ptr + (pair + 2) * Di + offs_d, mask=mask_d,
+                    other=0.)
+    A0 = _load_A(a_ptr, pair, Di, offs_d, mask_d)
+    A1 = _load_A(a_ptr, pair + 2, Di, offs_d, mask_d)
+    inner, outer = _walk_start(pair, c0, H, W, T)
+    for i in range(G):
+        c = c0 + i
+        offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
+                                                 L, sx_h, sx_w, T)
+        vs = _load_rows(vb, offs, ok, mask_d, T)
+        for kk in tl.static_range(2):
+            k = pair + 2 * kk
+            zb = k * sz_k + b * sz_b
+            bias = bias1 if kk == 1 else bias0
+            A = A1 if kk == 1 else A0
+            A2 = A * _LOG2E
+            # the forward of direction 2/3 and the adjoint of direction 0/1
+            # walk the chunk backwards in q (BACK = (kk == 1) != ADJ, written
+            # out: a constexpr cannot be reassigned in an unrolled loop)
+            val = tl.zeros((BD, ), dtype=tl.float32)
+            dsum = tl.zeros((BD, ), dtype=tl.float32)
+            for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
+                                     T - (T + 1) * ((kk == 1) != ADJ),
+                                     1 - 2 * ((kk == 1) != ADJ)):
+                delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
+                                            b, pix[t], ok[t], mask_d, R,
+                                            sd_b, sd_p, sd_j, sz_p)
+                a = tl.exp2(delta * A2)
+                dsum += delta
+                if ADJ:  # g = C·gy + (a·g of the step before); value a·g
+                    val = a * (Ck * vs[t] + val)
+                else:
+                    val = a * val + delta * vs[t] * Bk
+            if (kk == 1) != ADJ:
+                n = NCH - 1 - c
             else:
-                val = a * val + delta * vs[t] * Bk
-        if (kk == 1) != ADJ:
-            n = NCH - 1 - c
-        else:
-            n = c
-        segs = _seg(b, k, n, NCH, Di, offs_d)
-        tl.store(p_ptr + segs, tl.exp(A * dsum), mask=mask_d)
-        tl.store(s_ptr + segs, val, mask=mask_d)
+                n = c
+            segs = _seg(b, k, n, NCH, Di, offs_d)
+            m = mask_d & (c < NCH)
+            tl.store(p_ptr + segs, tl.exp(A * dsum), mask=m)
+            tl.store(s_ptr + segs, val, mask=m)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -228,52 +257,55 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
 def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
                y_ptr, pair, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b,
                sd_p, sd_j, sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr,
-               T: tl.constexpr, ACC: tl.constexpr):
-    """Phase 3 of the forward for one pair: its two directions' C·h + D·u,
-    stored into y (pair 0) or added to it (``ACC``, pair 1). y float32 with
-    x's strides."""
-    c = tl.program_id(0)
+               T: tl.constexpr, G: tl.constexpr, ACC: tl.constexpr):
+    """Phase 3 of the forward for one pair, G consecutive chunks per
+    program: its two directions' C·h + D·u, stored into y (pair 0) or added
+    to it (``ACC``, pair 1). y float32 with x's strides."""
+    c0 = tl.program_id(0) * G
     b = tl.program_id(1).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
-    offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
     xb = x_ptr + b * sx_b + offs_d * sx_c
-    us = _load_rows(xb, offs, ok, mask_d, T)
-    zo = offs_d * sz_c
-    # direction pair + 2 first (backwards in q), its C·h kept per row
-    k = pair + 2
-    zb = k * sz_k + b * sz_b
-    bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-    A = _load_A(a_ptr, k, Di, offs_d, mask_d)
-    A2 = A * _LOG2E
-    h = tl.load(carry_ptr + _seg(b, k, NCH - 1 - c, NCH, Di, offs_d),
-                mask=mask_d, other=0.)
-    ys = ()  # ys[t]: row t
-    for t in tl.static_range(T - 1, -1, -1):
-        delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
-                                    pix[t], ok[t], mask_d, R, sd_b, sd_p,
-                                    sd_j, sz_p)
-        h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
-        ys = (Ck * h, ) + ys
-    k = pair
-    zb = k * sz_k + b * sz_b
-    bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
-    A = _load_A(a_ptr, k, Di, offs_d, mask_d)
-    A2 = A * _LOG2E
-    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
-            tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
-    h = tl.load(carry_ptr + _seg(b, k, c, NCH, Di, offs_d), mask=mask_d,
-                other=0.)
     yb = y_ptr + b * sx_b + offs_d * sx_c
-    for t in tl.static_range(T):
-        delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b,
-                                    pix[t], ok[t], mask_d, R, sd_b, sd_p,
-                                    sd_j, sz_p)
-        h = tl.exp2(delta * A2) * h + delta * us[t] * Bk
-        y = Ck * h + ys[t] + Dsum * us[t]
-        if ACC:
-            y += tl.load(yb + offs[t], mask=mask_d & ok[t], other=0.)
-        tl.store(yb + offs[t], y, mask=mask_d & ok[t])
+    zo = offs_d * sz_c
+    # direction pair + 2 walks backwards in q, direction pair forwards
+    kb = pair + 2
+    zbb = kb * sz_k + b * sz_b
+    biasb = tl.load(bias_ptr + kb * Di + offs_d, mask=mask_d, other=0.)
+    A2b = _load_A(a_ptr, kb, Di, offs_d, mask_d) * _LOG2E
+    zbf = pair * sz_k + b * sz_b
+    biasf = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
+    A2f = _load_A(a_ptr, pair, Di, offs_d, mask_d) * _LOG2E
+    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
+            tl.load(d_ptr + kb * Di + offs_d, mask=mask_d, other=0.))
+    inner, outer = _walk_start(pair, c0, H, W, T)
+    for i in range(G):
+        c = c0 + i
+        offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
+                                                 L, sx_h, sx_w, T)
+        us = _load_rows(xb, offs, ok, mask_d, T)
+        mc = mask_d & (c < NCH)
+        # the backward direction first, its C·h kept per row
+        h = tl.load(carry_ptr + _seg(b, kb, NCH - 1 - c, NCH, Di, offs_d),
+                    mask=mc, other=0.)
+        ys = ()  # ys[t]: row t
+        for t in tl.static_range(T - 1, -1, -1):
+            delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zo, biasb,
+                                        b, pix[t], ok[t], mask_d, R, sd_b,
+                                        sd_p, sd_j, sz_p)
+            h = tl.exp2(delta * A2b) * h + delta * us[t] * Bk
+            ys = (Ck * h, ) + ys
+        h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mc,
+                    other=0.)
+        for t in tl.static_range(T):
+            delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zo, biasf,
+                                        b, pix[t], ok[t], mask_d, R, sd_b,
+                                        sd_p, sd_j, sz_p)
+            h = tl.exp2(delta * A2f) * h + delta * us[t] * Bk
+            y = Ck * h + ys[t] + Dsum * us[t]
+            if ACC:
+                y += tl.load(yb + offs[t], mask=mask_d & ok[t], other=0.)
+            tl.store(yb + offs[t], y, mask=mask_d & ok[t])
 
 
 @triton.jit(do_not_specialize=_RUNTIME)

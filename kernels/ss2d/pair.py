@@ -14,7 +14,8 @@ from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
 from ..common.util import cdiv, next_power_of_2
 from . import kernels as kern
-from .config import K, backward_programs, padded_rows, tile_config
+from .config import (K, backward_programs, chunk_groups, padded_rows,
+                     sm_count, tile_config)
 
 __all__ = ['pad_x_proj', 'fwd1']
 
@@ -90,7 +91,17 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
 def _consts(cfg: dict, bwd: bool = False) -> dict:
     if bwd:
         return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'])
-    return dict(BD=cfg['BD'], T=cfg['T'], num_warps=cfg['warps'])
+    return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'])
+
+
+def _config(x: Tensor, R: int) -> dict:
+    """The launch configuration of a call: :func:`.config.tile_config` and
+    G, the chunks per program of the summary and forward kernels."""
+    Bsz, Di, H, W = x.shape
+    cfg = tile_config(Di, R, H, W)
+    rows = Bsz * cdiv(Di, cfg['BD'])
+    return dict(cfg,
+                G=chunk_groups(cdiv(H * W, cfg['T']), rows, sm_count(x.device)))
 
 
 def _chain(P: Tensor, S: Tensor) -> Tensor:
@@ -104,7 +115,7 @@ def _chain(P: Tensor, S: Tensor) -> Tensor:
 
 def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
     Bsz, Di, H, W = x.shape
-    return (cdiv(H * W, cfg['T']), Bsz * pairs,
+    return (cdiv(cdiv(H * W, cfg['T']), cfg['G']), Bsz * pairs,
             cdiv(Di, cfg['BD']))
 
 
@@ -124,8 +135,7 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     """y (float32, x's strides) and the chunk carries of the d_state-1 core;
     A_logs (4·Di, 1) float32 (the kernels take A = -exp(A_logs))."""
     Bsz, Di, H, W = x.shape
-    R = dt_w.shape[2]
-    cfg = tile_config(Di, R, H, W)
+    cfg = _config(x, dt_w.shape[2])
     z, _ = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
@@ -158,7 +168,7 @@ def _bwd1_impl(
     Bsz, Di, H, W = x.shape
     L = H * W
     R = dt_w.shape[2]
-    cfg = tile_config(Di, R, H, W)
+    cfg = _config(x, R)
     z, w_dt = _zproj(x_dbl, dt_w)
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     gy = gy.float()

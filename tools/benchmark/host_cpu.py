@@ -98,6 +98,11 @@ def main() -> None:
         default=None,
         help='stem width (the preset\'s by default); a small one (e.g. 8) '
         'leaves the CPU almost no arithmetic, so the times are the host work')
+    parser.add_argument(
+        '--batch',
+        type=int,
+        default=1,
+        help='images per step (the SS2D dispatch depends on it)')
     parser.add_argument('--profile', action='store_true')
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -107,7 +112,7 @@ def main() -> None:
     model = VMamba(
         arch=args.arch, backend='triton', drop_path_rate=0.1, **kw)
     model = model.to(memory_format=torch.channels_last)
-    x = torch.randn(1, 3, args.size, args.size).to(
+    x = torch.randn(args.batch, 3, args.size, args.size).to(
         memory_format=torch.channels_last)
 
     def infer():
@@ -124,7 +129,7 @@ def main() -> None:
         return loss
 
     print(f'host work of VMamba-{args.arch} on the Triton path, launches '
-          f'stubbed: CPU, torch {torch.__version__}, one thread, batch 1, '
+          f'stubbed: CPU, torch {torch.__version__}, one thread, batch {args.batch}, '
           f'{args.size}², dims {args.dims or "of the preset"}')
     for name, fn in (('inference', infer), ('training fwd+bwd', train)):
         fn()

@@ -124,13 +124,20 @@ def resident_warps(regs: int, warps: int) -> int:
     return min(MAX_WARPS_PER_SM, blocks * warps)
 
 
-def shape_configs(DC: int, H: int, W: int) -> List:
+#: SMs of the cards the chunk groups are chosen for (H100 SXM, H200)
+SMS = 132
+
+
+def shape_configs(batch: int, DC: int, H: int, W: int) -> List:
     """(label, kernel, constexprs, warps, pointer types) of the launches at
-    one shape, with
-    the launcher's own configuration (``ss2d.config.tile_config``)."""
+    one shape, with the launcher's own configuration
+    (``ss2d.config.tile_config``, ``chunk_groups`` for a card of
+    :data:`SMS` SMs)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
-    tile = dict(BD=cfg['BD'], T=cfg['T'])
+    G = ss2d.chunk_groups(-(-H * W // cfg['T']),
+                          batch * -(-DC // cfg['BD']), SMS)
+    tile = dict(BD=cfg['BD'], T=cfg['T'], G=G)
     btile = dict(BD=cfg['BDB'], T=cfg['T'])
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
     # the summary kernel reads x (bf16) forwards, gy (float32) backwards
@@ -164,9 +171,11 @@ def main(argv=None) -> None:
     for name, batch, DC, H, W in SHAPES:
         if name not in args.shapes:
             continue
-        for label, kernel, cx, warps, ptrs in shape_configs(DC, H, W):
+        for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
             res = resources(kernel, cx, warps, args.arch, ptrs)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
+            if 'G' in cx:
+                tile += f'x{cx["G"]}'
             res.update(
                 shape=name,
                 kernel=label,

@@ -10,7 +10,7 @@ configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
         [--shapes T-stage1 MaskRCNN-s1] [--fwd 64/1 32/1] [--bwd 32/1] \\
-        [--chunks 4 8] [--per-sm 16 32]
+        [--chunks 4 8] [--per-sm 16 32] [--groups 0 1 2 4]
 """
 import argparse
 import importlib
@@ -60,6 +60,13 @@ def main(argv=None):
         type=int,
         default=[32],
         help='persistent backward programs per SM')
+    parser.add_argument(
+        '--groups',
+        nargs='+',
+        type=int,
+        default=[0],
+        help='chunks per program of the summary and forward kernels (0: '
+        'the rule of config.chunk_groups)')
     args = parser.parse_args(argv)
 
     def split(s):
@@ -67,14 +74,15 @@ def main(argv=None):
         return int(bd), int(w)
 
     configs = [
-        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n)
-        for f, b, t, n in itertools.product(
+        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
+             **(dict(G=g) if g else {}))
+        for f, b, t, n, g in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm)
+            args.per_sm, args.groups)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
-    # the pair kernels at every batch (above config.PAIR_MAX_BATCH the default
-    # path is the chunked kernels)
+    # the pair kernels at every batch (the default path takes the chunked
+    # kernels at batch > config.PAIR_MAX_BATCH below PAIR_MIN_PIXELS pixels)
     torch.use_deterministic_algorithms(True, warn_only=True)
     results = []
     for cfg in configs:
@@ -103,9 +111,9 @@ def main(argv=None):
             best = min(rows, key=lambda r: r['fwd_bwd_ms'])
             bestf = min(rows, key=lambda r: r['fwd_ms'])
             print(f'  {name:14s} f+b {best["fwd_bwd_ms"]:.3f} ms '
-                  f'BD={best["BD"]} T={best["T"]} | fwd '
-                  f'{bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
-                  f'T={bestf["T"]}')
+                  f'BD={best["BD"]} T={best["T"]} G={best.get("G", "rule")} '
+                  f'| fwd {bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
+                  f'T={bestf["T"]} G={bestf.get("G", "rule")}')
     write_json(args.json,
                dict(device=torch.cuda.get_device_name(), rows=results))
 
