@@ -14,7 +14,8 @@ from ..common.util import cdiv
 
 __all__ = [
     'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
-    'tile_config', 'chunk_groups', 'padded_rows', 'backward_programs',
+    'tile_config', 'chunk_groups', 'lane_sums', 'padded_rows',
+    'backward_programs',
     'sm_count'
 ]
 
@@ -97,6 +98,12 @@ def chunk_groups(chunks: int, rows: int, sms: int) -> int:
     while g < MAX_GROUP and rows * cdiv(chunks, 2 * g) >= want:
         g *= 2
     return g
+
+
+def lane_sums(cfg: dict) -> bool:
+    """Whether the backward kernel sums its per-pixel dB and dC by one lane
+    exchange (``LANES``): one channel per lane of one warp, T = 4."""
+    return cfg['BDB'] == 32 and cfg['warpsB'] == 1 and cfg['T'] == 4
 
 
 def padded_rows(R: int) -> int:

@@ -166,6 +166,67 @@ def _load_A(a_ptr, k, Di, offs_d, mask_d):
     return -tl.exp(tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.))
 
 
+#: eight per-lane values summed over a warp's 32 lanes at once: three
+#: exchange levels that halve the values a lane holds (it keeps the half its
+#: lane bit selects and adds its partner's sums of that half), then two plain
+#: butterfly levels; lane l ends with the total of value l >> 2. 9 shuffles
+#: and 9 adds instead of 8 × 5 of each for 8 separate sums.
+_SUM8_PTX = tl.constexpr("""{
+.reg .pred b4, b3, b2;
+.reg .b32 ln, m, s, k0, k1, k2, k3, w0, w1, w2, w3, x0, x1, y;
+mov.u32 ln, %laneid;
+and.b32 m, ln, 16; setp.ne.u32 b4, m, 0;
+and.b32 m, ln, 8; setp.ne.u32 b3, m, 0;
+and.b32 m, ln, 4; setp.ne.u32 b2, m, 0;
+selp.b32 k0, $5, $1, b4; selp.b32 s, $1, $5, b4;
+shfl.sync.bfly.b32 s, s, 16, 0x1f, 0xffffffff; add.f32 w0, k0, s;
+selp.b32 k1, $6, $2, b4; selp.b32 s, $2, $6, b4;
+shfl.sync.bfly.b32 s, s, 16, 0x1f, 0xffffffff; add.f32 w1, k1, s;
+selp.b32 k2, $7, $3, b4; selp.b32 s, $3, $7, b4;
+shfl.sync.bfly.b32 s, s, 16, 0x1f, 0xffffffff; add.f32 w2, k2, s;
+selp.b32 k3, $8, $4, b4; selp.b32 s, $4, $8, b4;
+shfl.sync.bfly.b32 s, s, 16, 0x1f, 0xffffffff; add.f32 w3, k3, s;
+selp.b32 k0, w2, w0, b3; selp.b32 s, w0, w2, b3;
+shfl.sync.bfly.b32 s, s, 8, 0x1f, 0xffffffff; add.f32 x0, k0, s;
+selp.b32 k1, w3, w1, b3; selp.b32 s, w1, w3, b3;
+shfl.sync.bfly.b32 s, s, 8, 0x1f, 0xffffffff; add.f32 x1, k1, s;
+selp.b32 k0, x1, x0, b2; selp.b32 s, x0, x1, b2;
+shfl.sync.bfly.b32 s, s, 4, 0x1f, 0xffffffff; add.f32 y, k0, s;
+shfl.sync.bfly.b32 s, y, 2, 0x1f, 0xffffffff; add.f32 y, y, s;
+shfl.sync.bfly.b32 s, y, 1, 0x1f, 0xffffffff; add.f32 $0, y, s;
+}""")
+
+
+@triton.jit
+def _store_pixel_sums(ptr, k, pix, ok, p_b, p_c, BD: tl.constexpr,
+                      T: tl.constexpr, LANES: tl.constexpr):
+    """dB and dC of direction k at the T pixels of a tile: the sums over the
+    block's channels of the per-channel products ``p_b[t]`` and ``p_c[t]``,
+    stored at ``ptr + pix[t]·8 + 2k`` (+ 1 for dC). ``LANES``: one channel
+    per lane of one warp and T = 4 (the launcher checks), so the eight sums
+    are one lane exchange (:data:`_SUM8_PTX`): lane l holds the sum of value
+    l >> 2 = 2t + (dB: 0, dC: 1) and every fourth lane stores one. Otherwise
+    (and in the interpreter) 2T separate reductions."""
+    if LANES and _HW_LOG:
+        tot = tl.inline_asm_elementwise(
+            _SUM8_PTX, '=r,r,r,r,r,r,r,r,r',
+            [p_b[0], p_c[0], p_b[1], p_c[1], p_b[2], p_c[2], p_b[3], p_c[3]],
+            dtype=tl.float32, is_pure=True, pack=1)
+        lane = tl.arange(0, BD)
+        t = lane // 8
+        where = tl.where(t == 0, pix[0], tl.where(t == 1, pix[1], tl.where(
+            t == 2, pix[2], pix[3])))
+        valid = tl.where(t == 0, ok[0], tl.where(t == 1, ok[1], tl.where(
+            t == 2, ok[2], ok[3])))
+        tl.store(ptr + where * 8 + k * 2 + (lane // 4) % 2, tot,
+                 mask=valid & (lane % 4 == 0))
+    else:
+        for t in tl.static_range(T):
+            tl.store(ptr + pix[t] * 8 + k * 2, tl.sum(p_b[t], 0), mask=ok[t])
+            tl.store(ptr + pix[t] * 8 + k * 2 + 1, tl.sum(p_c[t], 0),
+                     mask=ok[t])
+
+
 @triton.jit(do_not_specialize=_RUNTIME)
 def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
                    H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
@@ -313,7 +374,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                carry_ptr, adj_ptr, dx32_ptr, dx_ptr, dz_ptr, dbc_ptr, dvec_ptr,
                pair, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p,
                sd_j, sz_k, sz_b, sz_p, sz_c, NB, NPROG, BD: tl.constexpr,
-               T: tl.constexpr, ACC: tl.constexpr):
+               T: tl.constexpr, ACC: tl.constexpr, LANES: tl.constexpr):
     """Phase 3 of the backward for one pair, persistent: program (i, j)
     walks the tiles i, i + NPROG, ... of the NB·NCH chunks for channel block
     j (measured faster than one tile per program with per-tile partial
@@ -375,6 +436,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
             # only); the walk back, whose g depends on the rows after,
             # does the rest: per row C·gy, a, Δ, B, a·h_{t-1} and
             # q = dΔ/dz · d(a·h_{t-1} + Δ·u·B)/dΔ, so that dz = g·q
+            pcs = ()  # gy·h per row: dC's terms
             cgs = ()
             as_ = ()
             ds = ()
@@ -390,10 +452,8 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                 ah = a * h
                 h = ah + delta * us[t] * Bk
                 q = tl.where(mask_d & ok[t], (ah * A + us[t] * Bk) * sig, 0.)
-                # per-pixel sum over this block's channels: dC
-                tl.store(pbase + pix[t] * 8 + k * 2 + 1,
-                         tl.sum(gys[t] * h, 0), mask=ok[t])
                 if kk == 1:
+                    pcs = (gys[t] * h, ) + pcs
                     cgs = (Ck * gys[t], ) + cgs
                     as_ = (a, ) + as_
                     ds = (delta, ) + ds
@@ -401,6 +461,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                     ahs = (ah, ) + ahs
                     qs = (q, ) + qs
                 else:
+                    pcs = pcs + (gys[t] * h, )
                     cgs = cgs + (Ck * gys[t], )
                     as_ = as_ + (a, )
                     ds = ds + (delta, )
@@ -411,6 +472,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
             e = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
                         mask=mask_d, other=0.)
             dxk = ()  # dxk[t]: row t
+            pbs = ()  # g·Δ·u per row: dB's terms
             for t in tl.static_range((T - 1) * (1 - kk), T - (T + 1) *
                                      (1 - kk), 2 * kk - 1):
                 g = cgs[t] + e
@@ -429,9 +491,12 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                 else:
                     dA1 += gd * ahs[t]
                     db1 += dz
-                # per-pixel sum over this block's channels: dB
-                tl.store(pbase + pix[t] * 8 + k * 2, tl.sum(gd * us[t], 0),
-                         mask=ok[t])
+                if kk == 1:
+                    pbs = pbs + (gd * us[t], )
+                else:
+                    pbs = (gd * us[t], ) + pbs
+            # per-pixel sums over this block's channels: dB, dC
+            _store_pixel_sums(pbase, k, pix, ok, pbs, pcs, BD, T, LANES)
             if kk == 0:
                 dxs = dxk
             else:

@@ -14,8 +14,8 @@ from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
 from ..common.util import cdiv, next_power_of_2
 from . import kernels as kern
-from .config import (K, backward_programs, chunk_groups, padded_rows,
-                     sm_count, tile_config)
+from .config import (K, backward_programs, chunk_groups, lane_sums,
+                     padded_rows, sm_count, tile_config)
 
 __all__ = ['pad_x_proj', 'fwd1']
 
@@ -90,7 +90,8 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
 
 def _consts(cfg: dict, bwd: bool = False) -> dict:
     if bwd:
-        return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'])
+        return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'],
+                    LANES=lane_sums(cfg))
     return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'])
 
 

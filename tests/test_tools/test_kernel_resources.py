@@ -73,3 +73,28 @@ def test_unknown_shape_is_named():
     assert proc.returncode == 2
     assert 'unknown shape(s) T-stage9' in proc.stderr
     assert 'T-stage1' in proc.stderr  # lists the known ones
+
+
+def test_backward_lane_exchange_has_one_channel_per_lane():
+    """The backward kernel's lane exchange of the per-pixel dB and dC
+    (``LANES``, inline PTX shuffles) is right only where element i of every
+    (BD,) vector lives in lane i of the one warp: compiled for sm_90 at the
+    launcher's configuration, the kernel's TTGIR has that layout and no
+    other, and the exchange's nine shuffles replace the 8 × 5 of separate
+    sums per direction."""
+    code = '''
+import re, sys
+sys.path.insert(0, 'tools/benchmark')
+import kernel_resources as kr
+from mmvmamba.kernels.ss2d import config, kernels
+cfg = config.tile_config(96, 6, 56, 56)
+assert config.lane_sums(cfg)
+c = kr.compile_kernel(kernels.bwd_kernel, dict(BD=cfg['BDB'], T=cfg['T'],
+                      ACC=True, LANES=True), cfg['warpsB'], 90)
+print(sorted(set(re.findall(r'#ttg\\.\\w+<[^>]*>', c.asm['ttgir']))))
+print(c.asm['ptx'].count('shfl.sync.bfly'))
+'''
+    layouts, shuffles = run_python(code).strip().splitlines()
+    assert layouts == ("['#ttg.blocked<{sizePerThread = [1], threadsPerWarp "
+                       "= [32], warpsPerCTA = [1], order = [0]}>']")
+    assert int(shuffles) == 2 * 9

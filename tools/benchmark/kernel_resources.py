@@ -51,13 +51,15 @@ def cuobjdump() -> str:
     return path
 
 
-def resources(kernel,
-              constexprs: Dict,
-              warps: int,
-              arch: int,
-              pointers: Dict = None) -> Dict:
-    """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes.
-    ``pointers`` overrides :data:`POINTER_TYPES` by argument name."""
+def compile_kernel(kernel,
+                   constexprs: Dict,
+                   warps: int,
+                   arch: int,
+                   pointers: Dict = None):
+    """``kernel`` compiled for sm_<arch> (Triton's CompiledKernel: its
+    ``asm`` holds the TTGIR, PTX and cubin). Pointers are 16-byte aligned as
+    the JIT sees them, :data:`POINTER_TYPES` overridden by ``pointers``,
+    other arguments int32."""
     types = dict(POINTER_TYPES, **(pointers or {}))
     names = kernel.arg_names
     signature, attrs = {}, {}
@@ -75,10 +77,20 @@ def resources(kernel,
         constexprs={(names.index(k), ): v
                     for k, v in constexprs.items()},
         attrs=attrs)
-    compiled = triton.compile(
+    return triton.compile(
         src,
         target=GPUTarget('cuda', arch, 32),
         options=dict(num_warps=warps))
+
+
+def resources(kernel,
+              constexprs: Dict,
+              warps: int,
+              arch: int,
+              pointers: Dict = None) -> Dict:
+    """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes
+    and the SASS counts of :func:`opcodes`."""
+    compiled = compile_kernel(kernel, constexprs, warps, arch, pointers)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'kernel.cubin')
         with open(path, 'wb') as f:
@@ -138,7 +150,7 @@ def shape_configs(batch: int, DC: int, H: int, W: int) -> List:
     G = ss2d.chunk_groups(-(-H * W // cfg['T']),
                           batch * -(-DC // cfg['BD']), SMS)
     tile = dict(BD=cfg['BD'], T=cfg['T'], G=G)
-    btile = dict(BD=cfg['BDB'], T=cfg['T'])
+    btile = dict(BD=cfg['BDB'], T=cfg['T'], LANES=ss2d.lane_sums(cfg))
     chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
     # the summary kernel reads x (bf16) forwards, gy (float32) backwards
     return [('fwd_summary', sk.summary_kernel, dict(tile, ADJ=False),
