@@ -179,3 +179,52 @@ def test_multi_gpu_report_table(tmp_path):
     assert proc.returncode == 1
     assert '| 8 |' in proc.stdout and '**no**' in proc.stdout
     assert 'replicas differ in runs [8]' in proc.stderr
+
+
+def test_ab_stage_base_tree_and_comparison(tmp_path):
+    """gpu_speed.sh's ab stage: prepare_base.sh puts a revision's sources in
+    .device/base, where ``mmvmamba.kernels`` is that revision's (not the
+    installed tree's); bench_kernels.py --compare sets the two trees' times
+    side by side (the fastest run of each)."""
+    if subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT,
+                      capture_output=True).returncode != 0:
+        pytest.skip('not a git checkout')
+    repo = tmp_path / 'repo'
+    subprocess.run(['git', 'clone', '-q', ROOT, str(repo)], check=True)
+    script = osp.join(ROOT, 'tools', 'benchmark', 'prepare_base.sh')
+    proc = subprocess.run(['bash', script, 'HEAD'],
+                          cwd=repo, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    base = repo / '.device' / 'base'
+    sha = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=repo,
+                         capture_output=True, text=True).stdout.strip()
+    assert (base / 'REV').read_text().strip() == sha
+    env = dict(os.environ, TRITON_INTERPRET='1')
+    found = subprocess.run(
+        [sys.executable, '-c',
+         'import mmvmamba.kernels as k; print(k.__file__)'],
+        cwd=base, capture_output=True, text=True, env=env)
+    assert found.returncode == 0, found.stderr[-2000:]
+    assert found.stdout.strip() == str(base / 'kernels' / '__init__.py')
+    bad = subprocess.run(['bash', script, 'nope'],
+                         cwd=repo, capture_output=True, text=True)
+    assert bad.returncode != 0
+
+    def result(path, fwd, fb):
+        row = dict(shape='T-stage1', fwd_ms=fwd, fwd_bwd_ms=fb,
+                   floor_fwd_ms=0.06, floor_fwd_bwd_ms=0.15,
+                   deterministic=True)
+        path.write_text(json.dumps(dict(rows=[row])))
+        return str(path)
+
+    base_runs = [result(tmp_path / 'b1.json', 1.5, 5.0),
+                 result(tmp_path / 'b2.json', 1.4, 5.2)]
+    new_runs = [result(tmp_path / 'n1.json', 0.7, 3.0)]
+    out = subprocess.run([
+        sys.executable,
+        osp.join(ROOT, 'tools', 'benchmark', 'bench_kernels.py'), '--compare',
+        ','.join(base_runs), ','.join(new_runs)
+    ], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert ('| T-stage1 | 1.400 / 5.000 | 0.700 / 3.000 | 0.50, 0.60 | 20.0 '
+            '| yes |') in out.stdout

@@ -185,6 +185,39 @@ def report(paths):
               f'{"yes" if r["deterministic"] else "NO"} | {pub} | {old} |')
 
 
+def compare(base_paths, new_paths):
+    """The pair kernels of two trees timed in one call (the ``ab`` stage of
+    gpu_speed.sh: a base revision's tree and this one, in turn): per shape
+    the fastest of each tree's runs and new / base."""
+    def best(paths):
+        rows = {}
+        for path in paths:
+            with open(path) as f:
+                for row in json.load(f)['rows']:
+                    old = rows.get(row['shape'])
+                    if old is None:
+                        rows[row['shape']] = dict(row)
+                    else:
+                        for key in ('fwd_ms', 'fwd_bwd_ms'):
+                            old[key] = min(old[key], row[key])
+        return rows
+
+    base, new = best(base_paths), best(new_paths)
+    print('| shape | base fwd / fwd+bwd ms | new fwd / fwd+bwd ms | new / base '
+          'fwd, fwd+bwd | new × floor fwd+bwd | new deterministic |')
+    print('| --- | --- | --- | --- | --- | --- |')
+    for name, *_ in SHAPES:
+        b, n = base.get(name), new.get(name)
+        if b is None or n is None:
+            continue
+        print(f'| {name} | {b["fwd_ms"]:.3f} / {b["fwd_bwd_ms"]:.3f} | '
+              f'{n["fwd_ms"]:.3f} / {n["fwd_bwd_ms"]:.3f} | '
+              f'{n["fwd_ms"] / b["fwd_ms"]:.2f}, '
+              f'{n["fwd_bwd_ms"] / b["fwd_bwd_ms"]:.2f} | '
+              f'{n["fwd_bwd_ms"] / n["floor_fwd_bwd_ms"]:.1f} | '
+              f'{"yes" if n["deterministic"] else "NO"} |')
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--json', help='write the results here')
@@ -197,12 +230,21 @@ def main(argv=None):
     parser.add_argument(
         '--report', nargs='+', help='merge JSON files into a markdown table')
     parser.add_argument(
+        '--compare',
+        nargs=2,
+        metavar=('BASE', 'NEW'),
+        help='comma-separated JSON files of a base tree and of this tree: '
+        'their times side by side')
+    parser.add_argument(
         '--legacy',
         action='store_true',
         help='time the chunked per-direction kernels at d_state 1')
     args = parser.parse_args(argv)
     if args.report:
         report(args.report)
+        return
+    if args.compare:
+        compare(*(p.split(',') for p in args.compare))
         return
     if not torch.cuda.is_available():
         sys.exit('bench_kernels.py needs a CUDA GPU')

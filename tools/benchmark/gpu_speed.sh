@@ -7,6 +7,9 @@
 #           SWEEP_ARGS adds arguments)
 #   ncu     Nsight Compute on one SS2D core forward + backward at T-stage1,
 #           pair and chunked kernels (ncu_scan.py; NCU_SHAPE picks the shape)
+#   ab      the pair kernels of this tree against those of a base revision
+#           (.device/base, made by tools/benchmark/prepare_base.sh REV before
+#           the call), bench_kernels.py in each tree in turn, twice
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -28,6 +31,7 @@ set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
 STAGES=${STAGES:-tests sweep kernels layernorm models profile maskrcnn scaling demo}
 mkdir -p "$RES"
+RES=$(cd "$RES" && pwd)  # the ab stage runs from another directory
 source tools/benchmark/device_env.sh
 nvidia-smi -L | tee "$RES/gpu.txt"
 python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', triton.__version__)" | tee -a "$RES/gpu.txt"
@@ -81,6 +85,25 @@ stage_kernels() {
     echo "$lib rc=$?"; grep -v -i warn "$RES/kernels_$lib.log" | tail -20
   done
   python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
+}
+stage_ab() {
+  echo "== ab: this tree against .device/base ($(cat .device/base/REV 2>/dev/null))"
+  if [[ ! -f .device/base/REV ]]; then
+    echo "no .device/base: run tools/benchmark/prepare_base.sh REV before the call"
+    status=1; return
+  fi
+  local round
+  for round in 1 2; do
+    (cd .device/base && PYTHONPATH="/tmp/site:$PWD" timeout "${T_AB:-150}" \
+      python3 tools/benchmark/bench_kernels.py --json "$RES/ab_base$round.json") \
+      > "$RES/ab_base$round.log" 2>&1
+    echo "base $round rc=$?"
+    timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py --json "$RES/ab_new$round.json" \
+      > "$RES/ab_new$round.log" 2>&1
+    echo "new $round rc=$?"
+  done
+  python3 tools/benchmark/bench_kernels.py --compare "$RES/ab_base1.json,$RES/ab_base2.json" \
+    "$RES/ab_new1.json,$RES/ab_new2.json" | tee "$RES/ab.md"
 }
 stage_layernorm() {
   echo "== layernorm"
@@ -138,7 +161,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep ncu kernels layernorm host models profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep ncu ab kernels layernorm host models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"
