@@ -143,17 +143,24 @@ def _softplus(z):
 
 
 @triton.jit
-def _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias, b, p, ok, mask_d, R, sd_b,
+def _step_in(k, z_ptr, xdbl_ptr, zb, zl, bias, b, p, ok, mask_d, R, sd_b,
              sd_p, sd_j, sz_p):
-    """Direction k at one pixel p: Δ = softplus(z) (0 when the row is not
-    valid), σ(z) = dΔ/dz, and the scalars B_k, C_k."""
+    """Direction k at one pixel p: Δ = softplus(z) (0 when the row or the
+    channel is not valid), σ(z) = dΔ/dz, and the scalars B_k, C_k.
+
+    The loads are not masked: a row past the map reads pixel 0 and ``zl``
+    (the channels' offsets in z) points the channels past Di at channel 0,
+    so every address is valid and the values finite; Δ = 0 there makes the
+    row a no-op of the recurrence (a = 1, no input), and every use of B, C
+    or σ outside valid rows and channels meets a zero factor or a masked
+    store. (A masked 16-bit load costs a predicate and a register clear.)"""
+    p = tl.where(ok, p, 0)
     base = xdbl_ptr + b * sd_b + p * sd_p + (k * (R + 2) + R) * sd_j
-    Bk = tl.load(base, mask=ok, other=0.).to(tl.float32)
-    Ck = tl.load(base + sd_j, mask=ok, other=0.).to(tl.float32)
-    m = mask_d & ok
-    z = tl.load(z_ptr + zb + (p * sz_p + zo), mask=m, other=0.).to(tl.float32)
+    Bk = tl.load(base).to(tl.float32)
+    Ck = tl.load(base + sd_j).to(tl.float32)
+    z = tl.load(z_ptr + zb + (p * sz_p + zl)).to(tl.float32)
     delta, sig = _softplus(z + bias)
-    return tl.where(m, delta, 0.), sig, Bk, Ck
+    return tl.where(mask_d & ok, delta, 0.), sig, Bk, Ck
 
 
 @triton.jit
@@ -249,6 +256,7 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     vb = v_ptr + b * sx_b
     cofs = offs_d * sx_c
     zo = offs_d * sz_c
+    zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
     bias0 = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
     bias1 = tl.load(bias_ptr + (pair + 2) * Di + offs_d, mask=mask_d,
                     other=0.)
@@ -274,7 +282,7 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
             for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
                                      T - (T + 1) * ((kk == 1) != ADJ),
                                      1 - 2 * ((kk == 1) != ADJ)):
-                delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo, bias,
+                delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zl, bias,
                                             b, pix[t], ok[t], mask_d, R,
                                             sd_b, sd_p, sd_j, sz_p)
                 a = tl.exp2(delta * A2)
@@ -334,6 +342,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     yb = y_ptr + b * sx_b
     cofs = offs_d * sx_c
     zo = offs_d * sz_c
+    zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
     # direction pair + 2 walks backwards in q, direction pair forwards
     kb = pair + 2
     zbb = kb * sz_k + b * sz_b
@@ -356,7 +365,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
                     mask=mc, other=0.)
         ys = ()  # ys[t]: row t
         for t in tl.static_range(T - 1, -1, -1):
-            delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zo, biasb,
+            delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zl, biasb,
                                         b, pix[t], ok[t], mask_d, R, sd_b,
                                         sd_p, sd_j, sz_p)
             h = tl.exp2(delta * A2b) * h + delta * us[t] * Bk
@@ -364,7 +373,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
         h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mc,
                     other=0.)
         for t in tl.static_range(T):
-            delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zo, biasf,
+            delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zl, biasf,
                                         b, pix[t], ok[t], mask_d, R, sd_b,
                                         sd_p, sd_j, sz_p)
             h = tl.exp2(delta * A2f) * h + delta * us[t] * Bk
@@ -403,6 +412,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     offs_d = blk * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
     zo = offs_d * sz_c
+    zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
     cofs = offs_d * sx_c
     dA0 = tl.zeros((BD, ), dtype=tl.float32)
     dA1 = tl.zeros((BD, ), dtype=tl.float32)
@@ -450,7 +460,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
             qs = ()
             for t in tl.static_range((T - 1) * kk, T - (T + 1) * kk,
                                      1 - 2 * kk):
-                delta, sig, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zo,
+                delta, sig, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zl,
                                               bias, b, pix[t], ok[t], mask_d,
                                               R, sd_b, sd_p, sd_j, sz_p)
                 a = tl.exp2(delta * A2)
