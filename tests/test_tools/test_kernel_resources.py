@@ -65,6 +65,12 @@ def test_static_resources_of_the_launch_configs(tmp_path):
     assert rows['chain']['mufu'] == 0 < rows['fwd']['mufu']
     # the backward's per-pixel dB and dC: sums over a warp's channels
     assert rows['bwd']['shfl'] > 0
+    # the persistent backward's tile loop: its instructions per chunk
+    assert 0 < rows['bwd']['loop'] == rows['bwd']['per_chunk'] < rows['bwd'][
+        'instrs']
+    assert rows['chain']['per_chunk'] is None
+    for name in ('fwd_summary', 'fwd', 'bwd_summary'):
+        assert 0 < rows[name]['per_chunk'] <= rows[name]['instrs']
     assert 'T-stage4       bwd_summary' in proc.stdout
 
 

@@ -116,16 +116,35 @@ _COUNTED = ('MUFU', 'LDG', 'STG', 'SHFL')
 
 def opcodes(sass: str) -> Dict:
     """Static instruction counts of a cuobjdump -sass listing: ``instrs``
-    (every instruction, NOPs and the trailing self-branch excluded) and the
-    :data:`_COUNTED` opcodes, lower-cased. The kernels here are bound by
-    instruction issue (Nsight Compute, docs/benchmarks.md): fewer
-    instructions per element is the static proxy for time."""
-    ops = re.findall(
-        r'^\s+/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P[T0-9]+\s+)?([A-Z][A-Z0-9_]*)',
-        sass, re.M)
+    (every instruction, NOPs and the trailing self-branch excluded), the
+    :data:`_COUNTED` opcodes, lower-cased, and ``loop``, the instructions
+    of the largest loop (a backward branch's range; 0 without one: the
+    per-chunk work of the kernels that walk several chunks). The kernels
+    here are bound by instruction issue (Nsight Compute, docs/benchmarks.md):
+    fewer instructions per element is the static proxy for time."""
+    rows = re.findall(
+        r'^\s+/\*([0-9a-f]{4,})\*/\s+(?:@!?U?P[T0-9]+\s+)?'
+        r'([A-Z][A-Z0-9_]*)[^;]*?(?:0x([0-9a-f]+))?\s*;', sass, re.M)
+    ops = [op for _, op, _ in rows]
     counts = dict(instrs=sum(op != 'NOP' for op in ops) - 1)
     counts.update((op.lower(), ops.count(op)) for op in _COUNTED)
+    loop = 0
+    for addr, op, target in rows:
+        if op == 'BRA' and target and int(target, 16) < int(addr, 16):
+            lo, hi = int(target, 16), int(addr, 16)
+            loop = max(loop, sum(lo <= int(a, 16) <= hi and o != 'NOP'
+                                 for a, o, _ in rows))
+    counts['loop'] = loop
     return counts
+
+
+def per_chunk(res: Dict, chunks: int) -> int:
+    """Instructions a thread runs per chunk of T rows: the loop once per
+    chunk and the rest shared by the ``chunks`` a program walks (the
+    persistent backward: many, so its loop alone)."""
+    if not res['loop']:
+        return res['instrs']
+    return res['loop'] + (res['instrs'] - res['loop']) // chunks
 
 
 def resident_warps(regs: int, warps: int) -> int:
@@ -188,6 +207,8 @@ def main(argv=None) -> None:
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             if 'G' in cx:
                 tile += f'x{cx["G"]}'
+            res['per_chunk'] = (per_chunk(res, cx.get('G', 1 << 30))
+                                if 'T' in cx else None)
             res.update(
                 shape=name,
                 kernel=label,
@@ -201,7 +222,8 @@ def main(argv=None) -> None:
                   f'{res["stack"]:4d} B  shared {res["shared"]:5d} B  '
                   f'resident warps/SM {res["resident_warps"]:2d}  '
                   f'SASS {res["instrs"]:5d} (MUFU {res["mufu"]}, LDG '
-                  f'{res["ldg"]}, SHFL {res["shfl"]})',
+                  f'{res["ldg"]}, SHFL {res["shfl"]}), per chunk '
+                  f'{res["per_chunk"] or "-"}',
                   flush=True)
     write_json(args.json,
                dict(arch=args.arch, triton=triton.__version__, rows=rows))
