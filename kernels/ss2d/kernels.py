@@ -391,9 +391,11 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                sd_j, sz_k, sz_b, sz_p, sz_c, NB, NPROG, BD: tl.constexpr,
                T: tl.constexpr, ACC: tl.constexpr, LANES: tl.constexpr):
     """Phase 3 of the backward for one pair, persistent: program (i, j)
-    walks the tiles i, i + NPROG, ... of the NB·NCH chunks for channel block
-    j (measured faster than one tile per program with per-tile partial
-    sums).
+    walks the i-th run of cdiv(NB·NCH, NPROG) consecutive tiles of the NB·NCH
+    chunks (image-major) for channel block j: persistent programs measured
+    faster than one tile per program with per-tile partial sums, and a run
+    of consecutive tiles carries the image, the chunk and the pixel walk
+    instead of two integer divisions per tile.
 
     Per direction, a walk in the direction's order recomputes h from the
     chunk's carry and keeps each row's factors (C·gy, a, Δ, B, a·h_{t-1},
@@ -421,10 +423,17 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     dD = tl.zeros((BD, ), dtype=tl.float32)
     Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
             tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
-    for tile in range(pid, NB * NCH, NPROG):
-        b = (tile // NCH).to(tl.int64)
-        c = tile % NCH
-        offs, pix, ok = _walk(pair, c, H, W, L, sx_h, sx_w, T)
+    # this program's run of consecutive tiles (image-major): the image, the
+    # chunk and the pixel walk carried from tile to tile
+    per = tl.cdiv(NB * NCH, NPROG)
+    first = pid * per
+    bi = first // NCH
+    c = first % NCH
+    inner, outer = _walk_start(pair, c, H, W, T)
+    for _ in range(first, tl.minimum(first + per, NB * NCH)):
+        b = bi.to(tl.int64)
+        offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
+                                                 L, sx_h, sx_w, T)
         xb = b * sx_b
         us = _load_rows(x_ptr + xb, cofs, offs, ok, mask_d, T)
         gys = _load_rows(gy_ptr + xb, cofs, offs, ok, mask_d, T)
@@ -525,6 +534,12 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                                  dx.to(dx_ptr.dtype.element_ty), mask=mt)
                     else:
                         tl.store(dx32p + (offs[t] + cofs), dx, mask=mt)
+        c += 1
+        wrap = c == NCH  # the next image: its first chunk
+        bi = tl.where(wrap, bi + 1, bi)
+        c = tl.where(wrap, 0, c)
+        inner = tl.where(wrap, 0, inner)
+        outer = tl.where(wrap, 0, outer)
     # this program's parameter gradients, one private slice; A = -exp(a)
     # (a: A_logs), so dL/da = dL/dA · A
     for kk in tl.static_range(2):
