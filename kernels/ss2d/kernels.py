@@ -474,8 +474,9 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                                               R, sd_b, sd_p, sd_j, sz_p)
                 a = tl.exp2(delta * A2)
                 ah = a * h
-                h = ah + delta * us[t] * Bk
-                q = tl.where(mask_d & ok[t], (ah * A + us[t] * Bk) * sig, 0.)
+                ub = us[t] * Bk
+                h = ah + delta * ub
+                q = tl.where(mask_d & ok[t], (ah * A + ub) * sig, 0.)
                 if kk == 1:
                     pcs = (gys[t] * h, ) + pcs
                     cgs = (Ck * gys[t], ) + cgs
