@@ -22,7 +22,9 @@ q // H). A tile is a chunk of T consecutive positions q of one image and BD
 channels, held as T rows of (BD,) vectors in tuples (``tl.static_range``),
 one channel per thread: the recurrence is a sequential multiply-add per row
 inside the thread, the loads of a pixel's channels are coalesced, and the
-pixel of each row is a scalar walk (one integer division per tile). (A
+pixel of each row is a scalar walk (one integer division per program: the
+summary and forward kernels walk G consecutive chunks per program, the
+persistent backward a run of consecutive tiles). (A
 (T, BD) block scanned by ``tl.associative_scan`` along T compiled to
 cross-lane shuffles and per-step selects: 1.4x the instructions.) Both
 directions of a pair are computed on the same tile. Three phases:
@@ -37,11 +39,17 @@ directions of a pair are computed on the same tile. Three phases:
    backward is a persistent grid: a program walks tiles and keeps dA, dD and
    dbias of its channels in registers, written once to a private slice and
    summed in a fixed order afterwards; dB and dC of every pixel (sums over
-   channels) go to one slice per channel block, summed the same way.
+   channels, eight per tile and direction in one lane exchange) go to one
+   slice per channel block, summed the same way.
 
 Only the carries (float32, one per chunk and direction) are kept for the
 backward; z is recomputed by its GEMM, Δ and the exps in the kernels (the
-backward keeps h per row and recomputes the rest on its way back). H, W,
+backward's walk in the direction's order computes each row's factors once
+and keeps them for the walk back). These kernels are bound by instruction
+issue, so the code keeps the instructions per element down (static SASS
+counts: ``tools/benchmark/kernel_resources.py``): addresses as a scalar
+per-image pointer plus 32-bit offsets, z, B and C loaded without masks
+(see :func:`_step_in`), the sigmoid from the softplus's own exp. H, W,
 L and the strides are runtime arguments, so a new image size never
 recompiles; the channel strides too, which keeps the compiler from spreading
 a thread's work over channels (with a stride known to be 1 it vectorises
