@@ -104,15 +104,6 @@ def _walk_rows(pair, c, inner, outer, H, W, L, sx_h, sx_w, T: tl.constexpr):
 
 
 @triton.jit
-def _walk(pair, c, H, W, L, sx_h, sx_w, T: tl.constexpr):
-    """The rows of chunk c (:func:`_walk_rows`) from its index alone."""
-    inner, outer = _walk_start(pair, c, H, W, T)
-    offs, pix, ok, _, _ = _walk_rows(pair, c, inner, outer, H, W, L, sx_h,
-                                     sx_w, T)
-    return offs, pix, ok
-
-
-@triton.jit
 def _load_rows(base, cofs, offs, ok, mask_d, T: tl.constexpr):
     """The T rows of a tile of a tensor with x's strides (``base``, a scalar
     pointer, at the image; ``cofs`` the block's channel offsets), float32, 0
