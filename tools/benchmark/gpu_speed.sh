@@ -9,7 +9,8 @@
 #           pair and chunked kernels (ncu_scan.py; NCU_SHAPE picks the shape)
 #   ab      the pair kernels of this tree against those of a base revision
 #           (.device/base, made by tools/benchmark/prepare_base.sh REV before
-#           the call), bench_kernels.py in each tree in turn, twice
+#           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
+#           (default 2; AB_SHAPES limits the shapes)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -92,18 +93,19 @@ stage_ab() {
     echo "no .device/base: run tools/benchmark/prepare_base.sh REV before the call"
     status=1; return
   fi
-  local round
-  for round in 1 2; do
+  local round base="" new="" shapes=${AB_SHAPES:+--shapes $AB_SHAPES}
+  for round in $(seq "${AB_ROUNDS:-2}"); do
     (cd .device/base && PYTHONPATH="/tmp/site:$PWD" timeout "${T_AB:-150}" \
-      python3 tools/benchmark/bench_kernels.py --json "$RES/ab_base$round.json") \
+      python3 tools/benchmark/bench_kernels.py $shapes --json "$RES/ab_base$round.json") \
       > "$RES/ab_base$round.log" 2>&1
     echo "base $round rc=$?"
-    timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py --json "$RES/ab_new$round.json" \
-      > "$RES/ab_new$round.log" 2>&1
+    timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py $shapes \
+      --json "$RES/ab_new$round.json" > "$RES/ab_new$round.log" 2>&1
     echo "new $round rc=$?"
+    grep -v -i warn "$RES/ab_new$round.log" | tail -12
+    base+=${base:+,}$RES/ab_base$round.json; new+=${new:+,}$RES/ab_new$round.json
   done
-  python3 tools/benchmark/bench_kernels.py --compare "$RES/ab_base1.json,$RES/ab_base2.json" \
-    "$RES/ab_new1.json,$RES/ab_new2.json" | tee "$RES/ab.md"
+  python3 tools/benchmark/bench_kernels.py --compare "$base" "$new" | tee "$RES/ab.md"
 }
 stage_layernorm() {
   echo "== layernorm"
