@@ -65,7 +65,8 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     per SM. Depends on the sizes only through a few classes, so new image
     sizes do not recompile."""
     if interpreted():
-        return dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1)
+        return dict(dict(T=8, BD=16, warps=1, BDB=16, warpsB=1, per_sm=1),
+                    **TUNE)
     # the best of the H200 sweeps (docs/benchmarks.md): one warp of 32
     # channels per program (fewer registers than 64 channels in one or two
     # warps), chunks of 4 (the backward's registers: 128 against 250 at 8)

@@ -214,14 +214,25 @@ def _store_pixel_sums(ptr, k, pix, ok, p_b, p_c, BD: tl.constexpr,
     stored at ``ptr + pix[t]·8 + 2k`` (+ 1 for dC). ``LANES``: one channel
     per lane of one warp and T = 4 (the launcher checks), so the eight sums
     are one lane exchange (:data:`_SUM8_PTX`): lane l holds the sum of value
-    l >> 2 = 2t + (dB: 0, dC: 1) and every fourth lane stores one. Otherwise
-    (and in the interpreter) 2T separate reductions."""
-    if LANES and _HW_LOG:
-        tot = tl.inline_asm_elementwise(
-            _SUM8_PTX, '=r,r,r,r,r,r,r,r,r',
-            [p_b[0], p_c[0], p_b[1], p_c[1], p_b[2], p_c[2], p_b[3], p_c[3]],
-            dtype=tl.float32, is_pure=True, pack=1)
+    l >> 2 = 2t + (dB: 0, dC: 1) and every fourth lane stores one (the
+    interpreter, which has no inline assembly, computes the same lane
+    values from separate sums, so its tests run the stores). Otherwise 2T
+    separate reductions."""
+    if LANES:
         lane = tl.arange(0, BD)
+        if _HW_LOG:
+            tot = tl.inline_asm_elementwise(
+                _SUM8_PTX, '=r,r,r,r,r,r,r,r,r', [
+                    p_b[0], p_c[0], p_b[1], p_c[1], p_b[2], p_c[2], p_b[3],
+                    p_c[3]
+                ],
+                dtype=tl.float32, is_pure=True, pack=1)
+        else:
+            v = lane // 4
+            tot = tl.zeros((BD, ), dtype=tl.float32)
+            for i in tl.static_range(4):
+                tot = tl.where(v == 2 * i, tl.sum(p_b[i], 0), tot)
+                tot = tl.where(v == 2 * i + 1, tl.sum(p_c[i], 0), tot)
         t = lane // 8
         where = tl.where(t == 0, pix[0], tl.where(t == 1, pix[1], tl.where(
             t == 2, pix[2], pix[3])))

@@ -373,3 +373,33 @@ def test_eager_training_call_matches_the_custom_op_path(N, autocast):
     for name, a, b in zip(names, *runs):
         assert a.dtype == b.dtype and a.shape == b.shape, name
         assert rel_err(a, b) < tol, name
+
+
+@pytest.mark.parametrize('B,Di,H,W', [
+    (1, 40, 3, 5),  # 15 rows: a partial chunk; 40 channels: a partial block
+    (2, 32, 4, 3),  # whole chunks and blocks, two images
+])
+def test_pair_backward_lane_sums(monkeypatch, B, Di, H, W):
+    """The backward's per-pixel dB and dC through the lane exchange's stores
+    (config.lane_sums: 32 channels per program, one warp, T 4; the
+    interpreter computes the exchange's lane values from separate sums, the
+    GPU by inline PTX), against the reference."""
+    import importlib
+    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
+    tune = dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=1)
+    monkeypatch.setattr(config, 'TUNE', tune)
+    assert config.lane_sums(config.tile_config(Di, 2, H, W))
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ins = _ss2d_inputs(B, Di, H, W, 1, 2, torch.float32, True)
+        g = torch.randn((B, Di, H, W),
+                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        y = ss2d_core(*ins, backend='triton')
+        got = grads(y, ins, g)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ref = ss2d_core_ref(*ins)
+    assert rel_err(y, ref) < TOL[torch.float32][0]
+    names = 'x x_proj dt_w dt_b A_logs Ds'.split()
+    for name, a, b in zip(names, got, grads(ref, ins, g)):
+        assert rel_err(a, b) < TOL[torch.float32][1], name
