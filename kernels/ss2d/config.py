@@ -85,11 +85,12 @@ def chunk_groups(chunks: int, rows: int, sms: int) -> int:
     """G, the consecutive chunks one program of the summary and forward
     kernels walks (the pixel walk's division, the parameters' loads and the
     pointers set up once per program instead of once per chunk; static SASS,
-    sm_90, T 4: 518 -> 374 instructions per chunk in the forward, docs/
-    benchmarks.md). ``rows``: the programs of one chunk index (images ×
-    channel blocks); ``sms``: the card's SMs (:func:`sm_count`). A power of two up to :data:`MAX_GROUP` that leaves
-    ``GROUP_PROGRAMS_PER_SM`` programs per SM; 1 where the launch is small
-    (batch 1-2 at short sequences: every SM needs its programs)."""
+    sm_90, T 4, forward: 481 instructions per chunk at G 1, 410 at G 4,
+    docs/benchmarks.md). ``rows``: the programs of one chunk index (images ×
+    channel blocks); ``sms``: the card's SMs (:func:`sm_count`). A power of
+    two up to :data:`MAX_GROUP` that leaves ``GROUP_PROGRAMS_PER_SM``
+    programs per SM; 1 where the launch is small (batch 1-2 at short
+    sequences: every SM needs its programs)."""
     if 'G' in TUNE:
         return TUNE['G']
     if interpreted():

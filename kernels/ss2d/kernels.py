@@ -265,7 +265,6 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     mask_d = offs_d < Di
     vb = v_ptr + b * sx_b
     cofs = offs_d * sx_c
-    zo = offs_d * sz_c
     zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
     bias0 = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
     bias1 = tl.load(bias_ptr + (pair + 2) * Di + offs_d, mask=mask_d,
@@ -351,7 +350,6 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     xb = x_ptr + b * sx_b
     yb = y_ptr + b * sx_b
     cofs = offs_d * sx_c
-    zo = offs_d * sz_c
     zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
     # direction pair + 2 walks backwards in q, direction pair forwards
     kb = pair + 2
