@@ -10,7 +10,8 @@
 #   ab      the pair kernels of this tree against those of a base revision
 #           (.device/base, made by tools/benchmark/prepare_base.sh REV before
 #           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
-#           (default 2; AB_SHAPES limits the shapes)
+#           (default 2; AB_SHAPES limits the shapes; AB_MODELS="vmamba_t" adds
+#           bench_models.py --graph-train of each tree)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -106,6 +107,18 @@ stage_ab() {
     base+=${base:+,}$RES/ab_base$round.json; new+=${new:+,}$RES/ab_new$round.json
   done
   python3 tools/benchmark/bench_kernels.py --compare "$base" "$new" | tee "$RES/ab.md"
+  # AB_MODELS (e.g. vmamba_t): the models too, eager and replayed from a CUDA
+  # graph (the pair kernels at every stage there), each tree in turn
+  local model tree
+  for model in ${AB_MODELS:-}; do
+    for tree in base new; do
+      (if [[ $tree == base ]]; then cd .device/base; fi
+       PYTHONPATH="/tmp/site:$PWD" timeout "${T_AB_MODELS:-200}" python3 tools/benchmark/bench_models.py \
+         --graph-train --models "$model" --iters 10 --json "$RES/ab_${tree}_$model.json") \
+        > "$RES/ab_${tree}_$model.log" 2>&1
+      echo "$tree $model rc=$?"; grep -v -i warn "$RES/ab_${tree}_$model.log" | tail -3
+    done
+  done
 }
 stage_layernorm() {
   echo "== layernorm"
