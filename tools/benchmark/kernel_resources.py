@@ -1,14 +1,15 @@
 """Registers, spills and shared memory of the SS2D scan kernels, without a GPU.
 
-Compiles the d_state-1 kernels (forward summary, chain, forward,
-backward summary, backward) for an NVIDIA architecture (default sm_90,
-H100/H200) with the configuration that ``ss2d.config.tile_config`` picks at each
-benchmark shape, and reads the resource usage of the cubin with the
-``cuobjdump`` that ships with Triton, and the static SASS instruction count
-of each kernel (with its transcendentals, global loads and shuffles). Runs on
-a CPU-only machine: a static view of register pressure (and of the
-occupancy that the register count allows) and of the work per element, not
-a timing.
+Compiles the d_state-1 kernels (forward summary, chain, forward, backward
+summary, backward) for an NVIDIA architecture (default sm_90, H100/H200) with
+the configuration that ``ss2d.config.tile_config`` picks at each benchmark
+shape, and the chunked scan kernels where an eager training call at that
+shape runs them instead (``chunked_fwd``, ``chunked_bwd``); reads the
+resource usage of each cubin with the ``cuobjdump`` that ships with Triton,
+and its static SASS instruction count (with its transcendentals, global
+loads and shuffles, and per chunk for the pair kernels). Runs on a CPU-only
+machine: a static view of register pressure (and of the occupancy that the
+register count allows) and of the work per element, not a timing.
 
     python tools/benchmark/kernel_resources.py [--arch 90] \\
         [--shapes T-stage1 MaskRCNN-s1] [--json out.json]
@@ -30,6 +31,8 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from mmvmamba.analysis.bench import SHAPES, write_json  # noqa: E402
+from mmvmamba.kernels.scan import config as scan_config  # noqa: E402
+from mmvmamba.kernels.scan import kernels as scan_kernels  # noqa: E402
 from mmvmamba.kernels.ss2d import config as ss2d  # noqa: E402
 from mmvmamba.kernels.ss2d import kernels as sk  # noqa: E402
 
@@ -178,7 +181,37 @@ def shape_configs(batch: int, DC: int, H: int, W: int) -> List:
             ('fwd', sk.fwd_kernel, dict(tile, ACC=True), cfg['warps'], {}),
             ('bwd_summary', sk.summary_kernel, dict(tile, ADJ=True),
              cfg['warps'], {}),
-            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {})]
+            ('bwd', sk.bwd_kernel, dict(btile, ACC=True), cfg['warpsB'], {})
+            ] + chunked_configs(batch, DC, H, W, R)
+
+
+#: the chunked kernels' pointers in an SS2D training call under AMP: x (u,
+#: the Δ source) and x_dbl in bf16, everything written or read back float32
+CHUNKED_POINTERS = dict(
+    u_ptr='*bf16', d_ptr='*bf16', x_ptr='*bf16', dz_ptr='*fp32')
+
+
+def chunked_configs(batch: int, DC: int, H: int, W: int, R: int) -> List:
+    """The chunked scan kernels' launches where an eager SS2D training call
+    at this shape takes them (``ss2d.config.use_pairs`` false: batch above
+    2 below 784 pixels; none elsewhere), with their launch configuration
+    (``scan.config``) and the flags of the SS2D path (four directions, the
+    dt projection inside, D, bias, softplus, float32 atomics, no time split
+    at batch 128)."""
+    if ss2d.use_pairs(1, batch, H * W):
+        return []
+    L = H * W
+    _, T, NP, RP = scan_config.block_config(1, R, L)
+    bdf, bdb, wf, wb = scan_config.launch_config(1, DC, L, batch)
+    flags = dict(G=4, N=1, NP=NP, RP=RP, T=T, DIRECTIONAL=True, PROJ=True,
+                 HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, CARRY_ONLY=False,
+                 DOT_PREC='tf32')
+    return [('chunked_fwd', scan_kernels.scan_fwd_kernel,
+             dict(flags, BD=bdf, ATOMIC_Y=True, STORE_HS=True, HAS_H0=False),
+             wf, CHUNKED_POINTERS),
+            ('chunked_bwd', scan_kernels.scan_bwd_kernel,
+             dict(flags, BD=bdb, ATOMIC_U=True, HAS_R0=False, DZ_OUT=False),
+             wb, CHUNKED_POINTERS)]
 
 
 def main(argv=None) -> None:
@@ -205,10 +238,11 @@ def main(argv=None) -> None:
         for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
             res = resources(kernel, cx, warps, args.arch, ptrs)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
-            if 'G' in cx:
+            if 'G' in cx and not label.startswith('chunked'):
                 tile += f'x{cx["G"]}'
             res['per_chunk'] = (per_chunk(res, cx.get('G', 1 << 30))
-                                if 'T' in cx else None)
+                                if 'T' in cx and not label.startswith(
+                                    'chunked') else None)
             res.update(
                 shape=name,
                 kernel=label,
