@@ -15,8 +15,7 @@ from ..common.util import cdiv
 __all__ = [
     'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
     'tile_config', 'chunk_groups', 'lane_sums', 'padded_rows',
-    'backward_programs',
-    'sm_count'
+    'backward_programs', 'sm_count'
 ]
 
 #: the four scan directions

@@ -169,10 +169,17 @@ def _seg(b, k, n, NCH, Di, offs_d):
 
 
 @triton.jit
+def _chan(ptr, k, Di, offs_d, mask_d):
+    """Direction k's entries of a (4·Di,) per-channel parameter (bias, D,
+    A_logs) for the block's channels, 0 past Di."""
+    return tl.load(ptr + k * Di + offs_d, mask=mask_d, other=0.)
+
+
+@triton.jit
 def _load_A(a_ptr, k, Di, offs_d, mask_d):
     """A = -exp(a) of direction k's channels, a the A_logs parameter: the
     exp and its gradient inside the kernels, not as ops around them."""
-    return -tl.exp(tl.load(a_ptr + k * Di + offs_d, mask=mask_d, other=0.))
+    return -tl.exp(_chan(a_ptr, k, Di, offs_d, mask_d))
 
 
 #: eight per-lane values summed over a warp's 32 lanes at once: three
@@ -266,9 +273,8 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     vb = v_ptr + b * sx_b
     cofs = offs_d * sx_c
     zl = tl.where(mask_d, offs_d, 0) * sz_c  # loads: see _step_in
-    bias0 = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
-    bias1 = tl.load(bias_ptr + (pair + 2) * Di + offs_d, mask=mask_d,
-                    other=0.)
+    bias0 = _chan(bias_ptr, pair, Di, offs_d, mask_d)
+    bias1 = _chan(bias_ptr, pair + 2, Di, offs_d, mask_d)
     A0 = _load_A(a_ptr, pair, Di, offs_d, mask_d)
     A1 = _load_A(a_ptr, pair + 2, Di, offs_d, mask_d)
     inner, outer = _walk_start(pair, c0, H, W, T)
@@ -354,13 +360,13 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     # direction pair + 2 walks backwards in q, direction pair forwards
     kb = pair + 2
     zbb = kb * sz_k + b * sz_b
-    biasb = tl.load(bias_ptr + kb * Di + offs_d, mask=mask_d, other=0.)
+    biasb = _chan(bias_ptr, kb, Di, offs_d, mask_d)
     A2b = _load_A(a_ptr, kb, Di, offs_d, mask_d) * _LOG2E
     zbf = pair * sz_k + b * sz_b
-    biasf = tl.load(bias_ptr + pair * Di + offs_d, mask=mask_d, other=0.)
+    biasf = _chan(bias_ptr, pair, Di, offs_d, mask_d)
     A2f = _load_A(a_ptr, pair, Di, offs_d, mask_d) * _LOG2E
-    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
-            tl.load(d_ptr + kb * Di + offs_d, mask=mask_d, other=0.))
+    Dsum = (_chan(d_ptr, pair, Di, offs_d, mask_d) +
+            _chan(d_ptr, kb, Di, offs_d, mask_d))
     inner, outer = _walk_start(pair, c0, H, W, T)
     for i in range(G):
         c = c0 + i
@@ -429,8 +435,8 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     db0 = tl.zeros((BD, ), dtype=tl.float32)
     db1 = tl.zeros((BD, ), dtype=tl.float32)
     dD = tl.zeros((BD, ), dtype=tl.float32)
-    Dsum = (tl.load(d_ptr + pair * Di + offs_d, mask=mask_d, other=0.) +
-            tl.load(d_ptr + (pair + 2) * Di + offs_d, mask=mask_d, other=0.))
+    Dsum = (_chan(d_ptr, pair, Di, offs_d, mask_d) +
+            _chan(d_ptr, pair + 2, Di, offs_d, mask_d))
     # this program's run of consecutive tiles (image-major): the image, the
     # chunk and the pixel walk carried from tile to tile
     per = tl.cdiv(NB * NCH, NPROG)
@@ -454,7 +460,7 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
         for kk in tl.static_range(2):
             k = pair + 2 * kk
             zb = k * sz_k + b * sz_b
-            bias = tl.load(bias_ptr + k * Di + offs_d, mask=mask_d, other=0.)
+            bias = _chan(bias_ptr, k, Di, offs_d, mask_d)
             A = _load_A(a_ptr, k, Di, offs_d, mask_d)
             A2 = A * _LOG2E
             if kk == 1:  # walks backwards in q

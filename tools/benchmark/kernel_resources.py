@@ -26,6 +26,7 @@ from typing import Dict, List
 if os.environ.get('TRITON_INTERPRET') == '1':
     sys.exit('kernel_resources.py compiles kernels: unset TRITON_INTERPRET')
 
+import torch  # noqa: E402
 import triton  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
@@ -33,6 +34,8 @@ from triton.compiler import ASTSource  # noqa: E402
 from mmvmamba.analysis.bench import SHAPES, write_json  # noqa: E402
 from mmvmamba.kernels.scan import config as scan_config  # noqa: E402
 from mmvmamba.kernels.scan import kernels as scan_kernels  # noqa: E402
+from mmvmamba.kernels.scan import launch as scan_launch  # noqa: E402
+from mmvmamba.kernels.ss2d import chunked  # noqa: E402
 from mmvmamba.kernels.ss2d import config as ss2d  # noqa: E402
 from mmvmamba.kernels.ss2d import kernels as sk  # noqa: E402
 
@@ -201,17 +204,27 @@ def chunked_configs(batch: int, DC: int, H: int, W: int, R: int) -> List:
     if ss2d.use_pairs(1, batch, H * W):
         return []
     L = H * W
+    # the SS2D path's own layout and flags, from shapes alone (meta tensors)
+    meta = dict(device='meta', dtype=torch.bfloat16)
+    x = torch.empty(batch, DC, H, W, **meta).to(
+        memory_format=torch.channels_last)
+    x_dbl = torch.empty(batch, L, 4 * (R + 2), **meta)
+    w = torch.empty(4, DC, R, device='meta')
+    lay = chunked._layout(x, x_dbl, w, 1)
     _, T, NP, RP = scan_config.block_config(1, R, L)
     bdf, bdb, wf, wb = scan_config.launch_config(1, DC, L, batch)
-    flags = dict(G=4, N=1, NP=NP, RP=RP, T=T, DIRECTIONAL=True, PROJ=True,
-                 HAS_D=True, HAS_BIAS=True, SOFTPLUS=True, CARRY_ONLY=False,
-                 DOT_PREC='tf32')
-    return [('chunked_fwd', scan_kernels.scan_fwd_kernel,
-             dict(flags, BD=bdf, ATOMIC_Y=True, STORE_HS=True, HAS_H0=False),
-             wf, CHUNKED_POINTERS),
-            ('chunked_bwd', scan_kernels.scan_bwd_kernel,
-             dict(flags, BD=bdb, ATOMIC_U=True, HAS_R0=False, DZ_OUT=False),
-             wb, CHUNKED_POINTERS)]
+
+    def flags(BD, warps, **extra):
+        f = scan_launch._flags(lay, BD, T, NP, RP, w, w, True, x, warps,
+                               CARRY_ONLY=False, **extra)
+        return f, f.pop('num_warps')
+
+    fwd, wf = flags(bdf, wf, ATOMIC_Y=True, STORE_HS=True, HAS_H0=False)
+    bwd, wb = flags(bdb, wb, ATOMIC_U=True, HAS_R0=False, DZ_OUT=False)
+    return [('chunked_fwd', scan_kernels.scan_fwd_kernel, fwd, wf,
+             CHUNKED_POINTERS),
+            ('chunked_bwd', scan_kernels.scan_bwd_kernel, bwd, wb,
+             CHUNKED_POINTERS)]
 
 
 def main(argv=None) -> None:
