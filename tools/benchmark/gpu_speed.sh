@@ -40,15 +40,27 @@ python3 -c "import torch, triton; print('torch', torch.__version__, 'triton', tr
 status=0
 
 stage_tests() {
+  # TEST_JOBS pytest processes (default 3), the test functions dealt round-robin: the
+  # suite's time is mostly Triton compiling, which is CPU-bound
   echo "== tests"
-  timeout "${T_TESTS:-300}" python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models tests/test_engine/test_graphed_train.py} -q -rf -p no:cacheprovider \
-    > "$RES/tests.log" 2>&1
-  rc=$?
-  tail -1 "$RES/tests.log"
+  local jobs=${TEST_JOBS:-3} j rc=0 pids=()
+  python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models tests/test_engine/test_graphed_train.py} \
+    --collect-only -q -p no:cacheprovider 2>/dev/null | grep '::' | sed 's/\[.*//' | uniq > "$RES/tests.ids"
+  for j in $(seq 0 $((jobs - 1))); do
+    awk -v n="$jobs" -v j="$j" 'NR % n == j' "$RES/tests.ids" > "$RES/tests.ids$j"
+    timeout "${T_TESTS:-300}" python3 -m pytest $(cat "$RES/tests.ids$j") -q -rf -p no:cacheprovider \
+      --durations=5 > "$RES/tests$j.log" 2>&1 &
+    pids+=($!)
+  done
+  for j in "${!pids[@]}"; do
+    wait "${pids[$j]}" || rc=$?
+    echo "tests part $j: $(grep -E '(passed|failed|error)' "$RES/tests$j.log" | tail -1)"
+  done
+  cat "$RES"/tests[0-9]*.log > "$RES/tests.log"; rm -f "$RES"/tests[0-9]*.log "$RES"/tests.ids*
   if [[ $rc -ne 0 ]]; then
     status=1
     echo "!!!!!!!! GPU TEST SUITE FAILED (rc=$rc) !!!!!!!!"
-    grep -E "^FAILED|^ERROR" "$RES/tests.log" | head -30
+    grep -E "^FAILED|^ERROR|Timeout|rc=" "$RES/tests.log" | head -30
   fi
 }
 stage_sweep() {
