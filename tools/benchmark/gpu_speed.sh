@@ -28,7 +28,8 @@
 #   scaling pixel throughput 224² -> 1024² (AMP fp16)
 #   demo    the demo Mask R-CNN trained and tested on the GPU
 # Stages run in the order given. Results land in $RES (default
-# outputs/gpu_speed); each stage has a time cap.
+# outputs/gpu_speed); each stage has a time cap. The device tool brings back
+# at most 8 files: there, RES=/tmp/res and `tar czf $OUT/res.tgz -C /tmp res`.
 set -uo pipefail
 RES=${RES:-outputs/gpu_speed}
 STAGES=${STAGES:-tests sweep kernels layernorm models profile maskrcnn scaling demo}
