@@ -22,7 +22,9 @@
 #           (host_cost.py): where an eager step waits for Python
 #   models  VMamba-T/S/B vs Swin and ConvNeXt, batch 128 + batch-1 latency,
 #           wall / host / GPU ms per step, a training step from a CUDA graph,
-#           VMamba's AMP step with the backbone's training graphs
+#           VMamba's AMP step with the backbone's training graphs (MODELS
+#           picks the models, MODELS_ARGS adds arguments, e.g.
+#           "--compile-models vmamba_t swin_t")
 #   profile where a VMamba-T AMP training step spends its GPU time
 #           (PROFILE_ARGS adds arguments, e.g. --pairs)
 #   maskrcnn Mask R-CNN train step, VMamba-T vs mmdet Swin-T (batch 2, AMP)
@@ -163,7 +165,7 @@ stage_host() {
 stage_models() {
   echo "== models"
   timeout "${T_MODELS:-300}" python3 tools/benchmark/bench_models.py --latency --breakdown --graph-train --backbone-graph \
-    --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} \
+    --models ${MODELS:-vmamba_t swin_t convnext_t vmamba_s swin_s vmamba_b swin_b} ${MODELS_ARGS:-} \
     --json "$RES/models.json" > "$RES/models.log" 2>&1
   echo "rc=$?"; grep -v -i warn "$RES/models.log"
 }
