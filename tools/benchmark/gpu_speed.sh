@@ -6,7 +6,8 @@
 #   sweep   configuration sweep of the SS2D pair kernels (sweep_scan.py;
 #           SWEEP_ARGS adds arguments)
 #   ncu     Nsight Compute on one SS2D core forward + backward at T-stage1,
-#           pair and chunked kernels (ncu_scan.py; NCU_SHAPE picks the shape)
+#           pair and chunked kernels (ncu_scan.py; NCU_SHAPE picks the shape,
+#           NCU_KERNELS="pair" one of them)
 #   ab      the pair kernels of this tree against those of a base revision
 #           (.device/base, made by tools/benchmark/prepare_base.sh REV before
 #           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
@@ -77,10 +78,11 @@ stage_sweep() {
 stage_ncu() {
   echo "== ncu"
   local v
-  for v in pair chunked; do
+  for v in ${NCU_KERNELS:-pair chunked}; do
     timeout "${T_NCU:-150}" ncu --profile-from-start off --section SpeedOfLight \
       --section Occupancy --section LaunchStats --section WarpStateStats \
       --section SchedulerStats --section MemoryWorkloadAnalysis \
+      --metrics 'regex:smsp__average_warps_issue_stalled_.*_per_issue_active\.ratio' \
       python3 tools/benchmark/ncu_scan.py --shape "${NCU_SHAPE:-T-stage1}" \
       $([[ $v == chunked ]] && echo --chunked) > "$RES/ncu_$v.txt" 2>&1
     echo "$v rc=$?"
