@@ -49,7 +49,7 @@ from torch import Tensor
 from ..common.eager import (_plain, cast_like, eager_call, eager_function,
                             impl_or_op)
 from ..common.launch import Launcher
-from ..common.util import cdiv
+from ..common.util import cdiv, unfilled
 from . import config
 from .kernels import ln_bwd_kernel, ln_fwd_kernel
 
@@ -60,6 +60,7 @@ _LN_FWD = Launcher(ln_fwd_kernel)
 _LN_BWD = Launcher(ln_bwd_kernel)
 
 
+@unfilled
 def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
                  out_dtype: torch.dtype,
                  store_xhat: bool) -> Tuple[Tensor, Tensor, Tensor]:
@@ -80,6 +81,7 @@ def _ln_fwd_impl(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
     return y, stats, xhat
 
 
+@unfilled
 def _ln_infer(x: Tensor, weight: Tensor, bias: Tensor, eps: float,
               out_dtype: torch.dtype) -> Tensor:
     """The forward alone, for calls without a gradient to compute: one
@@ -119,6 +121,7 @@ def _setup(ctx, inputs, output):
     ctx.store_xhat = store_xhat
 
 
+@unfilled
 def _ln_bwd_impl(kept: Tensor, dy: Tensor, weight: Tensor, stats: Tensor,
                  xhat: bool,
                  x_dtype: torch.dtype) -> Tuple[Tensor, Tensor]:

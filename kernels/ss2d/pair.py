@@ -12,7 +12,7 @@ from torch import Tensor
 
 from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
-from ..common.util import cdiv, next_power_of_2
+from ..common.util import cdiv, next_power_of_2, unfilled
 from . import kernels as kern
 from .config import (K, backward_programs, chunk_groups, lane_sums,
                      padded_rows, sm_count, tile_config)
@@ -131,6 +131,7 @@ def _seg_buffer(x: Tensor, cfg: dict) -> Tensor:
                        dtype=torch.float32)
 
 
+@unfilled
 def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
                A_logs: Tensor, Ds: Tensor) -> Tuple[Tensor, Tensor]:
     """y (float32, x's strides) and the chunk carries of the d_state-1 core;
@@ -162,6 +163,7 @@ def _(x, x_dbl, dt_w, dt_b, A_logs, Ds):
     return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
 
 
+@unfilled
 def _bwd1_impl(
         x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor, A_logs: Tensor,
         Ds: Tensor, gy: Tensor,

@@ -233,3 +233,35 @@ def test_backward_op_registration(xhat):
     torch.library.opcheck(
         LN._ln_bwd, (kept, dy, w, stats, xhat, torch.float32),
         test_utils=('test_schema', 'test_faketensor'))
+
+
+@pytest.mark.parametrize('shape,dtype,out_dtype', [
+    ((3, 5, 96), torch.float32, torch.bfloat16),
+    ((130, 20), torch.bfloat16, torch.float32),
+])
+def test_layer_norm_writes_every_buffer_it_allocates(shape, dtype, out_dtype):
+    """The LayerNorm implementations turn torch's deterministic NaN fill of
+    new tensors off (``unfilled``); with it on (the unwrapped functions)
+    the outputs must be finite and bit-identical."""
+    torch.manual_seed(0)
+    C = shape[-1]
+    x = torch.randn(shape, device=DEVICE).to(dtype)
+    w = torch.randn(C, device=DEVICE)
+    b = torch.randn(C, device=DEVICE)
+    dy = torch.randn(shape, device=DEVICE).to(out_dtype)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        runs = []
+        for fwd, infer, bwd in [
+            (LN._ln_fwd_impl, LN._ln_infer, LN._ln_bwd_impl),
+            (LN._ln_fwd_impl.__wrapped__, LN._ln_infer.__wrapped__,
+             LN._ln_bwd_impl.__wrapped__)
+        ]:
+            y, stats, xhat = fwd(x, w, b, 1e-6, out_dtype, True)
+            runs.append((y, stats, xhat, infer(x, w, b, 1e-6, out_dtype)) +
+                        bwd(xhat, dy, w, stats, True, dtype))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for unfilled_out, filled_out in zip(*runs):
+        assert torch.isfinite(filled_out).all()
+        assert torch.equal(unfilled_out, filled_out)

@@ -403,3 +403,67 @@ def test_pair_backward_lane_sums(monkeypatch, B, Di, H, W):
     names = 'x x_proj dt_w dt_b A_logs Ds'.split()
     for name, a, b in zip(names, got, grads(ref, ins, g)):
         assert rel_err(a, b) < TOL[torch.float32][1], name
+
+
+@pytest.mark.parametrize('B,Di,H,W,dtype', [
+    (1, 40, 3, 5, torch.float32),  # a partial chunk and channel block
+    (2, 16, 4, 13, torch.bfloat16),  # chunks chained, two images
+])
+def test_pair_kernels_write_every_buffer_they_allocate(B, Di, H, W, dtype):
+    """In deterministic mode torch fills new tensors with NaN; the pair
+    implementations turn that fill off (``unfilled``), which is only sound
+    if the kernels write every element of their buffers before it is read.
+    With the fill on (the unwrapped implementations) every output must be
+    finite and bit-identical to the run without it."""
+    import torch.utils.deterministic as det
+
+    from mmvmamba.kernels.ss2d import pair
+    from mmvmamba.kernels.ss2d.op import _operands
+    x, *params = [t.detach() for t in _ss2d_inputs(B, Di, H, W, 1, 2, dtype,
+                                                    True)]
+    _, _, x_dbl, dt_w, dt_b, a, Ds32 = _operands(x, *params, True, x.dtype)
+    gy = torch.randn((B, Di, H, W), generator=torch.Generator().manual_seed(1))
+    gy = gy.to(DEVICE).to(memory_format=torch.channels_last)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        assert det.fill_uninitialized_memory
+        runs = []
+        for fwd, bwd in [(pair._fwd1_impl, pair._bwd1_impl),
+                         (pair._fwd1_impl.__wrapped__,
+                          pair._bwd1_impl.__wrapped__)]:
+            y, carry = fwd(x, x_dbl, dt_w, dt_b, a, Ds32)
+            runs.append((y, carry) + bwd(x, x_dbl, dt_w, dt_b, a, Ds32, gy,
+                                         carry))
+            assert det.fill_uninitialized_memory  # restored
+    finally:
+        torch.use_deterministic_algorithms(False)
+    for unfilled_out, filled_out in zip(*runs):
+        assert torch.isfinite(filled_out).all()
+        assert torch.equal(unfilled_out, filled_out)
+
+
+def test_unfilled_restores_the_fill_flag():
+    """``unfilled``: the fill is off inside in deterministic mode only, and
+    back on afterwards, also when the call raises."""
+    import torch.utils.deterministic as det
+
+    from mmvmamba.kernels.common.util import unfilled
+    seen = []
+
+    @unfilled
+    def probe(fail=False):
+        seen.append(det.fill_uninitialized_memory)
+        if fail:
+            raise RuntimeError('boom')
+
+    probe()
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        probe()
+        with pytest.raises(RuntimeError, match='boom'):
+            probe(fail=True)
+        assert det.fill_uninitialized_memory
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen == [True, False, False]
+    assert det.fill_uninitialized_memory

@@ -10,7 +10,8 @@
 #   ab      the pair kernels of this tree against those of a base revision
 #           (.device/base, made by tools/benchmark/prepare_base.sh REV before
 #           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
-#           (default 2; AB_SHAPES limits the shapes; AB_MODELS="vmamba_t" adds
+#           (default 2; AB_SHAPES limits the shapes; AB_PROFILE="T-stage1"
+#           adds each kernel's time at those shapes, AB_MODELS="vmamba_t"
 #           bench_models.py --graph-train of each tree)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
@@ -120,6 +121,17 @@ stage_ab() {
     base+=${base:+,}$RES/ab_base$round.json; new+=${new:+,}$RES/ab_new$round.json
   done
   python3 tools/benchmark/bench_kernels.py --compare "$base" "$new" | tee "$RES/ab.md"
+  # AB_PROFILE (e.g. "T-stage1 MaskRCNN-s1"): each kernel's GPU time per
+  # forward + backward in both trees (this tree's ncu_scan.py --torch-profile)
+  local shape script=$PWD/tools/benchmark/ncu_scan.py
+  for shape in ${AB_PROFILE:-}; do
+    for tree in base new; do
+      (if [[ $tree == base ]]; then cd .device/base; fi
+       PYTHONPATH="/tmp/site:$PWD" timeout 60 python3 "$script" --torch-profile 5 \
+         --shape "$shape") > "$RES/ab_prof_${tree}_$shape.log" 2>&1
+      echo "$tree $shape profile rc=$?"; grep -v -i warn "$RES/ab_prof_${tree}_$shape.log" | head -12
+    done
+  done
   # AB_MODELS (e.g. vmamba_t): the models too, eager and replayed from a CUDA
   # graph (the pair kernels at every stage there), each tree in turn
   local model tree
