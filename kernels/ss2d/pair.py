@@ -90,8 +90,9 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
 
 def _consts(cfg: dict, bwd: bool = False) -> dict:
     if bwd:
+        cap = dict(maxnreg=cfg['regsB']) if cfg.get('regsB') else {}
         return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'],
-                    LANES=lane_sums(cfg))
+                    LANES=lane_sums(cfg), **cap)
     return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'])
 
 

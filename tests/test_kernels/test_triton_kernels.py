@@ -467,3 +467,35 @@ def test_unfilled_restores_the_fill_flag():
         torch.use_deterministic_algorithms(False)
     assert seen == [True, False, False]
     assert det.fill_uninitialized_memory
+
+
+def test_pair_backward_under_a_register_cap(monkeypatch):
+    """``config.TUNE['regsB']`` reaches the backward's launch as Triton's
+    ``maxnreg`` (``sweep_scan.py --regs-b``); the gradients stay those of
+    the reference."""
+    import importlib
+    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
+    pair = importlib.import_module('mmvmamba.kernels.ss2d.pair')
+    monkeypatch.setitem(config.TUNE, 'regsB', 112)
+    seen = []
+    launch = pair._BWD.launch
+
+    def spy(grid, args, kwargs):
+        seen.append(kwargs.get('maxnreg'))
+        return launch(grid, args, kwargs)
+
+    monkeypatch.setattr(pair._BWD, 'launch', spy)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ins = _ss2d_inputs(1, 16, 3, 5, 1, 2, torch.float32, True)
+        g = torch.randn((1, 16, 3, 5),
+                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        y = ss2d_core(*ins, backend='triton')
+        got = grads(y, ins, g)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert seen == [112, 112]  # both pair launches
+    ref = ss2d_core_ref(*ins)
+    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
+                          grads(ref, ins, g)):
+        assert rel_err(a, b) < TOL[torch.float32][1], name

@@ -110,3 +110,22 @@ print(c.asm['ptx'].count('shfl.sync.bfly'))
     assert layouts == ("['#ttg.blocked<{sizePerThread = [1], threadsPerWarp "
                        "= [32], warpsPerCTA = [1], order = [0]}>']")
     assert int(shuffles) == 2 * 9
+
+
+def test_backward_register_cap(tmp_path):
+    """``--regs-b`` (as ``config.TUNE['regsB']``, ``sweep_scan.py
+    --regs-b``) compiles the pair backward under that register cap, and
+    only the backward: more warps fit on an SM."""
+    rows = {}
+    for cap in (0, 112):
+        out = tmp_path / f'res{cap}.json'
+        proc = run('--shapes', 'T-stage1', '--regs-b', str(cap), '--json',
+                   str(out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        rows[cap] = {r['kernel']: r for r in json.loads(out.read_text())
+                     ['rows']}
+    assert rows[112]['bwd']['regs'] <= 112 < rows[0]['bwd']['regs']
+    assert rows[112]['bwd']['resident_warps'] > rows[0]['bwd'][
+        'resident_warps']
+    for name in ('fwd_summary', 'fwd', 'bwd_summary', 'chain'):
+        assert rows[112][name]['regs'] == rows[0][name]['regs']

@@ -61,11 +61,12 @@ def compile_kernel(kernel,
                    constexprs: Dict,
                    warps: int,
                    arch: int,
-                   pointers: Dict = None):
+                   pointers: Dict = None,
+                   maxnreg: int = 0):
     """``kernel`` compiled for sm_<arch> (Triton's CompiledKernel: its
     ``asm`` holds the TTGIR, PTX and cubin). Pointers are 16-byte aligned as
     the JIT sees them, :data:`POINTER_TYPES` overridden by ``pointers``,
-    other arguments int32."""
+    other arguments int32; ``maxnreg``: a register cap (0: none)."""
     types = dict(POINTER_TYPES, **(pointers or {}))
     names = kernel.arg_names
     signature, attrs = {}, {}
@@ -86,17 +87,20 @@ def compile_kernel(kernel,
     return triton.compile(
         src,
         target=GPUTarget('cuda', arch, 32),
-        options=dict(num_warps=warps))
+        options=dict(num_warps=warps, **(dict(maxnreg=maxnreg) if maxnreg
+                                         else {})))
 
 
 def resources(kernel,
               constexprs: Dict,
               warps: int,
               arch: int,
-              pointers: Dict = None) -> Dict:
+              pointers: Dict = None,
+              maxnreg: int = 0) -> Dict:
     """Compile ``kernel`` for sm_<arch>; {'regs', 'stack', 'shared'} bytes
     and the SASS counts of :func:`opcodes`."""
-    compiled = compile_kernel(kernel, constexprs, warps, arch, pointers)
+    compiled = compile_kernel(kernel, constexprs, warps, arch, pointers,
+                              maxnreg)
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, 'kernel.cubin')
         with open(path, 'wb') as f:
@@ -238,6 +242,12 @@ def main(argv=None) -> None:
         default=names,
         help=f'benchmark shapes (default: all of {", ".join(names)})')
     parser.add_argument('--json', help='write the table here')
+    parser.add_argument(
+        '--regs-b',
+        type=int,
+        default=ss2d.TUNE.get('regsB', 0),
+        help='register cap of the pair backward kernel (maxnreg, as '
+        'sweep_scan.py --regs-b; 0: none)')
     args = parser.parse_args(argv)
     unknown = sorted(set(args.shapes) - set(names))
     if unknown:
@@ -249,7 +259,8 @@ def main(argv=None) -> None:
         if name not in args.shapes:
             continue
         for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
-            res = resources(kernel, cx, warps, args.arch, ptrs)
+            res = resources(kernel, cx, warps, args.arch, ptrs,
+                            args.regs_b if label == 'bwd' else 0)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             if 'G' in cx and not label.startswith('chunked'):
                 tile += f'x{cx["G"]}'

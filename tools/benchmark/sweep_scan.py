@@ -10,7 +10,8 @@ configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
         [--shapes T-stage1 MaskRCNN-s1] [--fwd 64/1 32/1] [--bwd 32/1] \\
-        [--chunks 4 8] [--per-sm 16 32] [--groups 0 1 2 4]
+        [--chunks 4 8] [--per-sm 16 32] [--groups 0 1 2 4] \\
+        [--regs-b 0 112]
 """
 import argparse
 import importlib
@@ -67,6 +68,12 @@ def main(argv=None):
         default=[0],
         help='chunks per program of the summary and forward kernels (0: '
         'the rule of config.chunk_groups)')
+    parser.add_argument(
+        '--regs-b',
+        nargs='+',
+        type=int,
+        default=[0],
+        help='register cap of the backward kernel (maxnreg; 0: none)')
     args = parser.parse_args(argv)
 
     def split(s):
@@ -75,10 +82,10 @@ def main(argv=None):
 
     configs = [
         dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
-             **(dict(G=g) if g else {}))
-        for f, b, t, n, g in itertools.product(
+             **(dict(G=g) if g else {}), **(dict(regsB=r) if r else {}))
+        for f, b, t, n, g, r in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm, args.groups)
+            args.per_sm, args.groups, args.regs_b)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (the default path takes the chunked
