@@ -52,7 +52,8 @@ def interpreted() -> bool:
 
 
 #: Tuning hook (tools/benchmark/sweep_scan.py): entries replace the
-#: defaults of :func:`tile_config`.
+#: defaults of :func:`tile_config`; also ``G`` (:func:`chunk_groups`) and
+#: ``regsB``, a register cap of the backward kernel (Triton's ``maxnreg``).
 TUNE: dict = {}
 
 
