@@ -45,24 +45,25 @@ stage_tests() {
   # TEST_JOBS pytest processes (default 3), the test functions dealt round-robin: the
   # suite's time is mostly Triton compiling, which is CPU-bound
   echo "== tests"
-  local jobs=${TEST_JOBS:-3} j rc=0 pids=()
+  local jobs=${TEST_JOBS:-3} j rc=0 pids=() parts=()
   python3 -m pytest ${TESTS:-tests/test_kernels tests/test_models tests/test_engine/test_graphed_train.py} \
     --collect-only -q -p no:cacheprovider 2>/dev/null | grep '::' | sed 's/\[.*//' | uniq > "$RES/tests.ids"
   for j in $(seq 0 $((jobs - 1))); do
     awk -v n="$jobs" -v j="$j" 'NR % n == j' "$RES/tests.ids" > "$RES/tests.ids$j"
+    [[ -s "$RES/tests.ids$j" ]] || continue  # no ids: pytest would run everything
     timeout "${T_TESTS:-300}" python3 -m pytest $(cat "$RES/tests.ids$j") -q -rf -p no:cacheprovider \
       --durations=5 > "$RES/tests$j.log" 2>&1 &
-    pids+=($!)
+    pids+=($!); parts+=($j)
   done
   for j in "${!pids[@]}"; do
     wait "${pids[$j]}" || rc=$?
-    echo "tests part $j: $(grep -E '(passed|failed|error)' "$RES/tests$j.log" | tail -1)"
+    echo "tests part ${parts[$j]}: $(grep -E '(passed|failed|error)' "$RES/tests${parts[$j]}.log" | tail -1)"
   done
   cat "$RES"/tests[0-9]*.log > "$RES/tests.log"; rm -f "$RES"/tests[0-9]*.log "$RES"/tests.ids*
   if [[ $rc -ne 0 ]]; then
     status=1
     echo "!!!!!!!! GPU TEST SUITE FAILED (rc=$rc) !!!!!!!!"
-    grep -E "^FAILED|^ERROR|Timeout|rc=" "$RES/tests.log" | head -30
+    grep -E "^FAILED|^ERROR" "$RES/tests.log" | head -30
   fi
 }
 stage_sweep() {
@@ -102,21 +103,25 @@ stage_kernels() {
   done
   python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
 }
+# "$@" in the base tree (.device/base) or this one, importing that tree's code
+in_tree() {
+  local tree=$1; shift
+  (if [[ $tree == base ]]; then cd .device/base; fi
+   PYTHONPATH="/tmp/site:$PWD" "$@")
+}
 stage_ab() {
   echo "== ab: this tree against .device/base ($(cat .device/base/REV 2>/dev/null))"
   if [[ ! -f .device/base/REV ]]; then
     echo "no .device/base: run tools/benchmark/prepare_base.sh REV before the call"
     status=1; return
   fi
-  local round base="" new="" shapes=${AB_SHAPES:+--shapes $AB_SHAPES}
+  local round tree base="" new="" shapes=${AB_SHAPES:+--shapes $AB_SHAPES}
   for round in $(seq "${AB_ROUNDS:-2}"); do
-    (cd .device/base && PYTHONPATH="/tmp/site:$PWD" timeout "${T_AB:-150}" \
-      python3 tools/benchmark/bench_kernels.py $shapes --json "$RES/ab_base$round.json") \
-      > "$RES/ab_base$round.log" 2>&1
-    echo "base $round rc=$?"
-    timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py $shapes \
-      --json "$RES/ab_new$round.json" > "$RES/ab_new$round.log" 2>&1
-    echo "new $round rc=$?"
+    for tree in base new; do
+      in_tree $tree timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py $shapes \
+        --json "$RES/ab_$tree$round.json" > "$RES/ab_$tree$round.log" 2>&1
+      echo "$tree $round rc=$?"
+    done
     grep -v -i warn "$RES/ab_new$round.log" | tail -12
     base+=${base:+,}$RES/ab_base$round.json; new+=${new:+,}$RES/ab_new$round.json
   done
@@ -126,20 +131,18 @@ stage_ab() {
   local shape script=$PWD/tools/benchmark/ncu_scan.py
   for shape in ${AB_PROFILE:-}; do
     for tree in base new; do
-      (if [[ $tree == base ]]; then cd .device/base; fi
-       PYTHONPATH="/tmp/site:$PWD" timeout 60 python3 "$script" --torch-profile 5 \
-         --shape "$shape") > "$RES/ab_prof_${tree}_$shape.log" 2>&1
+      in_tree $tree timeout 60 python3 "$script" --torch-profile 5 --shape "$shape" \
+        > "$RES/ab_prof_${tree}_$shape.log" 2>&1
       echo "$tree $shape profile rc=$?"; grep -v -i warn "$RES/ab_prof_${tree}_$shape.log" | head -12
     done
   done
   # AB_MODELS (e.g. vmamba_t): the models too, eager and replayed from a CUDA
   # graph (the pair kernels at every stage there), each tree in turn
-  local model tree
+  local model
   for model in ${AB_MODELS:-}; do
     for tree in base new; do
-      (if [[ $tree == base ]]; then cd .device/base; fi
-       PYTHONPATH="/tmp/site:$PWD" timeout "${T_AB_MODELS:-200}" python3 tools/benchmark/bench_models.py \
-         --graph-train --models "$model" --iters 10 --json "$RES/ab_${tree}_$model.json") \
+      in_tree $tree timeout "${T_AB_MODELS:-200}" python3 tools/benchmark/bench_models.py \
+        --graph-train --models "$model" --iters 10 --json "$RES/ab_${tree}_$model.json" \
         > "$RES/ab_${tree}_$model.log" 2>&1
       echo "$tree $model rc=$?"; grep -v -i warn "$RES/ab_${tree}_$model.log" | tail -3
     done

@@ -245,7 +245,7 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--regs-b',
         type=int,
-        default=ss2d.TUNE.get('regsB', 0),
+        default=0,
         help='register cap of the pair backward kernel (maxnreg, as '
         'sweep_scan.py --regs-b; 0: none)')
     args = parser.parse_args(argv)
