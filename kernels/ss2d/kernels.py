@@ -278,7 +278,11 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     A0 = _load_A(a_ptr, pair, Di, offs_d, mask_d)
     A1 = _load_A(a_ptr, pair + 2, Di, offs_d, mask_d)
     inner, outer = _walk_start(pair, c0, H, W, T)
-    for i in range(G):
+    segs_ = ()
+    ms_ = ()
+    ps_ = ()
+    vals_ = ()
+    for i in tl.static_range(G):
         c = c0 + i
         offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
                                                  L, sx_h, sx_w, T)
@@ -310,10 +314,13 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
                 n = NCH - 1 - c
             else:
                 n = c
-            segs = _seg(b, k, n, NCH, Di, offs_d)
-            m = mask_d & (c < NCH)
-            tl.store(p_ptr + segs, tl.exp(A * dsum), mask=m)
-            tl.store(s_ptr + segs, val, mask=m)
+            segs_ = segs_ + (_seg(b, k, n, NCH, Di, offs_d), )
+            ms_ = ms_ + (mask_d & (c < NCH), )
+            ps_ = ps_ + (tl.exp(A * dsum), )
+            vals_ = vals_ + (val, )
+    for j in tl.static_range(2 * G):
+        tl.store(p_ptr + segs_[j], ps_[j], mask=ms_[j])
+        tl.store(s_ptr + segs_[j], vals_[j], mask=ms_[j])
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -368,7 +375,7 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     Dsum = (_chan(d_ptr, pair, Di, offs_d, mask_d) +
             _chan(d_ptr, kb, Di, offs_d, mask_d))
     inner, outer = _walk_start(pair, c0, H, W, T)
-    for i in range(G):
+    for i in tl.static_range(G):
         c = c0 + i
         offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
                                                  L, sx_h, sx_w, T)
