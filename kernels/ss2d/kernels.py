@@ -117,11 +117,11 @@ def _load_rows(base, cofs, offs, ok, mask_d, T: tl.constexpr):
     return rows
 
 
-#: the hardware's approximate base-2 logarithm (tl.log and tl.log2 are
-#: software polynomials, about twenty instructions per call); the
-#: interpreter has no inline assembly
 _LOG2E = tl.constexpr(1.4426950408889634)
-_HW_LOG = tl.constexpr(os.environ.get('TRITON_INTERPRET') != '1')
+#: compiled for a GPU, not run by the interpreter (``TRITON_INTERPRET=1``),
+#: which has no inline assembly (the hardware's base-2 logarithm below: tl.log
+#: and tl.log2 are software polynomials, about twenty instructions per call)
+_COMPILED = tl.constexpr(os.environ.get('TRITON_INTERPRET') != '1')
 
 
 @triton.jit
@@ -130,7 +130,7 @@ def _softplus(z):
     its derivative, from one MUFU.EX2 (and MUFU.LG2, MUFU.RCP); the sigmoid
     costs nothing where it is not used."""
     e = tl.exp2(tl.minimum(z, 20.) * _LOG2E)
-    if _HW_LOG:
+    if _COMPILED:
         l2 = tl.inline_asm_elementwise('lg2.approx.f32 $0, $1;',
                                        '=r,r', [1. + e],
                                        dtype=tl.float32,
@@ -227,7 +227,7 @@ def _store_pixel_sums(ptr, k, pix, ok, p_b, p_c, BD: tl.constexpr,
     separate reductions."""
     if LANES:
         lane = tl.arange(0, BD)
-        if _HW_LOG:
+        if _COMPILED:
             tot = tl.inline_asm_elementwise(
                 _SUM8_PTX, '=r,r,r,r,r,r,r,r,r', [
                     p_b[0], p_c[0], p_b[1], p_c[1], p_b[2], p_c[2], p_b[3],
@@ -323,6 +323,23 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
         tl.store(s_ptr + segs_[j], vals_[j], mask=ms_[j])
 
 
+@triton.jit
+def _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx, offs_d, mask_d, Di,
+                 NCH, SB: tl.constexpr):
+    """Chunks n0 .. n0 + SB - 1 of the chain: their carries stored, the
+    carry after them returned."""
+    n = n0 + idx
+    m = (n < NCH)[:, None] & mask_d[None, :]
+    offs = base + n[:, None] * Di + offs_d[None, :]
+    P = tl.load(p_ptr + offs, mask=m, other=1.)
+    S = tl.load(s_ptr + offs, mask=m, other=0.)
+    S = tl.where(idx[:, None] == 0, S + P * carry[None, :], S)
+    _, h = tl.associative_scan((P, S), 0, _first_order)
+    # h[n] is the carry of segment n + 1
+    tl.store(c_ptr + offs + Di, h, mask=((n + 1) < NCH)[:, None] & m)
+    return tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
+
+
 @triton.jit(do_not_specialize=_RUNTIME)
 def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
                  SB: tl.constexpr):
@@ -334,18 +351,18 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
     carry = tl.zeros((BD, ), dtype=tl.float32)
     tl.store(c_ptr + base + offs_d, carry, mask=mask_d)
     idx = tl.arange(0, SB)
-    for n0 in range(0, NCH, SB):
-        n = n0 + idx
-        m = (n < NCH)[:, None] & mask_d[None, :]
-        offs = base + n[:, None] * Di + offs_d[None, :]
-        P = tl.load(p_ptr + offs, mask=m, other=1.)
-        S = tl.load(s_ptr + offs, mask=m, other=0.)
-        S = tl.where(idx[:, None] == 0, S + P * carry[None, :], S)
-        _, h = tl.associative_scan((P, S), 0, _first_order)
-        # h[n] is the carry of segment n + 1
-        tl.store(
-            c_ptr + offs + Di, h, mask=((n + 1) < NCH)[:, None] & m)
-        carry = tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
+    if _COMPILED:
+        for n0 in range(0, NCH, SB):
+            carry = _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx,
+                                 offs_d, mask_d, Di, NCH, SB)
+    else:  # the interpreter's runtime scalars are 1-element arrays, which
+        # NumPy refuses as a range bound (deprecated since 1.25, an error in
+        # the GPU machine's); a comparison is fine
+        n0 = 0
+        while n0 < NCH:
+            carry = _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx,
+                                 offs_d, mask_d, Di, NCH, SB)
+            n0 += SB
 
 
 @triton.jit(do_not_specialize=_RUNTIME)

@@ -243,13 +243,17 @@ def test_train_graphs_skip_cpu_no_grad_and_checkpointing():
 @pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA GPU (H200 run)')
 @pytest.mark.parametrize('amp', [False, True])
-def test_train_graph_trains_as_eager_on_gpu(amp, monkeypatch):
+@pytest.mark.parametrize('cudnn_deterministic', [True, False])
+def test_train_graph_trains_as_eager_on_gpu(amp, cudnn_deterministic,
+                                            monkeypatch):
     """Real capture: AdamW steps from the graphs end with the weights of
     the same steps run eagerly (the eager run takes the capture's pair
-    kernels); fp16 AMP with a GradScaler."""
+    kernels); fp16 AMP with a GradScaler; cuDNN deterministic (as
+    mmengine's ``randomness=dict(deterministic=True)`` sets it) or not."""
     from mmvmamba.kernels.ss2d import config
     monkeypatch.setattr(config, 'PAIR_MAX_BATCH', 64)
-    torch.backends.cudnn.deterministic = True
+    monkeypatch.setattr(torch.backends.cudnn, 'deterministic',
+                        cudnn_deterministic)
     torch.manual_seed(0)
     kw = dict(arch='tiny', depths=(1, 1, 2, 1), drop_path_rate=0.)
     eager = VMamba(**kw).cuda().train()
