@@ -30,19 +30,21 @@ def _signature(x: Tensor) -> tuple:
 def _static_runner(fn: Callable[[Tensor], Tuple[Tensor, ...]],
                    x: Tensor) -> Tuple[Tensor, Callable[[], tuple]]:
     """A static copy of ``x`` (its strides, dtype, device) and ``run()``:
-    ``fn`` on it under the caller's CUDA autocast state, the weight-cast
-    cache off (it would hand the graph tensors that are freed when the
-    caller's autocast region ends: cast inside the graph instead)."""
+    ``fn`` (or ``run(f)``: ``f``) on it under the caller's CUDA autocast
+    state, the weight-cast cache off (it would hand the graph tensors that
+    are freed when the caller's autocast region ends: cast inside the graph
+    instead)."""
     static_in = torch.empty_strided(
         x.shape, x.stride(), dtype=x.dtype, device=x.device)
     static_in.copy_(x)
     ac = torch.is_autocast_enabled('cuda')
     ac_dtype = torch.get_autocast_dtype('cuda')
 
-    def run() -> Tuple[Tensor, ...]:
+    def run(f: Callable[[Tensor], Tuple[Tensor, ...]] = fn
+            ) -> Tuple[Tensor, ...]:
         with torch.autocast('cuda', dtype=ac_dtype, enabled=ac,
                             cache_enabled=False):
-            return fn(static_in)
+            return f(static_in)
 
     return static_in, run
 
@@ -158,32 +160,75 @@ class GraphCache:
 # Training: the forward and the backward as two graphs
 
 
+class _Bound(nn.Module):
+    """``fn`` (a method of ``module``) as a module's forward, for
+    ``torch.func.functional_call``."""
+
+    def __init__(self, module: nn.Module,
+                 fn: Callable[[Tensor], Tuple[Tensor, ...]]) -> None:
+        super().__init__()
+        self.m = module
+        self.fn = fn
+
+    def forward(self, x: Tensor) -> Tuple[Tensor, ...]:
+        return self.fn(x)
+
+
+def with_fresh_leaves(
+    module: nn.Module, fn: Callable[[Tensor], Tuple[Tensor, ...]],
+    params: List[Tensor]
+) -> Tuple[Callable[[Tensor], Tuple[Tensor, ...]], List[Tensor]]:
+    """``fn`` (a forward of ``module``) with ``params`` replaced by fresh
+    leaf tensors sharing their storage, and those leaves.
+
+    Autograd runs a leaf's gradient node on the stream that was current when
+    the node was made, and a parameter keeps its node while any graph
+    reaches it: a loop that keeps the last step's ``loss`` until the next
+    forward (most do) keeps nodes made on the default stream, and a backward
+    captured through them makes that stream wait on the capturing one
+    (``cudaErrorStreamCaptureImplicit``: the first captures on an H100,
+    2026-12-05). Fresh leaves get their nodes inside the capture; sharing
+    storage, they read the parameters' current values at every replay (the
+    optimizer updates them in place)."""
+    names = {id(p): n for n, p in module.named_parameters()}
+    leaves = [p.detach().requires_grad_() for p in params]
+    swap = {f'm.{names[id(p)]}': t for p, t in zip(params, leaves)}
+    bound = _Bound(module, fn)
+    return (lambda x: torch.func.functional_call(bound, swap, (x, ))), leaves
+
+
 class _TrainGraph:
-    """A training forward (``fn``: Tensor -> tuple of Tensors) and its
-    backward to ``params`` (and to the input, when it requires grad)
-    captured as two CUDA graphs sharing one memory pool. The parameters'
-    gradients land in one flat buffer, handed out per backward as views of
-    a fresh copy (AccumulateGrad may keep them; a later replay never
-    writes into a gradient the caller holds)."""
+    """A training forward (``fn``: Tensor -> tuple of Tensors, a method of
+    ``module``) and its backward to ``params`` (and to the input, when it
+    requires grad) captured as two CUDA graphs sharing one memory pool,
+    through fresh leaves in the parameters' place
+    (:func:`with_fresh_leaves`). The parameters' gradients land in one flat
+    buffer, handed out per backward as views of a fresh copy
+    (AccumulateGrad may keep them; a later replay never writes into a
+    gradient the caller holds)."""
 
     def __init__(self, fn: Callable[[Tensor], Tuple[Tensor, ...]],
-                 params: List[Tensor], x: Tensor, warmup: int) -> None:
+                 module: nn.Module, params: List[Tensor], x: Tensor,
+                 warmup: int) -> None:
         self.params = params
         self.static_in, run = _static_runner(fn, x)
         self.static_in.requires_grad_(x.requires_grad)
-        wrt = params + ([self.static_in] if x.requires_grad else [])
+        extra = [self.static_in] if x.requires_grad else []
         dev = x.device
 
         def step() -> None:
             outs = run()
-            torch.autograd.grad(outs, wrt, [torch.ones_like(o) for o in outs],
+            torch.autograd.grad(outs, params + extra,
+                                [torch.ones_like(o) for o in outs],
                                 allow_unused=True)
 
         _warm_up(dev, warmup, step)
+        captured, leaves = with_fresh_leaves(module, fn, params)
+        wrt = leaves + extra
         pool = torch.cuda.graph_pool_handle()
         self.fwd = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.fwd, pool=pool):
-            self.static_out = run()
+            self.static_out = run(captured)
         self.static_gout = [torch.empty_like(o) for o in self.static_out]
         self.sizes = [p.numel() for p in params]
         self.flat = torch.zeros(
@@ -275,11 +320,12 @@ class TrainGraphCache(GraphCache):
         return TrainGraphCache(**self.__getstate__())
 
     def _capture(self, fn: Callable[[Tensor], Tuple[Tensor, ...]], x: Tensor,
+                 module: nn.Module,
                  every: List[Tensor]) -> Optional[_TrainGraph]:
         params = [p for p in every if p.requires_grad]
         if not params or len({(p.dtype, p.device) for p in params}) > 1:
             return None
-        graph = _TrainGraph(fn, params, x, self.warmup)
+        graph = _TrainGraph(fn, module, params, x, self.warmup)
         graph.ptrs = [p.data_ptr() for p in params]
         return graph
 
@@ -297,7 +343,8 @@ class TrainGraphCache(GraphCache):
             del self.graphs[key]
             self.seen.pop(key, None)
             return fn(x)
-        graph = self._graph_for(key, lambda: self._capture(fn, x, every))
+        graph = self._graph_for(key,
+                                lambda: self._capture(fn, x, module, every))
         if graph is None or graph.busy():
             return fn(x)
         return _Replay.apply(graph, x, *graph.params)

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mmvmamba.models import VMamba
-from mmvmamba.models.cuda_graph import GraphCache, _TrainGraph
+from mmvmamba.models.cuda_graph import (GraphCache, _TrainGraph,
+                                        with_fresh_leaves)
 
 from .._classifier import tiny_classifier
 
@@ -102,14 +103,16 @@ def test_cuda_graph_train_option_rejects_bad_values(bad):
         VMamba(**TINY, cuda_graph_train=bad)
 
 
-def _replay_stand_in(fn, params, x, warmup):
-    """A _TrainGraph whose two 'graphs' run the forward and backward
-    eagerly into the same static buffers (CUDA graphs need a GPU): the
-    contract the autograd function and the cache rely on."""
+def _replay_stand_in(fn, module, params, x, warmup):
+    """A _TrainGraph whose two 'graphs' run the forward (through the fresh
+    leaves a capture uses) and the backward eagerly into the same static
+    buffers (CUDA graphs need a GPU): the contract the autograd function
+    and the cache rely on."""
     g = _TrainGraph.__new__(_TrainGraph)
     g.params = params
     g.static_in = x.detach().clone().requires_grad_(x.requires_grad)
-    wrt = params + ([g.static_in] if x.requires_grad else [])
+    captured, leaves = with_fresh_leaves(module, fn, params)
+    wrt = leaves + ([g.static_in] if x.requires_grad else [])
     live = {}
     g.static_out = [o.detach().clone() for o in fn(g.static_in)]
     g.static_gout = [torch.empty_like(o) for o in g.static_out]
@@ -121,7 +124,7 @@ def _replay_stand_in(fn, params, x, warmup):
 
         def replay(self):
             with torch.enable_grad():
-                live['outs'] = fn(g.static_in)
+                live['outs'] = captured(g.static_in)
             for s, o in zip(g.static_out, live['outs']):
                 s.copy_(o.detach())
 
@@ -138,14 +141,59 @@ def _replay_stand_in(fn, params, x, warmup):
 
     g.fwd, g.bwd = Fwd(), Bwd()
     with torch.enable_grad():
-        outs = fn(g.static_in)
+        outs = captured(g.static_in)
         g.used = [
             gr is not None for gr in torch.autograd.grad(
-                outs, params, [torch.ones_like(o) for o in outs],
+                outs, leaves, [torch.ones_like(o) for o in outs],
                 allow_unused=True)
         ]
     g.generation, g.pending = 0, None
     return g
+
+
+def _leaf_nodes(t):
+    """The tensors of the AccumulateGrad nodes t's graph reaches."""
+    seen, todo, found = set(), [t.grad_fn], []
+    while todo:
+        fn = todo.pop()
+        if fn is None or fn in seen:
+            continue
+        seen.add(fn)
+        if hasattr(fn, 'variable'):
+            found.append(fn.variable)
+        todo.extend(f for f, _ in fn.next_functions)
+    return found
+
+
+def test_fresh_leaves_share_storage_and_keep_old_graphs_out():
+    """What a capture runs instead of the forward: the parameters' values
+    (in-place updates included) through leaves of their own, so a graph
+    the caller still holds (last step's loss) is not reached; gradients
+    equal to the parameters' own."""
+    torch.manual_seed(0)
+    model = VMamba(**TINY, backend='torch', out_indices=(0, ),
+                   drop_path_rate=0.).train()
+    x = torch.randn(1, 3, 32, 32)
+    kept = model(x)[0].sum()  # a loop's last loss, still alive
+    params = [p for p in model.parameters() if p.requires_grad]
+    run, leaves = with_fresh_leaves(model, model._forward, params)
+    assert [t.data_ptr() for t in leaves] == [p.data_ptr() for p in params]
+    assert all(t.is_leaf and t.requires_grad for t in leaves)
+    out = run(x)[0]
+    reached = _leaf_nodes(out.sum())
+    assert reached and not any(
+        any(r is p for p in params) for r in reached)
+    assert any(r is p for r in _leaf_nodes(kept) for p in params)
+    got = torch.autograd.grad(out.sum(), leaves, allow_unused=True)
+    want = torch.autograd.grad(
+        model._forward(x)[0].sum(), params, allow_unused=True)
+    for a, b in zip(got, want):
+        assert (a is None) == (b is None)
+        if a is not None:
+            torch.testing.assert_close(a, b)
+    with torch.no_grad():
+        params[0].add_(1.)  # an optimizer's in-place step
+    torch.testing.assert_close(run(x)[0], model._forward(x)[0])
 
 
 @pytest.fixture
