@@ -69,8 +69,13 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
                     **TUNE)
     # the best of the H200 sweeps (docs/benchmarks.md): one warp of 32
     # channels per program (fewer registers than 64 channels in one or two
-    # warps), chunks of 4 (the backward's registers: 128 against 250 at 8)
-    cfg = dict(dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=16), **TUNE)
+    # warps), chunks of 4 (the backward's registers: 128 against 250 at 8).
+    # The backward capped at 128 registers (16 one-warp programs fit an SM,
+    # no spill) with 14 persistent programs per SM: the H100 sweep of the
+    # twelfth session (uncapped it needs 143, 14 fit, and 16 programs per
+    # SM left a second wave: fwd+bwd 4.59 against 4.07 ms at T-stage1)
+    cfg = dict(dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=14,
+                    regsB=128), **TUNE)
     return cfg
 
 

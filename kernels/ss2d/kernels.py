@@ -396,20 +396,26 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
         c = c0 + i
         offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
                                                  L, sx_h, sx_w, T)
+        # every load of the chunk before its stores: a load after a store
+        # waits for it (the compiler cannot tell the buffers apart), so
+        # stores between rows would expose the memory latency once per row
         us = _load_rows(xb, cofs, offs, ok, mask_d, T)
+        if ACC:
+            prev = _load_rows(yb, cofs, offs, ok, mask_d, T)
         mc = mask_d & (c < NCH)
+        hb = tl.load(carry_ptr + _seg(b, kb, NCH - 1 - c, NCH, Di, offs_d),
+                     mask=mc, other=0.)
+        h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mc,
+                    other=0.)
         # the backward direction first, its C·h kept per row
-        h = tl.load(carry_ptr + _seg(b, kb, NCH - 1 - c, NCH, Di, offs_d),
-                    mask=mc, other=0.)
         ys = ()  # ys[t]: row t
         for t in tl.static_range(T - 1, -1, -1):
             delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zl, biasb,
                                         b, pix[t], ok[t], mask_d, R, sd_b,
                                         sd_p, sd_j, sz_p)
-            h = tl.exp2(delta * A2b) * h + delta * us[t] * Bk
-            ys = (Ck * h, ) + ys
-        h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mc,
-                    other=0.)
+            hb = tl.exp2(delta * A2b) * hb + delta * us[t] * Bk
+            ys = (Ck * hb, ) + ys
+        outs = ()
         for t in tl.static_range(T):
             delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zl, biasf,
                                         b, pix[t], ok[t], mask_d, R, sd_b,
@@ -417,9 +423,10 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
             h = tl.exp2(delta * A2f) * h + delta * us[t] * Bk
             y = Ck * h + ys[t] + Dsum * us[t]
             if ACC:
-                y += tl.load(yb + (offs[t] + cofs), mask=mask_d & ok[t],
-                             other=0.)
-            tl.store(yb + (offs[t] + cofs), y, mask=mask_d & ok[t])
+                y += prev[t]
+            outs = outs + (y, )
+        for t in tl.static_range(T):
+            tl.store(yb + (offs[t] + cofs), outs[t], mask=mask_d & ok[t])
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -475,12 +482,20 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
         xb = b * sx_b
         us = _load_rows(x_ptr + xb, cofs, offs, ok, mask_d, T)
         gys = _load_rows(gy_ptr + xb, cofs, offs, ok, mask_d, T)
+        dx32p = dx32_ptr + xb
+        if ACC:  # pair 0's dx, loaded with the tile's other inputs
+            prev = _load_rows(dx32p, cofs, offs, ok, mask_d, T)
         for t in tl.static_range(T):
             dD += gys[t] * us[t]
         pbase = dbc_ptr + ((blk * NB + b) * L) * 8
-        dx32p = dx32_ptr + xb
         dxp = dx_ptr + xb
         dxs = ()  # dxs[t]: row t's dx from the first direction
+        # the first direction's stores wait until the second direction's
+        # loads are issued: a load after a store waits for it (the compiler
+        # cannot tell the buffers apart), exposing the memory latency
+        dz0 = ()  # dz0[t]: row t's dz of the first direction
+        pb0 = ()
+        pc0 = ()
         for kk in tl.static_range(2):
             k = pair + 2 * kk
             zb = k * sz_k + b * sz_b
@@ -492,6 +507,9 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
             else:
                 n = c
             h = tl.load(carry_ptr + _seg(b, k, n, NCH, Di, offs_d),
+                        mask=mask_d, other=0.)
+            # the adjoint's chained value entering the walk back
+            e = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
                         mask=mask_d, other=0.)
             # the walk in the direction's order computes every row's
             # factors of the adjoint's equations once and dC (it needs h
@@ -531,9 +549,15 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                     bs = bs + (Bk, )
                     ahs = ahs + (ah, )
                     qs = qs + (q, )
+            if kk == 1:  # the first direction's deferred stores
+                zb0 = pair * sz_k + b * sz_b
+                for t in tl.static_range(T):
+                    tl.store(dz_ptr + zb0 + (pix[t] * sz_p + zo),
+                             dz0[t].to(dz_ptr.dtype.element_ty),
+                             mask=mask_d & ok[t])
+                _store_pixel_sums(pbase, pair, pix, ok, pb0, pc0, BD, T,
+                                  LANES)
             # the walk back: the adjoint from the chained value entering
-            e = tl.load(adj_ptr + _seg(b, k, NCH - 1 - n, NCH, Di, offs_d),
-                        mask=mask_d, other=0.)
             dxk = ()  # dxk[t]: row t
             pbs = ()  # g·Δ·u per row: dB's terms
             for t in tl.static_range((T - 1) * (1 - kk), T - (T + 1) *
@@ -546,8 +570,12 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                 else:
                     dxk = (gd * bs[t], ) + dxk
                 dz = g * qs[t]
-                tl.store(dz_ptr + zb + (pix[t] * sz_p + zo),
-                         dz.to(dz_ptr.dtype.element_ty), mask=mask_d & ok[t])
+                if kk == 0:
+                    dz0 = (dz, ) + dz0
+                else:
+                    tl.store(dz_ptr + zb + (pix[t] * sz_p + zo),
+                             dz.to(dz_ptr.dtype.element_ty),
+                             mask=mask_d & ok[t])
                 if kk == 0:
                     dA0 += gd * ahs[t]
                     db0 += dz
@@ -559,16 +587,17 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
                 else:
                     pbs = (gd * us[t], ) + pbs
             # per-pixel sums over this block's channels: dB, dC
-            _store_pixel_sums(pbase, k, pix, ok, pbs, pcs, BD, T, LANES)
             if kk == 0:
+                pb0 = pbs
+                pc0 = pcs
                 dxs = dxk
             else:
+                _store_pixel_sums(pbase, k, pix, ok, pbs, pcs, BD, T, LANES)
                 for t in tl.static_range(T):
                     mt = mask_d & ok[t]
                     dx = dxs[t] + dxk[t] + Dsum * gys[t]
                     if ACC:
-                        dx += tl.load(dx32p + (offs[t] + cofs), mask=mt,
-                                      other=0.)
+                        dx += prev[t]
                         tl.store(dxp + (offs[t] + cofs),
                                  dx.to(dx_ptr.dtype.element_ty), mask=mt)
                     else:

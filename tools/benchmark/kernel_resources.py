@@ -245,9 +245,10 @@ def main(argv=None) -> None:
     parser.add_argument(
         '--regs-b',
         type=int,
-        default=0,
+        default=None,
         help='register cap of the pair backward kernel (maxnreg, as '
-        'sweep_scan.py --regs-b; 0: none)')
+        'sweep_scan.py --regs-b; 0: none; default: the launcher\'s, '
+        'ss2d.config.tile_config)')
     args = parser.parse_args(argv)
     unknown = sorted(set(args.shapes) - set(names))
     if unknown:
@@ -259,8 +260,11 @@ def main(argv=None) -> None:
         if name not in args.shapes:
             continue
         for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
+            cap = args.regs_b
+            if cap is None:
+                cap = ss2d.tile_config(DC, 1, H, W).get('regsB', 0)
             res = resources(kernel, cx, warps, args.arch, ptrs,
-                            args.regs_b if label == 'bwd' else 0)
+                            cap if label == 'bwd' else 0)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             if 'G' in cx and not label.startswith('chunked'):
                 tile += f'x{cx["G"]}'

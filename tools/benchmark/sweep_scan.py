@@ -82,7 +82,7 @@ def main(argv=None):
 
     configs = [
         dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
-             **(dict(G=g) if g else {}), **(dict(regsB=r) if r else {}))
+             regsB=r, **(dict(G=g) if g else {}))
         for f, b, t, n, g, r in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
             args.per_sm, args.groups, args.regs_b)
