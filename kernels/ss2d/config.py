@@ -53,7 +53,8 @@ def interpreted() -> bool:
 
 #: Tuning hook (tools/benchmark/sweep_scan.py): entries replace the
 #: defaults of :func:`tile_config`; also ``G`` (:func:`chunk_groups`) and
-#: ``regsB``, a register cap of the backward kernel (Triton's ``maxnreg``).
+#: ``regsB`` and ``regsS``, register caps of the backward and the summary
+#: kernel (Triton's ``maxnreg``).
 TUNE: dict = {}
 
 

@@ -88,12 +88,17 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
     ]
 
 
-def _consts(cfg: dict, bwd: bool = False) -> dict:
+def _consts(cfg: dict, bwd: bool = False, summary: bool = False) -> dict:
+    """The constexprs and launch options of the backward (``bwd``), the
+    summary (``summary``: the register cap ``regsS``) or the forward
+    kernel."""
     if bwd:
         cap = dict(maxnreg=cfg['regsB']) if cfg.get('regsB') else {}
         return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'],
                     LANES=lane_sums(cfg), **cap)
-    return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'])
+    cap = dict(maxnreg=cfg['regsS']) if summary and cfg.get('regsS') else {}
+    return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'],
+                **cap)
 
 
 def _config(x: Tensor, R: int) -> dict:
@@ -143,7 +148,7 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     _SUMMARY[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=False,
-                               **consts)
+                               **_consts(cfg, summary=True))
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
@@ -174,13 +179,13 @@ def _bwd1_impl(
     R = dt_w.shape[2]
     cfg = _config(x, R)
     z, w_dt = _zproj(x_dbl, dt_w)
-    args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
+    args = _args(x, x_dbl, z, cfg)
     gy = gy.float()
     if gy.stride() != x.stride():  # read with x's strides
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     _SUMMARY[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=True,
-                               **consts)
+                               **_consts(cfg, summary=True))
     adj = _chain(P, S)
     del P, S
     nch, nd = _bwd_blocks(x, cfg)

@@ -469,22 +469,30 @@ def test_unfilled_restores_the_fill_flag():
     assert det.fill_uninitialized_memory
 
 
-def test_pair_backward_under_a_register_cap(monkeypatch):
-    """``config.TUNE['regsB']`` reaches the backward's launch as Triton's
-    ``maxnreg`` (``sweep_scan.py --regs-b``); the gradients stay those of
-    the reference."""
+def test_pair_kernels_under_register_caps(monkeypatch):
+    """``config.TUNE['regsB']`` and ``['regsS']`` reach the backward's and
+    the summary kernel's launches as Triton's ``maxnreg`` (``sweep_scan.py
+    --regs-b / --regs-s``), and no other launch; the output and the
+    gradients stay those of the reference."""
     import importlib
     config = importlib.import_module('mmvmamba.kernels.ss2d.config')
     pair = importlib.import_module('mmvmamba.kernels.ss2d.pair')
     monkeypatch.setitem(config.TUNE, 'regsB', 112)
-    seen = []
-    launch = pair._BWD.launch
+    monkeypatch.setitem(config.TUNE, 'regsS', 80)
+    caps = {}
 
-    def spy(grid, args, kwargs):
-        seen.append(kwargs.get('maxnreg'))
-        return launch(grid, args, kwargs)
+    def spying(name, launcher):
+        launch = launcher.launch
 
-    monkeypatch.setattr(pair._BWD, 'launch', spy)
+        def spy(grid, args, kwargs):
+            caps.setdefault(name, []).append(kwargs.get('maxnreg'))
+            return launch(grid, args, kwargs)
+
+        monkeypatch.setattr(launcher, 'launch', spy)
+
+    for name, launcher in (('bwd', pair._BWD), ('summary', pair._SUMMARY),
+                           ('fwd', pair._FWD), ('chain', pair._CHAIN)):
+        spying(name, launcher)
     torch.use_deterministic_algorithms(True, warn_only=True)
     try:
         ins = _ss2d_inputs(1, 16, 3, 5, 1, 2, torch.float32, True)
@@ -494,8 +502,11 @@ def test_pair_backward_under_a_register_cap(monkeypatch):
         got = grads(y, ins, g)
     finally:
         torch.use_deterministic_algorithms(False)
-    assert seen == [112, 112]  # both pair launches
+    assert caps['bwd'] == [112, 112]  # both pair launches
+    assert caps['summary'] == [80, 80]  # the forward's and the adjoint's
+    assert set(caps['fwd']) == set(caps['chain']) == {None}
     ref = ss2d_core_ref(*ins)
+    assert rel_err(y, ref) < TOL[torch.float32][0]
     for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
                           grads(ref, ins, g)):
         assert rel_err(a, b) < TOL[torch.float32][1], name

@@ -112,20 +112,25 @@ print(c.asm['ptx'].count('shfl.sync.bfly'))
     assert int(shuffles) == 2 * 9
 
 
-def test_backward_register_cap(tmp_path):
-    """``--regs-b`` (as ``config.TUNE['regsB']``, ``sweep_scan.py
-    --regs-b``) compiles the pair backward under that register cap, and
-    only the backward: more warps fit on an SM."""
+def test_register_caps(tmp_path):
+    """``--regs-b`` and ``--regs-s`` (as ``config.TUNE['regsB']`` and
+    ``['regsS']``, ``sweep_scan.py``) compile the pair backward and the two
+    summary kernels under those register caps, and only them: more warps
+    fit on an SM."""
     rows = {}
-    for cap in (0, 112):
+    for cap, caps in ((0, ('0', '0')), (112, ('112', '80'))):
         out = tmp_path / f'res{cap}.json'
-        proc = run('--shapes', 'T-stage1', '--regs-b', str(cap), '--json',
-                   str(out))
+        proc = run('--shapes', 'T-stage1', '--regs-b', caps[0], '--regs-s',
+                   caps[1], '--json', str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows[cap] = {r['kernel']: r for r in json.loads(out.read_text())
                      ['rows']}
     assert rows[112]['bwd']['regs'] <= 112 < rows[0]['bwd']['regs']
     assert rows[112]['bwd']['resident_warps'] > rows[0]['bwd'][
         'resident_warps']
-    for name in ('fwd_summary', 'fwd', 'bwd_summary', 'chain'):
+    for name in ('fwd_summary', 'bwd_summary'):
+        assert rows[112][name]['regs'] <= 80 < rows[0][name]['regs']
+        assert rows[112][name]['resident_warps'] > rows[0][name][
+            'resident_warps']
+    for name in ('fwd', 'chain'):
         assert rows[112][name]['regs'] == rows[0][name]['regs']

@@ -249,6 +249,12 @@ def main(argv=None) -> None:
         help='register cap of the pair backward kernel (maxnreg, as '
         'sweep_scan.py --regs-b; 0: none; default: the launcher\'s, '
         'ss2d.config.tile_config)')
+    parser.add_argument(
+        '--regs-s',
+        type=int,
+        default=None,
+        help='register cap of the pair summary kernel (as --regs-b, '
+        'sweep_scan.py --regs-s)')
     args = parser.parse_args(argv)
     unknown = sorted(set(args.shapes) - set(names))
     if unknown:
@@ -260,11 +266,16 @@ def main(argv=None) -> None:
         if name not in args.shapes:
             continue
         for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
-            cap = args.regs_b
-            if cap is None:
-                cap = ss2d.tile_config(DC, 1, H, W).get('regsB', 0)
-            res = resources(kernel, cx, warps, args.arch, ptrs,
-                            cap if label == 'bwd' else 0)
+            cfg = ss2d.tile_config(DC, 1, H, W)  # the launcher's caps
+            if label == 'bwd':
+                cap = cfg.get('regsB', 0) if args.regs_b is None else \
+                    args.regs_b
+            elif label in ('fwd_summary', 'bwd_summary'):
+                cap = cfg.get('regsS', 0) if args.regs_s is None else \
+                    args.regs_s
+            else:
+                cap = 0
+            res = resources(kernel, cx, warps, args.arch, ptrs, cap)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
             if 'G' in cx and not label.startswith('chunked'):
                 tile += f'x{cx["G"]}'

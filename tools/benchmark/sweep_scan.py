@@ -74,6 +74,12 @@ def main(argv=None):
         type=int,
         default=[0],
         help='register cap of the backward kernel (maxnreg; 0: none)')
+    parser.add_argument(
+        '--regs-s',
+        nargs='+',
+        type=int,
+        default=[0],
+        help='register cap of the summary kernel (maxnreg; 0: none)')
     args = parser.parse_args(argv)
 
     def split(s):
@@ -82,10 +88,10 @@ def main(argv=None):
 
     configs = [
         dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
-             regsB=r, **(dict(G=g) if g else {}))
-        for f, b, t, n, g, r in itertools.product(
+             regsB=r, regsS=rs, **(dict(G=g) if g else {}))
+        for f, b, t, n, g, r, rs in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm, args.groups, args.regs_b)
+            args.per_sm, args.groups, args.regs_b, args.regs_s)
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (the default path takes the chunked
@@ -119,8 +125,10 @@ def main(argv=None):
             bestf = min(rows, key=lambda r: r['fwd_ms'])
             print(f'  {name:14s} f+b {best["fwd_bwd_ms"]:.3f} ms '
                   f'BD={best["BD"]} T={best["T"]} G={best.get("G", "rule")} '
-                  f'| fwd {bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
-                  f'T={bestf["T"]} G={bestf.get("G", "rule")}')
+                  f'per_sm={best["per_sm"]} regsB={best["regsB"]} '
+                  f'regsS={best["regsS"]} | fwd {bestf["fwd_ms"]:.3f} ms '
+                  f'BD={bestf["BD"]} T={bestf["T"]} '
+                  f'G={bestf.get("G", "rule")} regsS={bestf["regsS"]}')
     write_json(args.json,
                dict(device=torch.cuda.get_device_name(), rows=results))
 
