@@ -59,8 +59,9 @@ def main(argv=None):
         '--per-sm',
         nargs='+',
         type=int,
-        default=[32],
-        help='persistent backward programs per SM')
+        default=None,
+        help='persistent backward programs per SM (default: the '
+        'launcher\'s)')
     parser.add_argument(
         '--groups',
         nargs='+',
@@ -72,14 +73,16 @@ def main(argv=None):
         '--regs-b',
         nargs='+',
         type=int,
-        default=[0],
-        help='register cap of the backward kernel (maxnreg; 0: none)')
+        default=None,
+        help='register cap of the backward kernel (maxnreg; 0: none; '
+        'default: the launcher\'s)')
     parser.add_argument(
         '--regs-s',
         nargs='+',
         type=int,
-        default=[0],
-        help='register cap of the summary kernel (maxnreg; 0: none)')
+        default=None,
+        help='register cap of the summary kernel (maxnreg; 0: none; '
+        'default: the launcher\'s)')
     args = parser.parse_args(argv)
 
     def split(s):
@@ -87,11 +90,15 @@ def main(argv=None):
         return int(bd), int(w)
 
     configs = [
-        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t, per_sm=n,
-             regsB=r, regsS=rs, **(dict(G=g) if g else {}))
+        dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t,
+             **(dict(per_sm=n) if n is not None else {}),
+             **(dict(G=g) if g else {}),
+             **(dict(regsB=r) if r is not None else {}),
+             **(dict(regsS=rs) if rs is not None else {}))
         for f, b, t, n, g, r, rs in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm, args.groups, args.regs_b, args.regs_s)
+            args.per_sm or [None], args.groups, args.regs_b or [None],
+            args.regs_s or [None])
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (the default path takes the chunked
@@ -125,10 +132,12 @@ def main(argv=None):
             bestf = min(rows, key=lambda r: r['fwd_ms'])
             print(f'  {name:14s} f+b {best["fwd_bwd_ms"]:.3f} ms '
                   f'BD={best["BD"]} T={best["T"]} G={best.get("G", "rule")} '
-                  f'per_sm={best["per_sm"]} regsB={best["regsB"]} '
-                  f'regsS={best["regsS"]} | fwd {bestf["fwd_ms"]:.3f} ms '
-                  f'BD={bestf["BD"]} T={bestf["T"]} '
-                  f'G={bestf.get("G", "rule")} regsS={bestf["regsS"]}')
+                  f'per_sm={best.get("per_sm", "default")} '
+                  f'regsB={best.get("regsB", "default")} '
+                  f'regsS={best.get("regsS", "default")} | fwd '
+                  f'{bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
+                  f'T={bestf["T"]} G={bestf.get("G", "rule")} '
+                  f'regsS={bestf.get("regsS", "default")}')
     write_json(args.json,
                dict(device=torch.cuda.get_device_name(), rows=results))
 
