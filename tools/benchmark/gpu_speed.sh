@@ -12,8 +12,8 @@
 #           (.device/base, made by tools/benchmark/prepare_base.sh REV before
 #           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
 #           (default 2; AB_SHAPES limits the shapes; AB_PROFILE="T-stage1"
-#           adds each kernel's time at those shapes, AB_MODELS="vmamba_t"
-#           bench_models.py --graph-train of each tree)
+#           adds each kernel's time at those shapes, AB_MODELS="vmamba_t
+#           swin_t" bench_models.py of each tree, AB_MODELS_ROUNDS times)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -147,18 +147,22 @@ stage_ab() {
       echo "$tree $shape profile rc=$?"; grep -v -i warn "$RES/ab_prof_${tree}_$shape.log" | head -12
     done
   done
-  # AB_MODELS (e.g. vmamba_t): the models too, eager and replayed from a CUDA
-  # graph (the pair kernels at every stage there), each tree in turn
-  # (AB_MODELS_ARGS: bench_models.py's flags, default --graph-train)
-  local model
-  for model in ${AB_MODELS:-}; do
-    for tree in base new; do
-      in_tree $tree timeout "${T_AB_MODELS:-200}" python3 tools/benchmark/bench_models.py \
-        ${AB_MODELS_ARGS:---graph-train} --models "$model" --iters 10 --json "$RES/ab_${tree}_$model.json" \
-        > "$RES/ab_${tree}_$model.log" 2>&1
-      echo "$tree $model rc=$?"; grep -v -i warn "$RES/ab_${tree}_$model.log" | tail -3
+  # AB_MODELS (e.g. "vmamba_t swin_t"): the models too, one bench_models.py
+  # process per tree holding all of them (AB_MODELS_ARGS: its flags, default
+  # --graph-train), base then new, AB_MODELS_ROUNDS times (default 1): a model
+  # whose code is the same in both trees (Swin-T) shows the machine's drift
+  local mround
+  if [[ -n ${AB_MODELS:-} ]]; then
+    for mround in $(seq "${AB_MODELS_ROUNDS:-1}"); do
+      for tree in base new; do
+        in_tree $tree timeout "${T_AB_MODELS:-300}" python3 tools/benchmark/bench_models.py \
+          ${AB_MODELS_ARGS:---graph-train} --models $AB_MODELS --iters 10 \
+          --json "$RES/ab_${tree}_models$mround.json" > "$RES/ab_${tree}_models$mround.log" 2>&1
+        echo "$tree models round $mround rc=$?"
+        grep -v -i -E "warn|^ *_warn" "$RES/ab_${tree}_models$mround.log" | tail -16
+      done
     done
-  done
+  fi
 }
 stage_layernorm() {
   echo "== layernorm"
