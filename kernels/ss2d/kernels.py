@@ -323,23 +323,6 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
         tl.store(s_ptr + segs_[j], vals_[j], mask=ms_[j])
 
 
-@triton.jit
-def _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx, offs_d, mask_d, Di,
-                 NCH, SB: tl.constexpr):
-    """Chunks n0 .. n0 + SB - 1 of the chain: their carries stored, the
-    carry after them returned."""
-    n = n0 + idx
-    m = (n < NCH)[:, None] & mask_d[None, :]
-    offs = base + n[:, None] * Di + offs_d[None, :]
-    P = tl.load(p_ptr + offs, mask=m, other=1.)
-    S = tl.load(s_ptr + offs, mask=m, other=0.)
-    S = tl.where(idx[:, None] == 0, S + P * carry[None, :], S)
-    _, h = tl.associative_scan((P, S), 0, _first_order)
-    # h[n] is the carry of segment n + 1
-    tl.store(c_ptr + offs + Di, h, mask=((n + 1) < NCH)[:, None] & m)
-    return tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
-
-
 @triton.jit(do_not_specialize=_RUNTIME)
 def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
                  SB: tl.constexpr):
@@ -351,18 +334,26 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
     carry = tl.zeros((BD, ), dtype=tl.float32)
     tl.store(c_ptr + base + offs_d, carry, mask=mask_d)
     idx = tl.arange(0, SB)
-    if _COMPILED:
-        for n0 in range(0, NCH, SB):
-            carry = _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx,
-                                 offs_d, mask_d, Di, NCH, SB)
-    else:  # the interpreter's runtime scalars are 1-element arrays, which
-        # NumPy refuses as a range bound (deprecated since 1.25, an error in
-        # the GPU machine's); a comparison is fine
-        n0 = 0
-        while n0 < NCH:
-            carry = _chain_block(p_ptr, s_ptr, c_ptr, carry, n0, base, idx,
-                                 offs_d, mask_d, Di, NCH, SB)
-            n0 += SB
+    # a while loop, not range(0, NCH, SB): the interpreter's runtime scalars
+    # are 1-element arrays, which NumPy refuses as a range bound (deprecated
+    # since 1.25, an error in the GPU machine's); compiled, the two loops
+    # give the same code (sm_90: 96 registers and 574 instructions with
+    # triton 3.8, 94 and 569 with 3.6). The backward kernel's walk does the
+    # same. (The chunked kernels of ..scan keep range: there the while form
+    # spilled more in the backward, 344 against 216 B at T-stage3.)
+    n0 = 0
+    while n0 < NCH:
+        n = n0 + idx
+        m = (n < NCH)[:, None] & mask_d[None, :]
+        offs = base + n[:, None] * Di + offs_d[None, :]
+        P = tl.load(p_ptr + offs, mask=m, other=1.)
+        S = tl.load(s_ptr + offs, mask=m, other=0.)
+        S = tl.where(idx[:, None] == 0, S + P * carry[None, :], S)
+        _, h = tl.associative_scan((P, S), 0, _first_order)
+        # h[n] is the carry of segment n + 1
+        tl.store(c_ptr + offs + Di, h, mask=((n + 1) < NCH)[:, None] & m)
+        carry = tl.sum(tl.where(idx[:, None] == SB - 1, h, 0.), 0)
+        n0 += SB
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -475,7 +466,10 @@ def bwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, gy_ptr,
     bi = first // NCH
     c = first % NCH
     inner, outer = _walk_start(pair, c, H, W, T)
-    for _ in range(first, tl.minimum(first + per, NB * NCH)):
+    tile = first
+    end = tl.minimum(first + per, NB * NCH)
+    while tile < end:  # a while loop: see chain_kernel
+        tile += 1
         b = bi.to(tl.int64)
         offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
                                                  L, sx_h, sx_w, T)

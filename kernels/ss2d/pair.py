@@ -92,13 +92,13 @@ def _consts(cfg: dict, bwd: bool = False, summary: bool = False) -> dict:
     """The constexprs and launch options of the backward (``bwd``), the
     summary (``summary``: the register cap ``regsS``) or the forward
     kernel."""
+    cap = cfg.get('regsB') if bwd else cfg.get('regsS') if summary else None
+    opts = dict(maxnreg=cap) if cap else {}
     if bwd:
-        cap = dict(maxnreg=cfg['regsB']) if cfg.get('regsB') else {}
         return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'],
-                    LANES=lane_sums(cfg), **cap)
-    cap = dict(maxnreg=cfg['regsS']) if summary and cfg.get('regsS') else {}
+                    LANES=lane_sums(cfg), **opts)
     return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'],
-                **cap)
+                **opts)
 
 
 def _config(x: Tensor, R: int) -> dict:

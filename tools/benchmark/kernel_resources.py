@@ -265,8 +265,8 @@ def main(argv=None) -> None:
     for name, batch, DC, H, W in SHAPES:
         if name not in args.shapes:
             continue
+        cfg = ss2d.tile_config(DC, 1, H, W)  # the launcher's caps
         for label, kernel, cx, warps, ptrs in shape_configs(batch, DC, H, W):
-            cfg = ss2d.tile_config(DC, 1, H, W)  # the launcher's caps
             if label == 'bwd':
                 cap = cfg.get('regsB', 0) if args.regs_b is None else \
                     args.regs_b
