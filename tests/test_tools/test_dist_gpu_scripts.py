@@ -209,6 +209,17 @@ def test_ab_stage_base_tree_and_comparison(tmp_path):
     bad = subprocess.run(['bash', script, 'nope'],
                          cwd=repo, capture_output=True, text=True)
     assert bad.returncode != 0
+    # a named candidate for AB_TREES beside the base; 'new' (this tree) and
+    # 'wheels' are taken, and a name is one plain word
+    named = subprocess.run(['bash', script, 'HEAD', 'cand1'],
+                           cwd=repo, capture_output=True, text=True)
+    assert named.returncode == 0, named.stderr
+    assert (repo / '.device' / 'cand1' / 'REV').read_text().strip() == sha
+    assert (repo / '.device' / 'cand1' / 'kernels' / 'ss2d').is_dir()
+    for name in ('new', 'wheels', '../x', 'a b'):
+        taken = subprocess.run(['bash', script, 'HEAD', name],
+                               cwd=repo, capture_output=True, text=True)
+        assert taken.returncode == 2 and 'NAME' in taken.stderr, name
 
     def result(path, fwd, fb):
         row = dict(shape='T-stage1', fwd_ms=fwd, fwd_bwd_ms=fb,

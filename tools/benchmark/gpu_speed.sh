@@ -13,7 +13,9 @@
 #           the call), bench_kernels.py in each tree in turn, AB_ROUNDS times
 #           (default 2; AB_SHAPES limits the shapes; AB_PROFILE="T-stage1"
 #           adds each kernel's time at those shapes, AB_MODELS="vmamba_t
-#           swin_t" bench_models.py of each tree, AB_MODELS_ROUNDS times)
+#           swin_t" bench_models.py of each tree, AB_MODELS_ROUNDS times;
+#           AB_TREES="t8 chain new" times more candidates in the same call,
+#           each .device/NAME made by prepare_base.sh REV NAME, "new" this tree)
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
@@ -114,34 +116,43 @@ stage_kernels() {
   done
   python3 tools/benchmark/bench_kernels.py --report "$RES"/kernels*.json | tee "$RES/kernels.md"
 }
-# "$@" in the base tree (.device/base) or this one, importing that tree's code
+# "$@" in a tree: "new" is this one, any other name .device/NAME (base, or a
+# candidate of AB_TREES), importing that tree's code
 in_tree() {
   local tree=$1; shift
-  (if [[ $tree == base ]]; then cd .device/base; fi
+  (if [[ $tree != new ]]; then cd ".device/$tree"; fi
    PYTHONPATH="/tmp/site:$PWD" "$@")
 }
 stage_ab() {
-  echo "== ab: this tree against .device/base ($(cat .device/base/REV 2>/dev/null))"
-  if [[ ! -f .device/base/REV ]]; then
-    echo "no .device/base: run tools/benchmark/prepare_base.sh REV before the call"
-    status=1; return
-  fi
-  local round tree base="" new="" shapes=${AB_SHAPES:+--shapes $AB_SHAPES}
+  local trees=${AB_TREES:-new} tree
+  echo "== ab: base ($(cat .device/base/REV 2>/dev/null)) against: $trees"
+  for tree in base $trees; do
+    if [[ $tree != new && ! -f .device/$tree/REV ]]; then
+      echo "no .device/$tree: run tools/benchmark/prepare_base.sh REV $tree before the call"
+      status=1; return
+    fi
+    [[ $tree == base || $tree == new ]] || echo "$tree: $(cat ".device/$tree/REV")"
+  done
+  local round shapes=${AB_SHAPES:+--shapes $AB_SHAPES}
+  declare -A jsons=()
   for round in $(seq "${AB_ROUNDS:-2}"); do
-    for tree in base new; do
+    for tree in base $trees; do
       in_tree $tree timeout "${T_AB:-150}" python3 tools/benchmark/bench_kernels.py $shapes \
         --json "$RES/ab_$tree$round.json" > "$RES/ab_$tree$round.log" 2>&1
       echo "$tree $round rc=$?"
+      jsons[$tree]+=${jsons[$tree]:+,}$RES/ab_$tree$round.json
     done
-    grep -v -i warn "$RES/ab_new$round.log" | tail -12
-    base+=${base:+,}$RES/ab_base$round.json; new+=${new:+,}$RES/ab_new$round.json
   done
-  python3 tools/benchmark/bench_kernels.py --compare "$base" "$new" | tee "$RES/ab.md"
+  for tree in $trees; do
+    echo "-- base against $tree"
+    python3 tools/benchmark/bench_kernels.py --compare "${jsons[base]}" "${jsons[$tree]}" \
+      | tee "$RES/ab_$tree.md"
+  done
   # AB_PROFILE (e.g. "T-stage1 MaskRCNN-s1"): each kernel's GPU time per
-  # forward + backward in both trees (this tree's ncu_scan.py --torch-profile)
+  # forward + backward in every tree (this tree's ncu_scan.py --torch-profile)
   local shape script=$PWD/tools/benchmark/ncu_scan.py
   for shape in ${AB_PROFILE:-}; do
-    for tree in base new; do
+    for tree in base $trees; do
       in_tree $tree timeout 60 python3 "$script" --torch-profile 5 --shape "$shape" \
         > "$RES/ab_prof_${tree}_$shape.log" 2>&1
       echo "$tree $shape profile rc=$?"; grep -v -i warn "$RES/ab_prof_${tree}_$shape.log" | head -12
@@ -149,12 +160,12 @@ stage_ab() {
   done
   # AB_MODELS (e.g. "vmamba_t swin_t"): the models too, one bench_models.py
   # process per tree holding all of them (AB_MODELS_ARGS: its flags, default
-  # --graph-train), base then new, AB_MODELS_ROUNDS times (default 1): a model
-  # whose code is the same in both trees (Swin-T) shows the machine's drift
+  # --graph-train), base then the others, AB_MODELS_ROUNDS times (default 1):
+  # a model whose code is the same in all trees (Swin-T) shows the machine's drift
   local mround
   if [[ -n ${AB_MODELS:-} ]]; then
     for mround in $(seq "${AB_MODELS_ROUNDS:-1}"); do
-      for tree in base new; do
+      for tree in base $trees; do
         in_tree $tree timeout "${T_AB_MODELS:-300}" python3 tools/benchmark/bench_models.py \
           ${AB_MODELS_ARGS:---graph-train} --models $AB_MODELS --iters 10 \
           --json "$RES/ab_${tree}_models$mround.json" > "$RES/ab_${tree}_models$mround.log" 2>&1
