@@ -10,7 +10,7 @@ import os
 
 import torch
 
-from ..common.util import cdiv
+from ..common.util import cdiv, next_power_of_2
 
 __all__ = [
     'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
@@ -106,6 +106,39 @@ def chunk_groups(chunks: int, rows: int, sms: int) -> int:
     while g < MAX_GROUP and rows * cdiv(chunks, 2 * g) >= want:
         g *= 2
     return g
+
+
+#: the chain kernel's launch (:func:`chain_blocks`): its channel block
+#: starts at CHAIN_BD and halves down to CHAIN_MIN_BD while fewer than
+#: CHAIN_PROGRAMS_PER_SM programs per SM would run; its block of chunks per
+#: step starts at 32 and doubles while a program would walk more than
+#: CHAIN_MAX_STEPS steps, up to CHAIN_TILE chunk-channel entries per step
+CHAIN_BD, CHAIN_MIN_BD, CHAIN_PROGRAMS_PER_SM = 64, 16, 4
+CHAIN_MAX_STEPS, CHAIN_TILE = 64, 2048
+
+
+def chain_blocks(rows: int, Di: int, chunks: int, sms: int) -> tuple:
+    """(BD, SB) of the chain kernel: ``rows`` (image, direction) chains of
+    ``chunks`` chunk summaries over ``Di`` channels, ``sms`` SMs.
+
+    Each program walks its chain sequentially, SB chunks per step (one load
+    of P and S, a scan along the chunks): the walk's length is the launch's
+    critical path. At batch 128 (VMamba-T stage 1: 512 chains, 784 chunks)
+    the default 64 channels and 32 chunks give 1536 programs of 25 steps.
+    At batch 2 and long sequences (Mask R-CNN stage 1: 8 chains of 16800
+    chunks, 96 channels) they gave 16 programs of 525 steps each, few
+    loads in flight on a card of 132 SMs: there the channel block shrinks
+    to 16 (48 programs) and the step grows to 128 chunks (132 steps; a
+    step of 256 × 16 needs 255 registers and spills, static sm_90). Tuned
+    by ``TUNE['chainBD']`` and ``['chainSB']``."""
+    bd = min(CHAIN_BD, next_power_of_2(Di))
+    while bd > CHAIN_MIN_BD and rows * cdiv(Di, bd) < (
+            CHAIN_PROGRAMS_PER_SM * sms):
+        bd //= 2
+    sb = 32
+    while sb * bd < CHAIN_TILE and cdiv(chunks, sb) > CHAIN_MAX_STEPS:
+        sb *= 2
+    return TUNE.get('chainBD', bd), TUNE.get('chainSB', sb)
 
 
 def lane_sums(cfg: dict) -> bool:

@@ -12,10 +12,10 @@ from torch import Tensor
 
 from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
-from ..common.util import cdiv, next_power_of_2, unfilled
+from ..common.util import cdiv, unfilled
 from . import kernels as kern
-from .config import (K, backward_programs, chunk_groups, lane_sums,
-                     padded_rows, sm_count, tile_config)
+from .config import (K, backward_programs, chain_blocks, chunk_groups,
+                     lane_sums, padded_rows, sm_count, tile_config)
 
 __all__ = ['pad_x_proj', 'fwd1']
 
@@ -114,9 +114,9 @@ def _config(x: Tensor, R: int) -> dict:
 def _chain(P: Tensor, S: Tensor) -> Tensor:
     Bsz, _, NCH, Di = P.shape
     carry = torch.empty_like(P)
-    BDc = min(64, next_power_of_2(Di))
+    BDc, SB = chain_blocks(Bsz * K, Di, NCH, sm_count(P.device))
     _CHAIN[(Bsz * K, cdiv(Di, BDc))](
-        P, S, carry, Di, NCH, BD=BDc, SB=32, num_warps=4)
+        P, S, carry, Di, NCH, BD=BDc, SB=SB, num_warps=4)
     return carry
 
 

@@ -211,6 +211,53 @@ def test_ss2d_core_deterministic_pairs(B, Di, H, W, R, channels_last, dtype):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize('chain', [(16, 32), (8, 16)])
+def test_pair_chain_in_several_steps(monkeypatch, chain):
+    """The chain kernel walking 40 chunk summaries (L = 320, chunks of 8
+    under the interpreter) in steps of SB chunks over channel blocks of BD
+    (``config.TUNE['chainBD'/'chainSB']``): several steps, the last one
+    ragged, channel blocks with a tail (Di = 24); the forward's carries and
+    the adjoint's against the reference."""
+    import importlib
+    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
+    monkeypatch.setitem(config.TUNE, 'chainBD', chain[0])
+    monkeypatch.setitem(config.TUNE, 'chainSB', chain[1])
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ins = _ss2d_inputs(1, 24, 16, 20, 1, 2, torch.float32, True)
+        g = torch.randn((1, 24, 16, 20),
+                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        y = ss2d_core(*ins, backend='triton')
+        got = grads(y, ins, g)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ref = ss2d_core_ref(*ins)
+    assert rel_err(y, ref) < TOL[torch.float32][0]
+    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
+                          grads(ref, ins, g)):
+        assert rel_err(a, b) < TOL[torch.float32][1], name
+
+
+def test_chain_blocks_rule(monkeypatch):
+    """The chain's launch: VMamba-T's batch-128 shapes keep 64 channels and
+    32 chunks per step; batch 2 at long sequences (Mask R-CNN stage 1)
+    takes 16 channels and 128 chunks per step (16 programs of 525 steps
+    before, 48 of 132 now), a step never above 2048 entries; TUNE wins."""
+    from mmvmamba.kernels.ss2d import config
+    assert config.chain_blocks(512, 96, 784, 132) == (64, 32)
+    assert config.chain_blocks(512, 768, 13, 132) == (64, 32)
+    assert config.chain_blocks(8, 96, 16800, 132) == (16, 128)
+    assert config.chain_blocks(8, 192, 4200, 132) == (16, 128)
+    assert config.chain_blocks(4, 96, 784, 132) == (16, 32)
+    assert config.chain_blocks(4, 3, 1, 1) == (4, 32)
+    for rows, Di, n in ((8, 96, 16800), (1, 1, 10**6), (512, 96, 784)):
+        bd, sb = config.chain_blocks(rows, Di, n, 132)
+        assert bd * sb <= config.CHAIN_TILE
+    assert config.chain_blocks(1, 1, 1, 1) == (1, 32)
+    monkeypatch.setitem(config.TUNE, 'chainSB', 64)
+    assert config.chain_blocks(8, 96, 16800, 132) == (16, 64)
+
+
 class _Spy:
     """Counts the launches of a Triton kernel (``kernel[grid](...)``)."""
 

@@ -172,15 +172,16 @@ SMS = 132
 def shape_configs(batch: int, DC: int, H: int, W: int) -> List:
     """(label, kernel, constexprs, warps, pointer types) of the launches at
     one shape, with the launcher's own configuration
-    (``ss2d.config.tile_config``, ``chunk_groups`` for a card of
-    :data:`SMS` SMs)."""
+    (``ss2d.config.tile_config``, ``chunk_groups`` and ``chain_blocks`` for
+    a card of :data:`SMS` SMs)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
     G = ss2d.chunk_groups(-(-H * W // cfg['T']),
                           batch * -(-DC // cfg['BD']), SMS)
     tile = dict(BD=cfg['BD'], T=cfg['T'], G=G)
     btile = dict(BD=cfg['BDB'], T=cfg['T'], LANES=ss2d.lane_sums(cfg))
-    chain = dict(BD=min(64, triton.next_power_of_2(DC)), SB=32)
+    BDc, SB = ss2d.chain_blocks(batch * 4, DC, -(-H * W // cfg['T']), SMS)
+    chain = dict(BD=BDc, SB=SB)
     # the summary kernel reads x (bf16) forwards, gy (float32) backwards
     return [('fwd_summary', sk.summary_kernel, dict(tile, ADJ=False),
              cfg['warps'], dict(v_ptr='*bf16')),
