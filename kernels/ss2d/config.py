@@ -14,8 +14,8 @@ from ..common.util import cdiv, next_power_of_2
 
 __all__ = [
     'K', 'PAIR_MAX_BATCH', 'PAIR_MIN_PIXELS', 'TUNE', 'use_pairs',
-    'tile_config', 'chunk_groups', 'lane_sums', 'padded_rows',
-    'backward_programs', 'sm_count'
+    'tile_config', 'lane_sums', 'padded_rows',
+    'backward_programs', 'chain_blocks', 'sm_count'
 ]
 
 #: the four scan directions
@@ -52,9 +52,9 @@ def interpreted() -> bool:
 
 
 #: Tuning hook (tools/benchmark/sweep_scan.py): entries replace the
-#: defaults of :func:`tile_config`; also ``G`` (:func:`chunk_groups`) and
-#: ``regsB`` and ``regsS``, register caps of the backward and the summary
-#: kernel (Triton's ``maxnreg``).
+#: defaults of :func:`tile_config`, ``regsB`` (the backward's register cap,
+#: Triton's ``maxnreg``; 0: none) among them; ``chainBD`` and ``chainSB``
+#: those of :func:`chain_blocks`.
 TUNE: dict = {}
 
 
@@ -78,34 +78,6 @@ def tile_config(Di: int, R: int, H: int, W: int) -> dict:
     cfg = dict(dict(T=4, BD=32, warps=1, BDB=32, warpsB=1, per_sm=14,
                     regsB=128), **TUNE)
     return cfg
-
-
-#: chunks per program of the summary and forward kernels: at most
-#: ``MAX_GROUP``, while a launch keeps ``GROUP_PROGRAMS_PER_SM`` programs per
-#: SM (four waves of the 32 one-warp programs an SM holds).
-MAX_GROUP = 4
-GROUP_PROGRAMS_PER_SM = 128
-
-
-def chunk_groups(chunks: int, rows: int, sms: int) -> int:
-    """G, the consecutive chunks one program of the summary and forward
-    kernels walks (the pixel walk's division, the parameters' loads and the
-    pointers set up once per program instead of once per chunk; static SASS,
-    sm_90, T 4, forward: 481 instructions per chunk at G 1, 410 at G 4,
-    docs/benchmarks.md). ``rows``: the programs of one chunk index (images ×
-    channel blocks); ``sms``: the card's SMs (:func:`sm_count`). A power of
-    two up to :data:`MAX_GROUP` that leaves ``GROUP_PROGRAMS_PER_SM``
-    programs per SM; 1 where the launch is small (batch 1-2 at short
-    sequences: every SM needs its programs)."""
-    if 'G' in TUNE:
-        return TUNE['G']
-    if interpreted():
-        return 2  # the loop and a ragged last group, in the tests
-    want = GROUP_PROGRAMS_PER_SM * sms
-    g = 1
-    while g < MAX_GROUP and rows * cdiv(chunks, 2 * g) >= want:
-        g *= 2
-    return g
 
 
 #: the chain kernel's launch (:func:`chain_blocks`): its channel block

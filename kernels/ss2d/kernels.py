@@ -22,9 +22,9 @@ q // H). A tile is a chunk of T consecutive positions q of one image and BD
 channels, held as T rows of (BD,) vectors in tuples (``tl.static_range``),
 one channel per thread: the recurrence is a sequential multiply-add per row
 inside the thread, the loads of a pixel's channels are coalesced, and the
-pixel of each row is a scalar walk (one integer division per program: the
-summary and forward kernels walk G consecutive chunks per program, the
-persistent backward a run of consecutive tiles). (A
+pixel of each row is a scalar walk (one integer division per program; the
+persistent backward carries the walk across its run of consecutive tiles).
+(A
 (T, BD) block scanned by ``tl.associative_scan`` along T compiled to
 cross-lane shuffles and per-step selects: 1.4x the instructions.) Both
 directions of a pair are computed on the same tile. Three phases:
@@ -258,14 +258,13 @@ def _store_pixel_sums(ptr, k, pix, ok, p_b, p_c, BD: tl.constexpr,
 def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
                    H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b, sd_p, sd_j,
                    sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr, T: tl.constexpr,
-                   G: tl.constexpr, ADJ: tl.constexpr):
+                   ADJ: tl.constexpr):
     """Phase 1: chunk summaries (decay product, end value from a zero start)
-    of the four directions, G consecutive chunks per program (the pixel
-    walk, the parameters and the pointers set up once). Forward: v is x and
+    of the four directions, one chunk per program. Forward: v is x and
     the value is h = Σ of Δ·u·B. Backward (``ADJ``): v is gy (float32, x's
     strides), the value is a·g of the adjoint, which runs in the order of
     direction k ^ 2."""
-    c0 = tl.program_id(0) * G
+    c = tl.program_id(0)
     pair = tl.program_id(1) % 2
     b = (tl.program_id(1) // 2).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
@@ -277,50 +276,48 @@ def summary_kernel(v_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, p_ptr, s_ptr, Di,
     bias1 = _chan(bias_ptr, pair + 2, Di, offs_d, mask_d)
     A0 = _load_A(a_ptr, pair, Di, offs_d, mask_d)
     A1 = _load_A(a_ptr, pair + 2, Di, offs_d, mask_d)
-    inner, outer = _walk_start(pair, c0, H, W, T)
-    segs_ = ()
-    ms_ = ()
-    ps_ = ()
-    vals_ = ()
-    for i in tl.static_range(G):
-        c = c0 + i
-        offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
-                                                 L, sx_h, sx_w, T)
-        vs = _load_rows(vb, cofs, offs, ok, mask_d, T)
-        for kk in tl.static_range(2):
-            k = pair + 2 * kk
-            zb = k * sz_k + b * sz_b
-            bias = bias1 if kk == 1 else bias0
-            A = A1 if kk == 1 else A0
-            A2 = A * _LOG2E
-            # the forward of direction 2/3 and the adjoint of direction 0/1
-            # walk the chunk backwards in q (BACK = (kk == 1) != ADJ, written
-            # out: a constexpr cannot be reassigned in an unrolled loop)
-            val = tl.zeros((BD, ), dtype=tl.float32)
-            dsum = tl.zeros((BD, ), dtype=tl.float32)
-            for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
-                                     T - (T + 1) * ((kk == 1) != ADJ),
-                                     1 - 2 * ((kk == 1) != ADJ)):
-                delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zl, bias,
-                                            b, pix[t], ok[t], mask_d, R,
-                                            sd_b, sd_p, sd_j, sz_p)
-                a = tl.exp2(delta * A2)
-                dsum += delta
-                if ADJ:  # g = C·gy + (a·g of the step before); value a·g
-                    val = a * (Ck * vs[t] + val)
-                else:
-                    val = a * val + delta * vs[t] * Bk
-            if (kk == 1) != ADJ:
-                n = NCH - 1 - c
+    inner, outer = _walk_start(pair, c, H, W, T)
+    offs, pix, ok, _, _ = _walk_rows(pair, c, inner, outer, H, W, L, sx_h,
+                                     sx_w, T)
+    vs = _load_rows(vb, cofs, offs, ok, mask_d, T)
+    segs = ()
+    ps = ()
+    vals = ()
+    for kk in tl.static_range(2):
+        k = pair + 2 * kk
+        zb = k * sz_k + b * sz_b
+        bias = bias1 if kk == 1 else bias0
+        A = A1 if kk == 1 else A0
+        A2 = A * _LOG2E
+        # the forward of direction 2/3 and the adjoint of direction 0/1 walk
+        # the chunk backwards in q (BACK = (kk == 1) != ADJ, written out: a
+        # constexpr cannot be reassigned in an unrolled loop)
+        val = tl.zeros((BD, ), dtype=tl.float32)
+        dsum = tl.zeros((BD, ), dtype=tl.float32)
+        for t in tl.static_range((T - 1) * ((kk == 1) != ADJ),
+                                 T - (T + 1) * ((kk == 1) != ADJ),
+                                 1 - 2 * ((kk == 1) != ADJ)):
+            delta, _, Bk, Ck = _step_in(k, z_ptr, xdbl_ptr, zb, zl, bias, b,
+                                        pix[t], ok[t], mask_d, R, sd_b, sd_p,
+                                        sd_j, sz_p)
+            a = tl.exp2(delta * A2)
+            dsum += delta
+            if ADJ:  # g = C·gy + (a·g of the step before); value a·g
+                val = a * (Ck * vs[t] + val)
             else:
-                n = c
-            segs_ = segs_ + (_seg(b, k, n, NCH, Di, offs_d), )
-            ms_ = ms_ + (mask_d & (c < NCH), )
-            ps_ = ps_ + (tl.exp(A * dsum), )
-            vals_ = vals_ + (val, )
-    for j in tl.static_range(2 * G):
-        tl.store(p_ptr + segs_[j], ps_[j], mask=ms_[j])
-        tl.store(s_ptr + segs_[j], vals_[j], mask=ms_[j])
+                val = a * val + delta * vs[t] * Bk
+        if (kk == 1) != ADJ:
+            n = NCH - 1 - c
+        else:
+            n = c
+        segs = segs + (_seg(b, k, n, NCH, Di, offs_d), )
+        ps = ps + (tl.exp(A * dsum), )
+        vals = vals + (val, )
+    # both directions' loads before the stores (a load after a store waits
+    # for it: see fwd_kernel)
+    for j in tl.static_range(2):
+        tl.store(p_ptr + segs[j], ps[j], mask=mask_d)
+        tl.store(s_ptr + segs[j], vals[j], mask=mask_d)
 
 
 @triton.jit(do_not_specialize=_RUNTIME)
@@ -360,11 +357,11 @@ def chain_kernel(p_ptr, s_ptr, c_ptr, Di, NCH, BD: tl.constexpr,
 def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
                y_ptr, pair, Di, H, W, L, R, NCH, sx_b, sx_c, sx_h, sx_w, sd_b,
                sd_p, sd_j, sz_k, sz_b, sz_p, sz_c, BD: tl.constexpr,
-               T: tl.constexpr, G: tl.constexpr, ACC: tl.constexpr):
-    """Phase 3 of the forward for one pair, G consecutive chunks per
-    program: its two directions' C·h + D·u, stored into y (pair 0) or added
-    to it (``ACC``, pair 1). y float32 with x's strides."""
-    c0 = tl.program_id(0) * G
+               T: tl.constexpr, ACC: tl.constexpr):
+    """Phase 3 of the forward for one pair, one chunk per program: its two
+    directions' C·h + D·u, stored into y (pair 0) or added to it (``ACC``,
+    pair 1). y float32 with x's strides."""
+    c = tl.program_id(0)
     b = tl.program_id(1).to(tl.int64)
     offs_d = tl.program_id(2) * BD + tl.arange(0, BD)
     mask_d = offs_d < Di
@@ -382,42 +379,39 @@ def fwd_kernel(x_ptr, xdbl_ptr, z_ptr, bias_ptr, a_ptr, d_ptr, carry_ptr,
     A2f = _load_A(a_ptr, pair, Di, offs_d, mask_d) * _LOG2E
     Dsum = (_chan(d_ptr, pair, Di, offs_d, mask_d) +
             _chan(d_ptr, kb, Di, offs_d, mask_d))
-    inner, outer = _walk_start(pair, c0, H, W, T)
-    for i in tl.static_range(G):
-        c = c0 + i
-        offs, pix, ok, inner, outer = _walk_rows(pair, c, inner, outer, H, W,
-                                                 L, sx_h, sx_w, T)
-        # every load of the chunk before its stores: a load after a store
-        # waits for it (the compiler cannot tell the buffers apart), so
-        # stores between rows would expose the memory latency once per row
-        us = _load_rows(xb, cofs, offs, ok, mask_d, T)
+    inner, outer = _walk_start(pair, c, H, W, T)
+    offs, pix, ok, _, _ = _walk_rows(pair, c, inner, outer, H, W, L, sx_h,
+                                     sx_w, T)
+    # every load of the chunk before its stores: a load after a store
+    # waits for it (the compiler cannot tell the buffers apart), so
+    # stores between rows would expose the memory latency once per row
+    us = _load_rows(xb, cofs, offs, ok, mask_d, T)
+    if ACC:
+        prev = _load_rows(yb, cofs, offs, ok, mask_d, T)
+    hb = tl.load(carry_ptr + _seg(b, kb, NCH - 1 - c, NCH, Di, offs_d),
+                 mask=mask_d, other=0.)
+    h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mask_d,
+                other=0.)
+    # the backward direction first, its C·h kept per row
+    ys = ()  # ys[t]: row t
+    for t in tl.static_range(T - 1, -1, -1):
+        delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zl, biasb,
+                                    b, pix[t], ok[t], mask_d, R, sd_b,
+                                    sd_p, sd_j, sz_p)
+        hb = tl.exp2(delta * A2b) * hb + delta * us[t] * Bk
+        ys = (Ck * hb, ) + ys
+    outs = ()
+    for t in tl.static_range(T):
+        delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zl, biasf,
+                                    b, pix[t], ok[t], mask_d, R, sd_b,
+                                    sd_p, sd_j, sz_p)
+        h = tl.exp2(delta * A2f) * h + delta * us[t] * Bk
+        y = Ck * h + ys[t] + Dsum * us[t]
         if ACC:
-            prev = _load_rows(yb, cofs, offs, ok, mask_d, T)
-        mc = mask_d & (c < NCH)
-        hb = tl.load(carry_ptr + _seg(b, kb, NCH - 1 - c, NCH, Di, offs_d),
-                     mask=mc, other=0.)
-        h = tl.load(carry_ptr + _seg(b, pair, c, NCH, Di, offs_d), mask=mc,
-                    other=0.)
-        # the backward direction first, its C·h kept per row
-        ys = ()  # ys[t]: row t
-        for t in tl.static_range(T - 1, -1, -1):
-            delta, _, Bk, Ck = _step_in(kb, z_ptr, xdbl_ptr, zbb, zl, biasb,
-                                        b, pix[t], ok[t], mask_d, R, sd_b,
-                                        sd_p, sd_j, sz_p)
-            hb = tl.exp2(delta * A2b) * hb + delta * us[t] * Bk
-            ys = (Ck * hb, ) + ys
-        outs = ()
-        for t in tl.static_range(T):
-            delta, _, Bk, Ck = _step_in(pair, z_ptr, xdbl_ptr, zbf, zl, biasf,
-                                        b, pix[t], ok[t], mask_d, R, sd_b,
-                                        sd_p, sd_j, sz_p)
-            h = tl.exp2(delta * A2f) * h + delta * us[t] * Bk
-            y = Ck * h + ys[t] + Dsum * us[t]
-            if ACC:
-                y += prev[t]
-            outs = outs + (y, )
-        for t in tl.static_range(T):
-            tl.store(yb + (offs[t] + cofs), outs[t], mask=mask_d & ok[t])
+            y += prev[t]
+        outs = outs + (y, )
+    for t in tl.static_range(T):
+        tl.store(yb + (offs[t] + cofs), outs[t], mask=mask_d & ok[t])
 
 
 @triton.jit(do_not_specialize=_RUNTIME)

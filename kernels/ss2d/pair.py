@@ -14,8 +14,8 @@ from ..common.eager import cast_like, impl_or_op
 from ..common.launch import Launcher
 from ..common.util import cdiv, unfilled
 from . import kernels as kern
-from .config import (K, backward_programs, chain_blocks, chunk_groups,
-                     lane_sums, padded_rows, sm_count, tile_config)
+from .config import (K, backward_programs, chain_blocks, lane_sums,
+                     padded_rows, sm_count, tile_config)
 
 __all__ = ['pad_x_proj', 'fwd1']
 
@@ -88,27 +88,19 @@ def _args(x: Tensor, x_dbl: Tensor, z: Tensor, cfg: dict) -> list:
     ]
 
 
-def _consts(cfg: dict, bwd: bool = False, summary: bool = False) -> dict:
-    """The constexprs and launch options of the backward (``bwd``), the
-    summary (``summary``: the register cap ``regsS``) or the forward
-    kernel."""
-    cap = cfg.get('regsB') if bwd else cfg.get('regsS') if summary else None
-    opts = dict(maxnreg=cap) if cap else {}
+def _consts(cfg: dict, bwd: bool = False) -> dict:
+    """The constexprs and launch options of the backward (``bwd``: the
+    register cap ``regsB``) or the summary and forward kernels."""
     if bwd:
+        cap = cfg.get('regsB')
         return dict(BD=cfg['BDB'], T=cfg['T'], num_warps=cfg['warpsB'],
-                    LANES=lane_sums(cfg), **opts)
-    return dict(BD=cfg['BD'], T=cfg['T'], G=cfg['G'], num_warps=cfg['warps'],
-                **opts)
+                    LANES=lane_sums(cfg), **(dict(maxnreg=cap) if cap else {}))
+    return dict(BD=cfg['BD'], T=cfg['T'], num_warps=cfg['warps'])
 
 
 def _config(x: Tensor, R: int) -> dict:
-    """The launch configuration of a call: :func:`.config.tile_config` and
-    G, the chunks per program of the summary and forward kernels."""
-    Bsz, Di, H, W = x.shape
-    cfg = tile_config(Di, R, H, W)
-    rows = Bsz * cdiv(Di, cfg['BD'])
-    return dict(cfg,
-                G=chunk_groups(cdiv(H * W, cfg['T']), rows, sm_count(x.device)))
+    """The launch configuration of a call (:func:`.config.tile_config`)."""
+    return tile_config(x.shape[1], R, x.shape[2], x.shape[3])
 
 
 def _chain(P: Tensor, S: Tensor) -> Tensor:
@@ -122,8 +114,7 @@ def _chain(P: Tensor, S: Tensor) -> Tensor:
 
 def _grid(x: Tensor, cfg: dict, pairs: int) -> tuple:
     Bsz, Di, H, W = x.shape
-    return (cdiv(cdiv(H * W, cfg['T']), cfg['G']), Bsz * pairs,
-            cdiv(Di, cfg['BD']))
+    return (cdiv(H * W, cfg['T']), Bsz * pairs, cdiv(Di, cfg['BD']))
 
 
 def _bwd_blocks(x: Tensor, cfg: dict) -> Tuple[int, int]:
@@ -148,7 +139,7 @@ def _fwd1_impl(x: Tensor, x_dbl: Tensor, dt_w: Tensor, dt_b: Tensor,
     args, consts = _args(x, x_dbl, z, cfg), _consts(cfg)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     _SUMMARY[_grid(x, cfg, 2)](x, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=False,
-                               **_consts(cfg, summary=True))
+                               **consts)
     carry = _chain(P, S)
     del P, S
     y = torch.empty_like(x, dtype=torch.float32)
@@ -185,7 +176,7 @@ def _bwd1_impl(
         gy = torch.empty_like(x, dtype=torch.float32).copy_(gy)
     P, S = _seg_buffer(x, cfg), _seg_buffer(x, cfg)
     _SUMMARY[_grid(x, cfg, 2)](gy, x_dbl, z, dt_b, A_logs, P, S, *args, ADJ=True,
-                               **_consts(cfg, summary=True))
+                               **_consts(cfg))
     adj = _chain(P, S)
     del P, S
     nch, nd = _bwd_blocks(x, cfg)

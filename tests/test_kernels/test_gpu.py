@@ -85,17 +85,6 @@ def test_ss2d_core_degenerate_shapes(mode, B, C, H, W):
     _check_fp32(B, C, H, W)
 
 
-@pytest.mark.parametrize('groups', [1, 2, 4])
-def test_ss2d_core_chunk_groups(monkeypatch, mode, groups):
-    """The summary and forward kernels walking G chunks per program (G from
-    config.chunk_groups picks 1 at small launches, so it is forced here):
-    30 chunks of 4 rows (a ragged last group at G 4), 40 channels (a partial
-    channel block), against the reference."""
-    config = importlib.import_module('mmvmamba.kernels.ss2d.config')
-    monkeypatch.setitem(config.TUNE, 'G', groups)
-    _check_fp32(2, 40, 9, 13)
-
-
 @pytest.mark.parametrize('B,C,H,W', [(128, 96, 56, 56), (2, 96, 200, 336),
                                      (128, 768, 7, 7), (1, 96, 56, 56)])
 def test_ss2d_core_is_deterministic(deterministic, B, C, H, W):

@@ -75,9 +75,22 @@ def test_static_resources_of_the_launch_configs(tmp_path):
     assert rows['chain']['per_chunk'] is None
     assert rows['chunked_bwd']['per_chunk'] is None
     assert rows['chunked_fwd']['tile'] == 'T=32'  # its G is the directions
-    for name in ('fwd_summary', 'fwd', 'bwd_summary'):
-        assert 0 < rows[name]['per_chunk'] <= rows[name]['instrs']
+    for name in ('fwd_summary', 'fwd', 'bwd_summary'):  # one chunk each
+        assert rows[name]['loop'] == 0
+        assert 0 < rows[name]['per_chunk'] == rows[name]['instrs']
     assert 'T-stage4       bwd_summary' in proc.stdout
+
+
+def test_resident_warps():
+    """Warps per SM from the registers (256-register granules per warp) and
+    at most 32 programs per SM: one-warp programs of few registers fill half
+    an SM."""
+    code = ('import sys; sys.path.insert(0, "tools/benchmark"); '
+            'import kernel_resources as kr; '
+            'print(kr.resident_warps(46, 1), kr.resident_warps(128, 1), '
+            'kr.resident_warps(96, 4), kr.resident_warps(32, 4), '
+            'kr.resident_warps(255, 1))')
+    assert run_python(code).split() == ['32', '16', '20', '64', '8']
 
 
 def test_unknown_shape_is_named():
@@ -113,24 +126,19 @@ print(c.asm['ptx'].count('shfl.sync.bfly'))
 
 
 def test_register_caps(tmp_path):
-    """``--regs-b`` and ``--regs-s`` (as ``config.TUNE['regsB']`` and
-    ``['regsS']``, ``sweep_scan.py``) compile the pair backward and the two
-    summary kernels under those register caps, and only them: more warps
-    fit on an SM."""
+    """``--regs-b`` (as ``config.TUNE['regsB']``, ``sweep_scan.py``)
+    compiles the pair backward under that register cap, and only it: more
+    warps fit on an SM."""
     rows = {}
-    for cap, caps in ((0, ('0', '0')), (112, ('112', '80'))):
+    for cap in (0, 112):
         out = tmp_path / f'res{cap}.json'
-        proc = run('--shapes', 'T-stage1', '--regs-b', caps[0], '--regs-s',
-                   caps[1], '--json', str(out))
+        proc = run('--shapes', 'T-stage1', '--regs-b', str(cap), '--json',
+                   str(out))
         assert proc.returncode == 0, proc.stderr[-3000:]
         rows[cap] = {r['kernel']: r for r in json.loads(out.read_text())
                      ['rows']}
     assert rows[112]['bwd']['regs'] <= 112 < rows[0]['bwd']['regs']
     assert rows[112]['bwd']['resident_warps'] > rows[0]['bwd'][
         'resident_warps']
-    for name in ('fwd_summary', 'bwd_summary'):
-        assert rows[112][name]['regs'] <= 80 < rows[0][name]['regs']
-        assert rows[112][name]['resident_warps'] > rows[0][name][
-            'resident_warps']
-    for name in ('fwd', 'chain'):
+    for name in ('fwd_summary', 'bwd_summary', 'fwd', 'chain'):
         assert rows[112][name]['regs'] == rows[0][name]['regs']

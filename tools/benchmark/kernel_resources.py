@@ -45,6 +45,9 @@ POINTER_TYPES = dict(
     dz_ptr='*bf16')
 REGISTERS_PER_SM = 65536
 MAX_WARPS_PER_SM = 64
+#: resident blocks (programs) per SM, whatever their registers: one-warp
+#: programs fill at most half of an SM's warps
+MAX_BLOCKS_PER_SM = 32
 
 
 def cuobjdump() -> str:
@@ -159,26 +162,24 @@ def per_chunk(res: Dict, chunks: int) -> int:
 
 def resident_warps(regs: int, warps: int) -> int:
     """Warps per SM that the register file allows (allocation: 256 registers
-    per warp granule)."""
+    per warp granule), at most :data:`MAX_BLOCKS_PER_SM` programs."""
     per_warp = math.ceil(regs * 32 / 256) * 256
-    blocks = REGISTERS_PER_SM // (per_warp * warps)
+    blocks = min(MAX_BLOCKS_PER_SM, REGISTERS_PER_SM // (per_warp * warps))
     return min(MAX_WARPS_PER_SM, blocks * warps)
 
 
-#: SMs of the cards the chunk groups are chosen for (H100 SXM, H200)
+#: SMs of the cards the chain's launch is chosen for (H100 SXM, H200)
 SMS = 132
 
 
 def shape_configs(batch: int, DC: int, H: int, W: int) -> List:
     """(label, kernel, constexprs, warps, pointer types) of the launches at
     one shape, with the launcher's own configuration
-    (``ss2d.config.tile_config``, ``chunk_groups`` and ``chain_blocks`` for
-    a card of :data:`SMS` SMs)."""
+    (``ss2d.config.tile_config`` and ``chain_blocks`` for a card of
+    :data:`SMS` SMs)."""
     R = math.ceil(DC / 16)
     cfg = ss2d.tile_config(DC, R, H, W)
-    G = ss2d.chunk_groups(-(-H * W // cfg['T']),
-                          batch * -(-DC // cfg['BD']), SMS)
-    tile = dict(BD=cfg['BD'], T=cfg['T'], G=G)
+    tile = dict(BD=cfg['BD'], T=cfg['T'])
     btile = dict(BD=cfg['BDB'], T=cfg['T'], LANES=ss2d.lane_sums(cfg))
     BDc, SB = ss2d.chain_blocks(batch * 4, DC, -(-H * W // cfg['T']), SMS)
     chain = dict(BD=BDc, SB=SB)
@@ -250,12 +251,6 @@ def main(argv=None) -> None:
         help='register cap of the pair backward kernel (maxnreg, as '
         'sweep_scan.py --regs-b; 0: none; default: the launcher\'s, '
         'ss2d.config.tile_config)')
-    parser.add_argument(
-        '--regs-s',
-        type=int,
-        default=None,
-        help='register cap of the pair summary kernel (as --regs-b, '
-        'sweep_scan.py --regs-s)')
     args = parser.parse_args(argv)
     unknown = sorted(set(args.shapes) - set(names))
     if unknown:
@@ -271,16 +266,12 @@ def main(argv=None) -> None:
             if label == 'bwd':
                 cap = cfg.get('regsB', 0) if args.regs_b is None else \
                     args.regs_b
-            elif label in ('fwd_summary', 'bwd_summary'):
-                cap = cfg.get('regsS', 0) if args.regs_s is None else \
-                    args.regs_s
             else:
                 cap = 0
             res = resources(kernel, cx, warps, args.arch, ptrs, cap)
             tile = f'T={cx["T"]}' if 'T' in cx else '-'
-            if 'G' in cx and not label.startswith('chunked'):
-                tile += f'x{cx["G"]}'
-            res['per_chunk'] = (per_chunk(res, cx.get('G', 1 << 30))
+            # one chunk per program, but the persistent backward: many
+            res['per_chunk'] = (per_chunk(res, 1 << 30 if label == 'bwd' else 1)
                                 if 'T' in cx and not label.startswith(
                                     'chunked') else None)
             res.update(

@@ -10,7 +10,7 @@ configuration per shape and writes all timings as JSON.
 
     python tools/benchmark/sweep_scan.py [--json out.json] \\
         [--shapes T-stage1 MaskRCNN-s1] [--fwd 64/1 32/1] [--bwd 32/1] \\
-        [--chunks 4 8] [--per-sm 16 32] [--groups 0 1 2 4] \\
+        [--chunks 4 8] [--per-sm 16 32] \\
         [--regs-b 0 112]
 """
 import argparse
@@ -63,25 +63,11 @@ def main(argv=None):
         help='persistent backward programs per SM (default: the '
         'launcher\'s)')
     parser.add_argument(
-        '--groups',
-        nargs='+',
-        type=int,
-        default=[0],
-        help='chunks per program of the summary and forward kernels (0: '
-        'the rule of config.chunk_groups)')
-    parser.add_argument(
         '--regs-b',
         nargs='+',
         type=int,
         default=None,
         help='register cap of the backward kernel (maxnreg; 0: none; '
-        'default: the launcher\'s)')
-    parser.add_argument(
-        '--regs-s',
-        nargs='+',
-        type=int,
-        default=None,
-        help='register cap of the summary kernel (maxnreg; 0: none; '
         'default: the launcher\'s)')
     args = parser.parse_args(argv)
 
@@ -92,13 +78,10 @@ def main(argv=None):
     configs = [
         dict(BD=f[0], warps=f[1], BDB=b[0], warpsB=b[1], T=t,
              **(dict(per_sm=n) if n is not None else {}),
-             **(dict(G=g) if g else {}),
-             **(dict(regsB=r) if r is not None else {}),
-             **(dict(regsS=rs) if rs is not None else {}))
-        for f, b, t, n, g, r, rs in itertools.product(
+             **(dict(regsB=r) if r is not None else {}))
+        for f, b, t, n, r in itertools.product(
             map(split, args.fwd), map(split, args.bwd), args.chunks,
-            args.per_sm or [None], args.groups, args.regs_b or [None],
-            args.regs_s or [None])
+            args.per_sm or [None], args.regs_b or [None])
     ]
     shapes = [s for s in SHAPES if not args.shapes or s[0] in args.shapes]
     # the pair kernels at every batch (the default path takes the chunked
@@ -131,13 +114,11 @@ def main(argv=None):
             best = min(rows, key=lambda r: r['fwd_bwd_ms'])
             bestf = min(rows, key=lambda r: r['fwd_ms'])
             print(f'  {name:14s} f+b {best["fwd_bwd_ms"]:.3f} ms '
-                  f'BD={best["BD"]} T={best["T"]} G={best.get("G", "rule")} '
+                  f'BD={best["BD"]} T={best["T"]} '
                   f'per_sm={best.get("per_sm", "default")} '
-                  f'regsB={best.get("regsB", "default")} '
-                  f'regsS={best.get("regsS", "default")} | fwd '
+                  f'regsB={best.get("regsB", "default")} | fwd '
                   f'{bestf["fwd_ms"]:.3f} ms BD={bestf["BD"]} '
-                  f'T={bestf["T"]} G={bestf.get("G", "rule")} '
-                  f'regsS={bestf.get("regsS", "default")}')
+                  f'T={bestf["T"]}')
     write_json(args.json,
                dict(device=torch.cuda.get_device_name(), rows=results))
 
