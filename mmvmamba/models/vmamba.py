@@ -866,7 +866,9 @@ class VMamba(BaseModule):
             fixed-size training (classification, segmentation crops):
             each kept shape holds its activations in its own memory pool.
             ``True`` keeps 1 shape, an int that many. Two forwards before
-            one backward run the second eagerly.
+            one backward run the second eagerly. Both graph options are
+            eager mode's: under ``torch.compile`` the model runs its plain
+            forward (compile's own graphs: ``mode='reduce-overhead'``).
         pretrained: official alias of
             ``init_cfg=dict(type='Pretrained', checkpoint=pretrained)``.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL,
@@ -1149,6 +1151,12 @@ class VMamba(BaseModule):
         H_i ≈ H / 2**(i + 2) (exact for sizes divisible by 32).
         """
         check_input(x, self.patch_embed)
+        if torch.compiler.is_compiling():
+            # the graphs below are eager mode's; under torch.compile they
+            # would be traced (their caches' bookkeeping recompiled on every
+            # new key): a compiled model has its own graphs, mode
+            # 'reduce-overhead'
+            return self._forward(x)
         if self._graphs is not None and not self.training:
             return self._graphs(self._forward, x)
         if (self._train_graphs is not None and self.training

@@ -288,6 +288,41 @@ def test_train_graphs_skip_cpu_no_grad_and_checkpointing():
     assert copy.deepcopy(model)._train_graphs.max_graphs == 1
 
 
+def test_compiled_model_bypasses_its_graphs(monkeypatch):
+    """Under torch.compile the backbone runs its plain forward: the graph
+    caches (eager mode's) are not consulted, so dynamo neither traces their
+    bookkeeping nor recompiles on it (on a GPU a compiled VMamba with
+    cuda_graph_train hit the recompile limit); eager calls still consult
+    them."""
+    from mmvmamba.models import cuda_graph
+    calls = []
+
+    def usable(x):
+        if torch.compiler.is_compiling():
+            raise AssertionError('graph cache consulted under compile')
+        calls.append(x.shape)
+        return False
+
+    for cache in (cuda_graph.GraphCache, cuda_graph.TrainGraphCache):
+        monkeypatch.setattr(cache, 'usable', staticmethod(usable))
+    torch.manual_seed(0)
+    model = VMamba(**TINY, backend='torch', cuda_graph=True,
+                   cuda_graph_train=True)
+    x = torch.randn(1, 3, 32, 32)
+    compiled = torch.compile(model, backend='eager', fullgraph=True)
+    for train in (True, False):
+        model.train(train)
+        with torch.set_grad_enabled(train):
+            torch.manual_seed(1)  # the same drop path in both
+            outs = compiled(x)
+            torch.manual_seed(1)
+            for out, ref in zip(outs, model._forward(x)):
+                torch.testing.assert_close(out, ref)
+        assert calls == []
+    model(x)  # eager: the cache decides
+    assert calls == [x.shape]
+
+
 @pytest.mark.skipif(
     not torch.cuda.is_available(), reason='needs a CUDA GPU (H200 run)')
 @pytest.mark.parametrize('amp', [False, True])

@@ -123,7 +123,9 @@ def run_model(name: str,
         _breakdown(res, 'train_amp', step, iters)
     del step  # its optimizer state
     backbone = getattr(model, 'backbone', None)
-    if backbone_graph and hasattr(backbone, '_train_graphs'):
+    # the backbone's graphs are eager mode's (a compiled VMamba bypasses them)
+    if backbone_graph and not compile_model and hasattr(
+            backbone, '_train_graphs'):
         from mmvmamba.models.cuda_graph import TrainGraphCache
         backbone._train_graphs = TrainGraphCache(1)
         try:
