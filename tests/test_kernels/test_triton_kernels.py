@@ -444,8 +444,8 @@ def test_pair_kernels_write_every_buffer_they_allocate(B, Di, H, W, dtype):
 
     from mmvmamba.kernels.ss2d import pair
     from mmvmamba.kernels.ss2d.op import _operands
-    x, *params = [t.detach() for t in _ss2d_inputs(B, Di, H, W, 1, 2, dtype,
-                                                    True)]
+    x, *params = [
+        t.detach() for t in _ss2d_inputs(B, Di, H, W, 1, 2, dtype, True)]
     _, _, x_dbl, dt_w, dt_b, a, Ds32 = _operands(x, *params, True, x.dtype)
     gy = torch.randn((B, Di, H, W), generator=torch.Generator().manual_seed(1))
     gy = gy.to(DEVICE).to(memory_format=torch.channels_last)

@@ -19,6 +19,9 @@
 #   kernels the SS2D core against its memory floor and the public
 #           recurrence kernels (bench_kernels.py, each library in its own
 #           process), merged into one markdown table (kernels.md)
+#   dispatch the pair against the chunked kernels on the small maps of
+#           VMamba-T/S/B at batch 128, GPU and wall ms (dispatch_gpu.py;
+#           DISPATCH_ARGS adds arguments): the data for config.use_pairs
 #   layernorm the LayerNorm op at VMamba-T's shapes against its floor and
 #           PyTorch (bench_layernorm.py; LN_ARGS adds arguments)
 #   host    the host's cost per op call and per small training step
@@ -175,6 +178,12 @@ stage_ab() {
     done
   fi
 }
+stage_dispatch() {
+  echo "== dispatch"
+  timeout "${T_DISPATCH:-240}" python3 tools/benchmark/dispatch_gpu.py --json "$RES/dispatch.json" \
+    ${DISPATCH_ARGS:-} > "$RES/dispatch.log" 2>&1
+  echo "rc=$?"; grep -v -i warn "$RES/dispatch.log"
+}
 stage_layernorm() {
   echo "== layernorm"
   timeout "${T_LN:-150}" python3 tools/benchmark/bench_layernorm.py --json "$RES/layernorm.json" \
@@ -231,7 +240,7 @@ stage_demo() {
 
 for stage in $STAGES; do
   if ! declare -F "stage_$stage" >/dev/null; then
-    echo "unknown stage '$stage' (known: tests sweep ncu ab kernels layernorm host models profile maskrcnn scaling demo)"
+    echo "unknown stage '$stage' (known: tests sweep ncu ab kernels dispatch layernorm host models profile maskrcnn scaling demo)"
     exit 2
   fi
   "stage_$stage"
