@@ -9,7 +9,9 @@ Models named in ``--compile-models`` get an extra ``NAME+c`` row run under
 replays forward and backward from CUDA graphs); ``--compile`` compiles
 every row instead. ``--pairs`` makes the SS2D core take the pair kernels at
 every stage (as inside a CUDA-graph capture; eager, the chunked kernels serve
-small maps at batch > 2), to measure that choice under compilation.
+small maps at batch > 2), to measure that choice under compilation; models
+named in ``--pair-models`` get an extra ``NAME+p`` row with the pair kernels
+at every stage, in the same process as their default row.
 ``--latency`` adds batch-1 latency at 224² (fp32 and AMP; wall clock of one
 synchronised forward, median of 50): eager, and replayed from a CUDA graph
 (:class:`mmvmamba.models.cuda_graph.GraphCache`, the path behind
@@ -28,7 +30,7 @@ memory.
 
     python tools/benchmark/bench_models.py [--models vmamba-t swin-t ...]
         [--compile-models vmamba-t swin-t] [--compile-mode reduce-overhead]
-        [--pairs] [--batch 128] [--latency]
+        [--pairs] [--pair-models vmamba-t vmamba-s] [--batch 128] [--latency]
         [--breakdown] [--graph-train] [--backbone-graph] [--json out.json]
 
 Model names: ``mmvmamba.analysis.bench.MODELS`` (``vmamba_t`` is
@@ -186,6 +188,13 @@ def main():
         action='store_true',
         help='the SS2D core takes the pair kernels at every stage')
     parser.add_argument(
+        '--pair-models',
+        nargs='*',
+        default=[],
+        type=model_choice,
+        help='also run these models with the pair kernels at every stage '
+        '(rows NAME+p)')
+    parser.add_argument(
         '--latency',
         action='store_true',
         help='also batch-1 latency (eager and CUDA graph, fp32 and AMP)')
@@ -214,11 +223,15 @@ def main():
     print(f'{"model":12s} {"params":>7s} {"inf fp32":>9s} {"inf amp":>9s} '
           f'{"train amp":>10s} {"peak GiB":>9s}   (img/s)')
     results = []
-    runs = [(name, args.compile) for name in args.models]
-    runs += [(name, True) for name in args.compile_models]
-    for name, comp in runs:
-        label = name + ('+c' if comp and not args.compile else '')
+    runs = [(name, args.compile, False) for name in args.models]
+    runs += [(name, True, False) for name in args.compile_models]
+    runs += [(name, args.compile, True) for name in args.pair_models]
+    default_min_pixels = ss2d.PAIR_MIN_PIXELS
+    for name, comp, everywhere in runs:
+        label = (name + ('+c' if comp and not args.compile else '') +
+                 ('+p' if everywhere else ''))
         t0 = time.time()
+        ss2d.PAIR_MIN_PIXELS = 0 if everywhere else default_min_pixels
         try:
             r = run_model(name, args.batch, args.warmup, args.iters, comp,
                           args.compile_mode, args.latency, args.breakdown,
@@ -227,8 +240,11 @@ def main():
             print(f'{label:12s} failed: {type(exc).__name__}: {exc}')
             torch.cuda.empty_cache()
             continue
+        finally:
+            ss2d.PAIR_MIN_PIXELS = default_min_pixels
         r['model'] = label
         r['compiled'] = comp
+        r['pairs_everywhere'] = everywhere or args.pairs
         results.append(r)
         print(
             f'{label:12s} {r["params_m"]:6.1f}M {r["infer_fp32"]:9.0f} '
@@ -263,6 +279,7 @@ def main():
                   f'vmamba-{size}-s1l20'):
             for peer in (f'swin-{size}', f'convnext-{size}'):
                 pairs.append((v, peer))
+                pairs.append((v + '+p', peer))
                 pairs.append((v + '+c', peer + '+c'))
                 pairs.append((v + '+c', peer))
     print('ratios (>1: VMamba faster; peak mem <1: VMamba smaller)')
