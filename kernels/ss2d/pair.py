@@ -155,9 +155,8 @@ fwd1 = torch.library.custom_op('mmvmamba::ss2d_fwd', mutates_args=())(
 
 @fwd1.register_fake
 def _(x, x_dbl, dt_w, dt_b, A_logs, Ds):
-    Bsz, Di, H, W = x.shape
-    cfg = tile_config(Di, dt_w.shape[2], H, W)
-    return torch.empty_like(x, dtype=torch.float32), _seg_buffer(x, cfg)
+    return (torch.empty_like(x, dtype=torch.float32),
+            _seg_buffer(x, _config(x, dt_w.shape[2])))
 
 
 @unfilled

@@ -211,6 +211,25 @@ def test_ss2d_core_deterministic_pairs(B, Di, H, W, R, channels_last, dtype):
         assert torch.equal(a, b)
 
 
+def _pairs_match_reference(B, Di, H, W, R=2):
+    """The pair kernels (deterministic mode) on float32 channels-last
+    inputs: output and every gradient against the reference."""
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        ins = _ss2d_inputs(B, Di, H, W, 1, R, torch.float32, True)
+        g = torch.randn((B, Di, H, W),
+                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
+        y = ss2d_core(*ins, backend='triton')
+        got = grads(y, ins, g)
+    finally:
+        torch.use_deterministic_algorithms(False)
+    ref = ss2d_core_ref(*ins)
+    assert rel_err(y, ref) < TOL[torch.float32][0]
+    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
+                          grads(ref, ins, g)):
+        assert rel_err(a, b) < TOL[torch.float32][1], name
+
+
 @pytest.mark.parametrize('chain', [(16, 32), (8, 16)])
 def test_pair_chain_in_several_steps(monkeypatch, chain):
     """The chain kernel walking 40 chunk summaries (L = 320, chunks of 8
@@ -222,20 +241,7 @@ def test_pair_chain_in_several_steps(monkeypatch, chain):
     config = importlib.import_module('mmvmamba.kernels.ss2d.config')
     monkeypatch.setitem(config.TUNE, 'chainBD', chain[0])
     monkeypatch.setitem(config.TUNE, 'chainSB', chain[1])
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        ins = _ss2d_inputs(1, 24, 16, 20, 1, 2, torch.float32, True)
-        g = torch.randn((1, 24, 16, 20),
-                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
-        y = ss2d_core(*ins, backend='triton')
-        got = grads(y, ins, g)
-    finally:
-        torch.use_deterministic_algorithms(False)
-    ref = ss2d_core_ref(*ins)
-    assert rel_err(y, ref) < TOL[torch.float32][0]
-    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
-                          grads(ref, ins, g)):
-        assert rel_err(a, b) < TOL[torch.float32][1], name
+    _pairs_match_reference(1, 24, 16, 20)
 
 
 def test_chain_blocks_rule(monkeypatch):
@@ -516,21 +522,8 @@ def test_pair_kernels_under_register_caps(monkeypatch):
     for name, launcher in (('bwd', pair._BWD), ('summary', pair._SUMMARY),
                            ('fwd', pair._FWD), ('chain', pair._CHAIN)):
         spying(name, launcher)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    try:
-        ins = _ss2d_inputs(1, 16, 3, 5, 1, 2, torch.float32, True)
-        g = torch.randn((1, 16, 3, 5),
-                        generator=torch.Generator().manual_seed(1)).to(DEVICE)
-        y = ss2d_core(*ins, backend='triton')
-        got = grads(y, ins, g)
-    finally:
-        torch.use_deterministic_algorithms(False)
+    _pairs_match_reference(1, 16, 3, 5)
     assert caps['bwd'] == [112, 112]  # both pair launches
     assert len(caps['summary']) == 2  # the forward's and the adjoint's
     assert set(caps['summary']) == set(caps['fwd']) == set(caps['chain']) \
         == {None}
-    ref = ss2d_core_ref(*ins)
-    assert rel_err(y, ref) < TOL[torch.float32][0]
-    for name, a, b in zip('x x_proj dt_w dt_b A_logs Ds'.split(), got,
-                          grads(ref, ins, g)):
-        assert rel_err(a, b) < TOL[torch.float32][1], name

@@ -7,18 +7,19 @@ per image to the chunked kernels, a rule decided on VMamba-T's stage 3 when
 its eager step waited for the host. Where a step is GPU-bound (VMamba-S and
 -B at batch 128: wall ≈ GPU time) the kernel time decides instead. For each
 stage of each model at 28², 14² and 7²: the GPU time of every kernel of one
-forward + backward (torch.profiler, summed: the host's speed left out) and
-the wall time per call (CUDA events: the host's included), both paths.
+forward + backward and the wall time per call, both paths
+(:func:`mmvmamba.analysis.bench.step_breakdown`, the method of
+``bench_models.py --breakdown``: the GPU time leaves the host's speed out,
+the wall time has it).
 
     python tools/benchmark/dispatch_gpu.py [--archs tiny small base] \\
         [--batch 128] [--json out.json]
 """
 import argparse
-import statistics
 
 import torch
 
-from mmvmamba.analysis.bench import core_calls, write_json
+from mmvmamba.analysis.bench import core_calls, step_breakdown, write_json
 from mmvmamba.kernels import ss2d_core
 from mmvmamba.kernels.ss2d import config
 from mmvmamba.models.vmamba import ARCH_SETTINGS
@@ -36,38 +37,6 @@ def stage_shapes(arch: str, sizes=(28, 14, 7)) -> list:
     return out
 
 
-def gpu_ms(fn, steps: int = 5) -> float:
-    """Kernel time per call (torch.profiler, every CUDA kernel summed)."""
-    from torch.profiler import ProfilerActivity, profile
-    fn()
-    torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(steps):
-            fn()
-        torch.cuda.synchronize()
-    # CUDA activity only: no CPU ops whose totals would count kernels twice
-    total = sum(e.device_time_total for e in prof.key_averages()
-                if e.device_time_total > 0)
-    return total / steps / 1e3
-
-
-def wall_ms(fn, iters: int = 20) -> float:
-    """Median ms per call between CUDA events, after 3 warm-up calls."""
-    for _ in range(3):
-        fn()
-    torch.cuda.synchronize()
-    times = []
-    for _ in range(iters):
-        start = torch.cuda.Event(enable_timing=True)
-        end = torch.cuda.Event(enable_timing=True)
-        start.record()
-        fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end))
-    return statistics.median(times)
-
-
 def measure(batch: int, Di: int, side: int, pairs: bool) -> dict:
     """GPU and wall ms per forward + backward (and forward) of one path:
     the pair kernels under deterministic algorithms, the chunked ones with
@@ -78,9 +47,15 @@ def measure(batch: int, Di: int, side: int, pairs: bool) -> dict:
         config.PAIR_MIN_PIXELS = 1 << 30
     try:
         assert config.use_pairs(1, batch, side * side) == pairs
-        fwd, fwd_bwd = core_calls(ss2d_core, batch, Di, side, side)
-        return dict(gpu_fb=gpu_ms(fwd_bwd), wall_fb=wall_ms(fwd_bwd),
-                    gpu_f=gpu_ms(fwd), wall_f=wall_ms(fwd))
+        out = {}
+        for kind, fn in zip(('f', 'fb'),
+                            core_calls(ss2d_core, batch, Di, side, side)):
+            for _ in range(3):  # compile, warm the allocator
+                fn()
+            ms = step_breakdown(fn, 20)
+            out.update({f'gpu_{kind}': ms['device'],
+                        f'wall_{kind}': ms['wall']})
+        return out
     finally:
         config.PAIR_MIN_PIXELS = saved
         torch.use_deterministic_algorithms(False)
